@@ -1,0 +1,209 @@
+//! A small, fast byte-string hash and an open-addressing table keyed by it.
+//!
+//! Paths and header names are short, so a multiply-rotate hash over the bytes (the
+//! rustc `FxHasher` family) beats SipHash by a wide margin. The hash is computed
+//! incrementally, so a path's prefixes at every segment boundary are hashed in one
+//! pass over the path ([`PrefixHasher`]).
+
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// Mixes one byte into a running hash.
+#[inline(always)]
+pub(crate) fn mix(h: u64, b: u8) -> u64 {
+    (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K)
+}
+
+/// The hash of `bytes` from `seed`.
+#[inline]
+pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |h, &b| mix(h, b))
+}
+
+/// The hash of `bytes` folded to ASCII lowercase, for case-insensitive keys.
+#[inline]
+pub(crate) fn hash_lower(seed: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(seed, |h, &b| mix(h, b.to_ascii_lowercase()))
+}
+
+/// Final avalanche so the low bits used for the bucket depend on every byte.
+#[inline(always)]
+pub(crate) fn finish(h: u64) -> u64 {
+    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+}
+
+/// An immutable map from byte strings to `V`, with open addressing and linear probing.
+/// Built once; lookups take a precomputed (unfinished) hash so that callers can hash
+/// incrementally.
+#[derive(Clone, Debug)]
+pub(crate) struct BytesTable<V> {
+    mask: usize,
+    /// `(finished hash, entry index + 1)`; 0 = empty.
+    slots: Box<[(u64, u32)]>,
+    keys: Vec<Box<[u8]>>,
+    values: Vec<V>,
+}
+
+impl<V> BytesTable<V> {
+    pub(crate) fn from_entries(entries: Vec<(Vec<u8>, V)>) -> Self {
+        let cap = (entries.len() * 2).next_power_of_two().max(8);
+        let mut slots = vec![(0u64, 0u32); cap].into_boxed_slice();
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut values = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let h = finish(hash_bytes(0, &key));
+            let mut i = (h as usize) & (cap - 1);
+            while slots[i].1 != 0 {
+                i = (i + 1) & (cap - 1);
+            }
+            keys.push(key.into_boxed_slice());
+            values.push(value);
+            slots[i] = (h, keys.len() as u32);
+        }
+        BytesTable {
+            mask: cap - 1,
+            slots,
+            keys,
+            values,
+        }
+    }
+
+    /// Looks `key` up, given `raw = hash_bytes(0, key)` (not finished).
+    #[inline]
+    pub(crate) fn get_hashed(&self, raw: u64, key: &[u8]) -> Option<&V> {
+        let h = finish(raw);
+        let mut i = (h as usize) & self.mask;
+        loop {
+            let (sh, idx) = self.slots[i];
+            if idx == 0 {
+                return None;
+            }
+            if sh == h && &*self.keys[idx as usize - 1] == key {
+                return Some(&self.values[idx as usize - 1]);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
+        self.get_hashed(hash_bytes(0, key), key)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.keys.iter().map(|k| &**k).zip(self.values.iter())
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.len() * 16 + self.keys.iter().map(|k| k.len() + 16).sum::<usize>()
+    }
+}
+
+/// A perfect hash over a fixed set of keys: every key lands in its own bucket, so a
+/// lookup is one hash, one bucket read and one comparison. Used for the header names
+/// and query keys that predicates refer to ([`crate::predicate`]).
+#[derive(Clone, Debug)]
+pub(crate) struct PerfectHash {
+    seed: u64,
+    mask: usize,
+    /// Bucket → key index + 1 (0 = empty).
+    buckets: Box<[u16]>,
+    keys: Vec<Box<[u8]>>,
+    case_insensitive: bool,
+}
+
+impl PerfectHash {
+    /// Builds a collision-free table for `keys` (already lowercased when
+    /// `case_insensitive`). Keys must be distinct and fewer than 65,535.
+    pub(crate) fn build(keys: Vec<Vec<u8>>, case_insensitive: bool) -> Self {
+        let mut size = (keys.len() * 2).next_power_of_two().max(4);
+        loop {
+            for seed in 1..=256u64 {
+                let seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut buckets = vec![0u16; size].into_boxed_slice();
+                let ok = keys.iter().enumerate().all(|(i, k)| {
+                    let b = (finish(hash_bytes(seed, k)) as usize) & (size - 1);
+                    let free = buckets[b] == 0;
+                    buckets[b] = i as u16 + 1;
+                    free
+                });
+                if ok {
+                    return PerfectHash {
+                        seed,
+                        mask: size - 1,
+                        buckets,
+                        keys: keys.into_iter().map(Vec::into_boxed_slice).collect(),
+                        case_insensitive,
+                    };
+                }
+            }
+            size *= 2;
+        }
+    }
+
+    /// The index of `key` among the keys the table was built from.
+    #[inline]
+    pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let h = if self.case_insensitive {
+            hash_lower(self.seed, key)
+        } else {
+            hash_bytes(self.seed, key)
+        };
+        let b = self.buckets[(finish(h) as usize) & self.mask];
+        if b == 0 {
+            return None;
+        }
+        let stored = &*self.keys[b as usize - 1];
+        let eq = if self.case_insensitive {
+            stored.eq_ignore_ascii_case(key)
+        } else {
+            stored == key
+        };
+        eq.then_some(b as usize - 1)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub(crate) fn key(&self, i: usize) -> &[u8] {
+        &self.keys[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_finds_every_key_and_nothing_else() {
+        let entries: Vec<(Vec<u8>, usize)> = (0..1000)
+            .map(|i| (format!("/k/{i}").into_bytes(), i))
+            .collect();
+        let t = BytesTable::from_entries(entries);
+        for i in 0..1000 {
+            assert_eq!(t.get(format!("/k/{i}").as_bytes()), Some(&i));
+        }
+        assert_eq!(t.get(b"/k/1000"), None);
+        assert_eq!(t.get(b""), None);
+    }
+
+    #[test]
+    fn perfect_hash_is_collision_free_and_case_folds() {
+        let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("x-h-{i}").into_bytes()).collect();
+        let ph = PerfectHash::build(keys, true);
+        for i in 0..300 {
+            assert_eq!(ph.find(format!("X-H-{i}").as_bytes()), Some(i));
+        }
+        assert_eq!(ph.find(b"x-h-300"), None);
+        let empty = PerfectHash::build(vec![], false);
+        assert_eq!(empty.find(b"a"), None);
+    }
+}

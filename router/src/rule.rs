@@ -1,0 +1,186 @@
+//! One compiled rule: the matchers checked after the path index named it a candidate,
+//! and how its captures are read.
+
+use crate::pattern::SegPart;
+use crate::predicate::Predicate;
+use crate::template::Template;
+use regex_automata::util::primitives::NonMaxUsize;
+use regex_automata::{meta, Anchored, Input};
+use std::sync::OnceLock;
+
+/// A host matcher: exact, or a `*.suffix` wildcard (stored as `.suffix`).
+#[derive(Clone, Debug)]
+pub(crate) enum HostPattern {
+    Exact(Box<[u8]>),
+    Suffix(Box<[u8]>),
+}
+
+impl HostPattern {
+    pub(crate) fn parse(s: &str) -> Option<HostPattern> {
+        let s = s.trim().to_ascii_lowercase();
+        let s = s.strip_suffix('.').unwrap_or(&s);
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+                })
+        };
+        match s.strip_prefix("*.") {
+            Some(rest) if valid(rest) => {
+                Some(HostPattern::Suffix(format!(".{rest}").into_bytes().into()))
+            }
+            Some(_) => None,
+            None if valid(s) => Some(HostPattern::Exact(s.as_bytes().into())),
+            None => None,
+        }
+    }
+
+    /// `host` is lowercased, without port or trailing dot.
+    #[inline]
+    pub(crate) fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(h) => host == &**h,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s),
+        }
+    }
+}
+
+/// Lowercases `raw` (a Host header value or an absolute-form authority) into `out`,
+/// dropping the port and a trailing dot.
+pub(crate) fn normalize_host(raw: &[u8], out: &mut Vec<u8>) {
+    let raw = raw.trim_ascii();
+    let host = if raw.first() == Some(&b'[') {
+        memchr::memchr(b']', raw).map_or(raw, |p| &raw[..=p])
+    } else {
+        memchr::memchr(b':', raw).map_or(raw, |p| &raw[..p])
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    out.clear();
+    out.extend(host.iter().map(u8::to_ascii_lowercase));
+}
+
+const STANDARD_METHODS: [&[u8]; 9] = [
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT",
+];
+
+/// The bit of a standard method, or 0 for an extension method.
+#[inline]
+pub(crate) fn method_bit(m: &[u8]) -> u16 {
+    STANDARD_METHODS
+        .iter()
+        .position(|s| *s == m)
+        .map_or(0, |i| 1 << i)
+}
+
+/// A set of methods. `any` when the rule names none.
+#[derive(Clone, Debug)]
+pub(crate) struct MethodSet {
+    pub any: bool,
+    pub mask: u16,
+    pub other: Box<[Box<[u8]>]>,
+}
+
+impl MethodSet {
+    #[inline]
+    pub(crate) fn contains(&self, bit: u16, method: &[u8]) -> bool {
+        self.any
+            || (bit != 0 && self.mask & bit != 0)
+            || (bit == 0 && self.other.iter().any(|o| **o == *method))
+    }
+}
+
+/// How the winner's captures are read.
+#[derive(Clone, Debug)]
+pub(crate) enum CaptureKind {
+    /// Exact and prefix paths, and regexes without groups.
+    None,
+    /// Literals and `[^/]+` pieces: split at `/`.
+    Segments(Box<[SegPart]>),
+    /// A regex; its capture engine is built on first use (one-pass DFA when the
+    /// pattern allows, which the meta regex picks for anchored searches).
+    Regex {
+        pattern: Box<str>,
+        re: OnceLock<Option<meta::Regex>>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Rule {
+    pub name: Box<str>,
+    pub group: Box<str>,
+    pub env_mask: u64,
+    pub methods: MethodSet,
+    pub hosts: Box<[HostPattern]>,
+    /// Length of the context path stripped before the path matcher.
+    pub ctx_len: usize,
+    pub groups: u16,
+    pub names: Box<[(Box<str>, u16)]>,
+    pub capture: CaptureKind,
+    pub predicates: Box<[Predicate]>,
+    pub target: Option<Template>,
+    pub path_text: Box<str>,
+}
+
+/// A capture span (start, end) into the scratch path; `UNSET` when the group did not
+/// participate.
+pub(crate) const UNSET: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl Rule {
+    /// Reads the captures of `stripped` (a suffix of the scratch path starting at
+    /// `base`) into `caps`. Returns false if the regex unexpectedly does not match.
+    pub(crate) fn captures(
+        &self,
+        stripped: &[u8],
+        base: usize,
+        caps: &mut Vec<(u32, u32)>,
+        slots: &mut Vec<Option<NonMaxUsize>>,
+    ) -> bool {
+        caps.clear();
+        caps.resize(self.groups as usize, UNSET);
+        match &self.capture {
+            CaptureKind::None => true,
+            CaptureKind::Segments(parts) => {
+                let mut at = 0;
+                for part in parts.iter() {
+                    match part {
+                        SegPart::Lit(l) => at += l.len(),
+                        SegPart::Segment(g) => {
+                            let rest = stripped.get(at..).unwrap_or_default();
+                            let end = at + memchr::memchr(b'/', rest).unwrap_or(rest.len());
+                            if let Some(g) = g {
+                                caps[*g as usize] = ((base + at) as u32, (base + end) as u32);
+                            }
+                            at = end;
+                        }
+                    }
+                }
+                true
+            }
+            CaptureKind::Regex { pattern, re } => {
+                let re = re.get_or_init(|| {
+                    meta::Regex::builder()
+                        .syntax(crate::pattern::syntax_config())
+                        .build(&format!("(?:{pattern})$"))
+                        .ok()
+                });
+                let Some(re) = re else { return false };
+                slots.clear();
+                slots.resize(
+                    re.group_info().implicit_slot_len() + 2 * self.groups as usize,
+                    None,
+                );
+                let input = Input::new(stripped).anchored(Anchored::Yes);
+                if re.search_slots(&input, slots).is_none() {
+                    return false;
+                }
+                for (g, cap) in caps.iter_mut().enumerate() {
+                    if let (Some(s), Some(e)) = (slots[2 * g + 2], slots[2 * g + 3]) {
+                        *cap = ((base + s.get()) as u32, (base + e.get()) as u32);
+                    }
+                }
+                true
+            }
+        }
+    }
+}
