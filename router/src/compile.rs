@@ -48,12 +48,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
     for (i, r) in spec.rules.iter().enumerate() {
         let id = i as u32;
         if !seen.insert((r.group.as_str(), r.name.as_str())) {
-            return Err(err(
-                i,
-                r,
-                ErrorSite::Rule,
-                "duplicate rule name in its group",
-            ));
+            return Err(err(i, r, ErrorSite::Rule, "duplicate rule name in its group"));
         }
         // Context path: "/x" or none.
         let ctx = match r.context_path.as_deref().map(|c| c.trim_end_matches('/')) {
@@ -170,12 +165,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
             {
-                return Err(err(
-                    i,
-                    r,
-                    ErrorSite::Method(mi),
-                    format!("invalid method '{m}'"),
-                ));
+                return Err(err(i, r, ErrorSite::Method(mi), format!("invalid method '{m}'")));
             }
             match crate::rule::method_bit(m.as_bytes()) {
                 0 => other.push(m.as_bytes().into()),
@@ -189,18 +179,14 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             Some(envs) => {
                 let mut mask = 0u64;
                 for (ei, e) in envs.iter().enumerate() {
-                    let pos = spec
-                        .environments
-                        .iter()
-                        .position(|x| x == e)
-                        .ok_or_else(|| {
-                            err(
-                                i,
-                                r,
-                                ErrorSite::Environment(ei),
-                                format!("unknown environment '{e}'"),
-                            )
-                        })?;
+                    let pos = spec.environments.iter().position(|x| x == e).ok_or_else(|| {
+                        err(
+                            i,
+                            r,
+                            ErrorSite::Environment(ei),
+                            format!("unknown environment '{e}'"),
+                        )
+                    })?;
                     mask |= 1 << pos;
                 }
                 mask
@@ -224,28 +210,30 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
         }
         let mut rule_preds = Vec::with_capacity(r.predicates.len());
         for (pi, p) in r.predicates.iter().enumerate() {
-            rule_preds.push(slots.predicate(p, spec.limits.max_regex_bytes).map_err(
-                |(off, m)| {
-                    err(
-                        i,
-                        r,
-                        ErrorSite::Predicate {
-                            index: pi,
-                            offset: Some(off),
-                        },
-                        format!("predicate on '{}': {m}", p.name),
-                    )
-                },
-            )?);
+            rule_preds.push(
+                slots
+                    .predicate(p, spec.limits.max_regex_bytes)
+                    .map_err(|(off, m)| {
+                        err(
+                            i,
+                            r,
+                            ErrorSite::Predicate {
+                                index: pi,
+                                offset: Some(off),
+                            },
+                            format!("predicate on '{}': {m}", p.name),
+                        )
+                    })?,
+            );
         }
         preds.push(rule_preds.into_boxed_slice());
         // Target.
         let target = match &r.action {
             ActionSpec::Local => None,
             ActionSpec::Proxy { to } => Some(
-                Template::parse(to, groups, &names, &spec.endpoints).map_err(
-                    |e: TemplateError| err(i, r, ErrorSite::Target, format!("target '{to}': {e}")),
-                )?,
+                Template::parse(to, groups, &names, &spec.endpoints).map_err(|e: TemplateError| {
+                    err(i, r, ErrorSite::Target, format!("target '{to}': {e}"))
+                })?,
             ),
         };
         rules.push(Rule {
@@ -256,10 +244,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             hosts: hosts.into(),
             ctx_len: ctx.len(),
             groups: groups as u16,
-            names: names
-                .into_iter()
-                .map(|(n, g)| (n.into_boxed_str(), g))
-                .collect(),
+            names: names.into_iter().map(|(n, g)| (n.into_boxed_str(), g)).collect(),
             capture,
             predicates: Box::new([]),
             target,

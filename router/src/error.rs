@@ -43,11 +43,7 @@ pub struct BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn new(
-        rule: Option<(usize, String)>,
-        site: ErrorSite,
-        message: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn new(rule: Option<(usize, String)>, site: ErrorSite, message: impl Into<String>) -> Self {
         let (rule, rule_name) = match rule {
             Some((i, n)) => (Some(i), Some(n)),
             None => (None, None),

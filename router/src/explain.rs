@@ -87,7 +87,7 @@ impl CompiledRouter {
             let mut failed = None;
             let checked = out.winner.is_none();
             if checked {
-                failed = self.first_failure(rule, req, &mut headers, s);
+                failed = self.first_failure(rule, req, &mut headers, s, true);
                 if failed.is_none() {
                     if self.capture(rule, s) {
                         out.winner = Some(route);

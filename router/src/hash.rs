@@ -22,9 +22,7 @@ pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
 /// The hash of `bytes` folded to ASCII lowercase, for case-insensitive keys.
 #[inline]
 pub(crate) fn hash_lower(seed: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(seed, |h, &b| mix(h, b.to_ascii_lowercase()))
+    bytes.iter().fold(seed, |h, &b| mix(h, b.to_ascii_lowercase()))
 }
 
 /// Final avalanche so the low bits used for the bucket depend on every byte.
@@ -184,9 +182,7 @@ mod tests {
 
     #[test]
     fn table_finds_every_key_and_nothing_else() {
-        let entries: Vec<(Vec<u8>, usize)> = (0..1000)
-            .map(|i| (format!("/k/{i}").into_bytes(), i))
-            .collect();
+        let entries: Vec<(Vec<u8>, usize)> = (0..1000).map(|i| (format!("/k/{i}").into_bytes(), i)).collect();
         let t = BytesTable::from_entries(entries);
         for i in 0..1000 {
             assert_eq!(t.get(format!("/k/{i}").as_bytes()), Some(&i));

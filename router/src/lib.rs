@@ -216,7 +216,7 @@ impl CompiledRouter {
             }
             prev = c;
             let rule = &self.rules[c as usize];
-            if self.first_failure(rule, req, &mut headers, s).is_none() && self.capture(rule, s) {
+            if self.first_failure(rule, req, &mut headers, s, false).is_none() && self.capture(rule, s) {
                 return Ok(Some(RouteId(c)));
             }
         }
@@ -235,21 +235,23 @@ impl CompiledRouter {
         s.host_done = false;
         s.slots.reset();
         s.candidates.clear();
-        self.index
-            .candidates(&s.path, &mut s.paths, &mut s.candidates);
+        self.index.candidates(&s.path, &mut s.paths, &mut s.candidates);
         if s.candidates.len() > 1 {
             s.candidates.sort_unstable();
         }
         Ok(())
     }
 
-    /// The first matcher of `rule` (after its path) that fails, or `None`.
+    /// The first matcher of `rule` (after its path) that fails, or `None`. A failed
+    /// predicate is described only when `describe` is set (explain): describing
+    /// allocates, and matching must not.
     fn first_failure<'h, H>(
         &self,
         rule: &Rule,
         req: &RequestView<'_>,
         headers: &mut Option<H>,
         s: &mut MatchScratch,
+        describe: bool,
     ) -> Option<Failure>
     where
         H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
@@ -257,10 +259,7 @@ impl CompiledRouter {
         if rule.env_mask & (1u64 << (req.env.0 & 63)) == 0 {
             return Some(Failure::Environment);
         }
-        if !rule
-            .methods
-            .contains(rule::method_bit(req.method), req.method)
-        {
+        if !rule.methods.contains(rule::method_bit(req.method), req.method) {
             return Some(Failure::Method);
         }
         if !rule.hosts.is_empty() {
@@ -281,7 +280,11 @@ impl CompiledRouter {
             .position(|p| !p.holds(&s.slots))
             .map(|i| Failure::Predicate {
                 index: i,
-                what: rule.predicates[i].describe(&self.slots),
+                what: if describe {
+                    rule.predicates[i].describe(&self.slots)
+                } else {
+                    String::new()
+                },
             })
     }
 
@@ -293,10 +296,7 @@ impl CompiledRouter {
         }
         let base = rule.ctx_len;
         let MatchScratch {
-            path,
-            caps,
-            re_slots,
-            ..
+            path, caps, re_slots, ..
         } = s;
         rule.captures(&path[base..], base, caps, re_slots)
     }

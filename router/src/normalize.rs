@@ -73,11 +73,7 @@ fn is_normal(path: &[u8], opts: &NormalizeOptions) -> bool {
 /// Normalizes `raw` (the path part of a request-target, without the query). Returns
 /// `None` when `raw` is already normal (match it as is), or `Some(())` with the
 /// normalized path written to `out`.
-pub fn normalize_path(
-    raw: &[u8],
-    opts: &NormalizeOptions,
-    out: &mut Vec<u8>,
-) -> Result<bool, PathError> {
+pub fn normalize_path(raw: &[u8], opts: &NormalizeOptions, out: &mut Vec<u8>) -> Result<bool, PathError> {
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }

@@ -172,9 +172,7 @@ fn build_partition(
                     });
                     return Err(IndexError {
                         rule: culprit.map(|(_, r)| *r),
-                        message: format!(
-                            "path automaton exceeds its size limit ({limit} bytes): {e}"
-                        ),
+                        message: format!("path automaton exceeds its size limit ({limit} bytes): {e}"),
                     });
                 }
             }
@@ -234,13 +232,12 @@ impl PathIndex {
         }
         let mut partitions = Vec::new();
         let mut lazy = 0;
-        let mut add_partition =
-            |rules: Vec<(u32, String)>, lazy: &mut usize| -> Result<u32, IndexError> {
-                let pats: Vec<&str> = rules.iter().map(|(_, p)| p.as_str()).collect();
-                let ids = rules.iter().map(|(r, _)| *r).collect();
-                partitions.push(build_partition(&pats, ids, limit, lazy)?);
-                Ok(partitions.len() as u32 - 1)
-            };
+        let mut add_partition = |rules: Vec<(u32, String)>, lazy: &mut usize| -> Result<u32, IndexError> {
+            let pats: Vec<&str> = rules.iter().map(|(_, p)| p.as_str()).collect();
+            let ids = rules.iter().map(|(r, _)| *r).collect();
+            partitions.push(build_partition(&pats, ids, limit, lazy)?);
+            Ok(partitions.len() as u32 - 1)
+        };
         let mut contexts = Vec::with_capacity(ctxs.len());
         for c in ctxs {
             let wild = if c.wild.is_empty() {
@@ -323,14 +320,7 @@ impl PathIndex {
 
     /// Prefix rules and the context's regex partitions of the entry for `path[..at]`.
     #[inline]
-    fn visit(
-        &self,
-        e: &Entry,
-        path: &[u8],
-        at: usize,
-        out: &mut Vec<u32>,
-        scratch: &mut PathScratch,
-    ) {
+    fn visit(&self, e: &Entry, path: &[u8], at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
         out.extend_from_slice(self.range(e.prefix));
         if e.ctx == NONE {
             return;
@@ -386,9 +376,7 @@ impl PathIndex {
                     scratch.caches.resize_with(self.lazy_partitions, || None);
                 }
                 let cache = scratch.caches[*cache].get_or_insert_with(|| dfa.create_cache());
-                let Ok(mut s) =
-                    dfa.start_state(cache, &start::Config::new().anchored(Anchored::Yes))
-                else {
+                let Ok(mut s) = dfa.start_state(cache, &start::Config::new().anchored(Anchored::Yes)) else {
                     return;
                 };
                 for &b in hay {

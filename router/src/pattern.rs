@@ -213,8 +213,7 @@ mod tests {
     #[test]
     fn shapes() {
         assert!(matches!(analyze("/events").unwrap().shape, Shape::Literal(l) if l == b"/events"));
-        let Shape::Segments(parts) = analyze("/repos/([^/]+)/(?<r>[^/]+)/events").unwrap().shape
-        else {
+        let Shape::Segments(parts) = analyze("/repos/([^/]+)/(?<r>[^/]+)/events").unwrap().shape else {
             panic!("not segments")
         };
         assert_eq!(
@@ -227,15 +226,9 @@ mod tests {
                 SegPart::Lit(b"/events".to_vec().into()),
             ]
         );
-        assert!(matches!(
-            analyze("/a/([^/]+)x").unwrap().shape,
-            Shape::General
-        ));
+        assert!(matches!(analyze("/a/([^/]+)x").unwrap().shape, Shape::General));
         assert!(matches!(analyze("/a/(.*)").unwrap().shape, Shape::General));
-        assert!(matches!(
-            analyze("/a/([0-9]+)").unwrap().shape,
-            Shape::General
-        ));
+        assert!(matches!(analyze("/a/([0-9]+)").unwrap().shape, Shape::General));
     }
 
     #[test]

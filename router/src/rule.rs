@@ -22,14 +22,11 @@ impl HostPattern {
         let valid = |h: &str| {
             !h.is_empty()
                 && h.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
                 })
         };
         match s.strip_prefix("*.") {
-            Some(rest) if valid(rest) => {
-                Some(HostPattern::Suffix(format!(".{rest}").into_bytes().into()))
-            }
+            Some(rest) if valid(rest) => Some(HostPattern::Suffix(format!(".{rest}").into_bytes().into())),
             Some(_) => None,
             None if valid(s) => Some(HostPattern::Exact(s.as_bytes().into())),
             None => None,

@@ -63,10 +63,7 @@ impl std::fmt::Display for TemplateError {
                 "{{#group[{index}]}} is out of range: the path has {groups} capture group(s)"
             ),
             TemplateError::UnknownGroupName(n) => {
-                write!(
-                    f,
-                    "{{#groupName['{n}']}}: the path has no group named '{n}'"
-                )
+                write!(f, "{{#groupName['{n}']}}: the path has no group named '{n}'")
             }
             TemplateError::UnknownEndpoint(n) => {
                 write!(
@@ -74,9 +71,9 @@ impl std::fmt::Display for TemplateError {
                     "{{#endpoints['{n}']}}: no endpoint or endpoint group named '{n}'"
                 )
             }
-            TemplateError::NoOrigin => f.write_str(
-                "a target must start with {#endpoints['name']} or an http:// or https:// URL",
-            ),
+            TemplateError::NoOrigin => {
+                f.write_str("a target must start with {#endpoints['name']} or an http:// or https:// URL")
+            }
         }
     }
 }
@@ -117,12 +114,8 @@ fn parse_expr(s: &str, start: usize) -> Result<(Expr, usize), TemplateError> {
             arg.parse()
                 .map_err(|_| err(start, "the index in {#group[N]} must be a number"))?,
         ),
-        "groupName" => {
-            Expr::GroupName(quoted().ok_or_else(|| err(start, "expected a quoted group name"))?)
-        }
-        "endpoints" => {
-            Expr::Endpoint(quoted().ok_or_else(|| err(start, "expected a quoted endpoint name"))?)
-        }
+        "groupName" => Expr::GroupName(quoted().ok_or_else(|| err(start, "expected a quoted group name"))?),
+        "endpoints" => Expr::Endpoint(quoted().ok_or_else(|| err(start, "expected a quoted endpoint name"))?),
         other => return Err(err(start, &format!("unknown expression '#{other}'"))),
     };
     Ok((expr, close + 1))
@@ -163,8 +156,7 @@ impl Template {
             if authority.is_empty() || s[end..].starts_with('{') {
                 return Err(TemplateError::Syntax {
                     offset: end,
-                    message: "the authority of a literal target must be literal and non-empty"
-                        .into(),
+                    message: "the authority of a literal target must be literal and non-empty".into(),
                 });
             }
             (
@@ -189,9 +181,7 @@ impl Template {
                 let (expr, end) = parse_expr(s, pos)?;
                 let index = match expr {
                     Expr::Group(i) if i < groups => i as u16,
-                    Expr::Group(index) => {
-                        return Err(TemplateError::GroupOutOfRange { index, groups })
-                    }
+                    Expr::Group(index) => return Err(TemplateError::GroupOutOfRange { index, groups }),
                     Expr::GroupName(n) => match names.iter().find(|(name, _)| *name == n) {
                         Some((_, i)) => *i,
                         None => return Err(TemplateError::UnknownGroupName(n)),
@@ -289,8 +279,7 @@ mod tests {
 
     #[test]
     fn endpoint_origin_and_query_merge() {
-        let t =
-            Template::parse("{#endpoints['store12']}/s/{#group[1]}?a=1", 2, &[], &eps()).unwrap();
+        let t = Template::parse("{#endpoints['store12']}/s/{#group[1]}?a=1", 2, &[], &eps()).unwrap();
         assert_eq!(t.origin, Origin::Endpoint(EndpointId(1)));
         assert_eq!(render(&t, &["x", "y"], Some("b=2")), "/s/y?a=1&b=2");
         let t = Template::parse("{#endpoints['default']}", 0, &[], &eps()).unwrap();
@@ -307,28 +296,16 @@ mod tests {
         );
         assert_eq!(
             p("http://h/{#group[1]}"),
-            TemplateError::GroupOutOfRange {
-                index: 1,
-                groups: 1
-            }
+            TemplateError::GroupOutOfRange { index: 1, groups: 1 }
         );
         assert_eq!(
             p("http://h/{#groupName['x']}"),
             TemplateError::UnknownGroupName("x".into())
         );
         assert_eq!(p("/relative"), TemplateError::NoOrigin);
-        assert!(matches!(
-            p("http://h/{#group[0]"),
-            TemplateError::Syntax { .. }
-        ));
-        assert!(matches!(
-            p("http://h/{#foo[0]}"),
-            TemplateError::Syntax { .. }
-        ));
-        assert!(matches!(
-            p("http://{#group[0]}/x"),
-            TemplateError::Syntax { .. }
-        ));
+        assert!(matches!(p("http://h/{#group[0]"), TemplateError::Syntax { .. }));
+        assert!(matches!(p("http://h/{#foo[0]}"), TemplateError::Syntax { .. }));
+        assert!(matches!(p("http://{#group[0]}/x"), TemplateError::Syntax { .. }));
         assert!(matches!(
             p("{#endpoints['default']}x"),
             TemplateError::Syntax { .. }

@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# compare.sh — ringway vs nginx vs HAProxy, one command.
+#
+# Question: on this machine, for each scenario, how many requests per second
+# does each proxy relay, at what p50/p99 latency, for how much CPU and memory,
+# next to the backend served directly (the ceiling)?
+#
+# See loadtest/README.md for what each scenario and layout means and how to
+# read the results. Run `loadtest/compare.sh --help` for the flags.
+#
+# Traffic goes to 127.0.0.1 only; every run is bounded by --duration; every
+# process this script starts is killed (by PID) when it exits.
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+COMMAND_LINE="$0$(printf ' %q' "$@")"
+
+# ---- defaults ---------------------------------------------------------------
+ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
+SCENARIOS=("${ALL_SCENARIOS[@]}")
+TARGETS=(backend ringway nginx haproxy)
+ROUNDS=3
+DURATION=10
+WARMUP=5
+LAYOUTS=(split)
+SHARDS=1
+CONNECTIONS=50
+WRK_THREADS=1
+OUT=""
+DO_INSTALL=1
+DO_BUILD=1
+BACKEND_BIN=${BACKEND_BIN:-$REPO/target/release/ringway-backend}
+RINGWAY_BIN=${RINGWAY_BIN:-$REPO/target/release/ringway}
+BACKEND_PORT=${BACKEND_PORT:-19000}
+RINGWAY_PORT=${RINGWAY_PORT:-18080}
+NGINX_PORT=${NGINX_PORT:-18081}
+HAPROXY_PORT=${HAPROXY_PORT:-18082}
+# CPU sets for the split layout (override for bigger machines).
+LOAD_CPUS=${LOAD_CPUS:-0}
+PROXY_CPUS=${PROXY_CPUS:-}
+
+usage() {
+    cat <<EOF
+usage: loadtest/compare.sh [options]
+
+  --scenarios a,b     subset of: ${ALL_SCENARIOS[*]} (default: all)
+  --targets a,b       subset of: ${TARGETS[*]} (default: all; backend = ceiling)
+  --rounds N          rounds per scenario, target order rotated each round (default 3)
+  --duration S        seconds per counted run (default 10)
+  --warmup S          seconds of warm-up per target per scenario, not counted (default 5)
+  --layout L          split | unpinned | both (default split)
+  --shards N          nginx workers / haproxy nbthread / ringway shards (default 1)
+  --connections C     wrk connections (default 50)
+  --wrk-threads T     wrk threads (default 1)
+  --out DIR           results directory (default bench/results/<date>-<host>)
+  --no-install        do not apt-get install missing tools
+  --no-build          do not cargo build (use the binaries as they are)
+  --backend-bin PATH  ringway-backend binary (default target/release/ringway-backend)
+  --ringway-bin PATH  ringway binary (default target/release/ringway)
+
+Ports (env): BACKEND_PORT=$BACKEND_PORT RINGWAY_PORT=$RINGWAY_PORT NGINX_PORT=$NGINX_PORT HAPROXY_PORT=$HAPROXY_PORT
+Split layout CPUs (env): LOAD_CPUS=$LOAD_CPUS (wrk + backend), PROXY_CPUS (default: 1..nproc-1)
+EOF
+}
+
+split_csv() { local IFS=,; read -r -a "$1" <<<"$2"; }
+
+while (($#)); do
+    case $1 in
+    --scenarios) split_csv SCENARIOS "$2"; shift 2 ;;
+    --targets) split_csv TARGETS "$2"; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --layout)
+        case $2 in
+        split | unpinned) LAYOUTS=("$2") ;;
+        both) LAYOUTS=(split unpinned) ;;
+        *) echo "--layout: split, unpinned or both" >&2; exit 2 ;;
+        esac
+        shift 2 ;;
+    --shards) SHARDS=$2; shift 2 ;;
+    --connections) CONNECTIONS=$2; shift 2 ;;
+    --wrk-threads) WRK_THREADS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --no-install) DO_INSTALL=0; shift ;;
+    --no-build) DO_BUILD=0; shift ;;
+    --backend-bin) BACKEND_BIN=$2; shift 2 ;;
+    --ringway-bin) RINGWAY_BIN=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+for s in "${SCENARIOS[@]}"; do
+    [[ " ${ALL_SCENARIOS[*]} " == *" $s "* ]] || { echo "unknown scenario: $s" >&2; exit 2; }
+done
+for t in "${TARGETS[@]}"; do
+    [[ " backend ringway nginx haproxy " == *" $t "* ]] || { echo "unknown target: $t" >&2; exit 2; }
+done
+
+log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---- process bookkeeping ----------------------------------------------------
+STARTED_PIDS=()
+WORK=$(mktemp -d /tmp/ringway-compare.XXXXXX)
+chmod 755 "$WORK"
+
+# All descendants of a PID (children first found by ppid), one per line.
+descendants() {
+    local kids k
+    kids=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
+    for k in $kids; do
+        echo "$k"
+        descendants "$k"
+    done
+}
+
+# TERM a process and its tree, wait up to 3 s, then KILL what is left.
+stop_tree() {
+    local pid=$1 p tree i
+    kill -0 "$pid" 2>/dev/null || return 0
+    tree="$pid $(descendants "$pid" | tr '\n' ' ')"
+    for p in $tree; do kill -TERM "$p" 2>/dev/null || true; done
+    for ((i = 0; i < 30; i++)); do
+        local alive=0
+        for p in $tree; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in $tree; do kill -KILL "$p" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do stop_tree "$pid"; done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+forget_pid() {
+    local keep=() p
+    for p in "${STARTED_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    STARTED_PIDS=("${keep[@]}")
+}
+
+# ---- tools --------------------------------------------------------------------
+install_tools() {
+    local missing=() cmd pkg
+    for pair in wrk:wrk nginx:nginx haproxy:haproxy gnuplot:gnuplot-nox taskset:util-linux python3:python3 ps:procps curl:curl; do
+        cmd=${pair%%:*} pkg=${pair#*:}
+        command -v "$cmd" >/dev/null || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    if ((DO_INSTALL == 0)) || [[ $(id -u) != 0 ]]; then
+        log "missing tools: ${missing[*]} (install them, or run as root without --no-install)"
+        exit 1
+    fi
+    log "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+    ((DO_BUILD)) || return 0
+    log "cargo build --release -p ringway -p ringway-backend"
+    if ! (cd "$REPO" && cargo build --release -p ringway -p ringway-backend); then
+        log "building ringway failed; building ringway-backend alone (ringway will be skipped if its binary is missing)"
+        (cd "$REPO" && cargo build --release -p ringway-backend) || {
+            log "ringway-backend does not build: nothing to measure against"
+            exit 1
+        }
+    fi
+}
+
+install_tools
+build
+[[ -x $BACKEND_BIN ]] || { log "no backend binary at $BACKEND_BIN"; exit 1; }
+
+NPROC=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
+[[ -n $PROXY_CPUS ]] || PROXY_CPUS=$((NPROC > 1 ? 1 : 0))-$((NPROC > 1 ? NPROC - 1 : 0))
+
+for port in "$BACKEND_PORT" "$RINGWAY_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+    if command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; then
+        log "port $port is already in use on this machine; set *_PORT to free ports"
+        exit 1
+    fi
+done
+
+# ---- results directory ----------------------------------------------------------
+if [[ -z $OUT ]]; then
+    OUT=$REPO/bench/results/$(date +%F)-$(hostname -s)
+    [[ -e $OUT ]] && OUT=$OUT-$(date +%H%M%S)
+fi
+mkdir -p "$OUT/raw"
+RUNS=$OUT/runs.tsv
+printf 'layout\tscenario\ttarget\tround\tpos\twrk_file\tcpu_ticks\trss_kb\tbackend_cpu_ticks\tclk_tck\n' >"$RUNS"
+
+write_machine_info() {
+    local commit dirty
+    commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | wc -l)
+    {
+        echo "## Machine and command"
+        echo
+        echo "- date: $(date -Is)"
+        echo "- host: $(hostname)"
+        echo "- nproc: $NPROC"
+        echo "- kernel: $(uname -srm)"
+        echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+        echo "- memory: $(free -h | awk '/^Mem:/{print $2}')"
+        echo "- commit: $commit ($dirty uncommitted paths)"
+        echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); nginx: $(nginx -v 2>&1 | cut -d/ -f2); haproxy: $(haproxy -v | head -1 | cut -d' ' -f3)"
+        echo "- settings: layout ${LAYOUTS[*]}, shards $SHARDS, rounds $ROUNDS, duration ${DURATION}s, warm-up ${WARMUP}s, wrk -t$WRK_THREADS -c$CONNECTIONS"
+        echo "- split layout: proxy on CPUs $PROXY_CPUS, wrk and backend on CPUs $LOAD_CPUS"
+        echo "- command: \`$COMMAND_LINE\`"
+    } >"$OUT/machine.md"
+}
+write_machine_info
+
+# ---- /proc accounting -----------------------------------------------------------
+# utime+stime (clock ticks) of a process tree; each /proc/PID/stat already
+# sums all of that process's threads.
+tree_ticks() {
+    local total=0 p stat rest
+    local -a f
+    for p in "$1" $(descendants "$1"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        rest=${stat##*) }
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# VmRSS (KiB) summed over a process tree.
+tree_rss() {
+    local total=0 p kb
+    for p in "$1" $(descendants "$1"); do
+        kb=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || true)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+# ---- starting things --------------------------------------------------------------
+declare -A PID_OF=() PORT_OF=([backend]=$BACKEND_PORT [ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+LAYOUT=split
+
+# Command prefixes that pin to a CPU set in the split layout (empty when
+# unpinned). Used as "${PIN_PROXY[@]}" CMD &, a simple command, so $! is the
+# process itself (taskset execs it), not a subshell whose RSS would count.
+PIN_LOAD=()
+PIN_PROXY=()
+set_layout() {
+    LAYOUT=$1
+    if [[ $LAYOUT == split ]]; then
+        PIN_LOAD=(taskset -c "$LOAD_CPUS")
+        PIN_PROXY=(taskset -c "$PROXY_CPUS")
+    else
+        PIN_LOAD=()
+        PIN_PROXY=()
+    fi
+}
+
+# Answers 200 on / within 5 s (and, given a PID, that process is still alive)?
+wait_http() {
+    local port=$1 pid=${2:-} i code
+    for ((i = 0; i < 50; i++)); do
+        code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null || true)
+        [[ $code == 200 ]] && return 0
+        [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+start_backend() { # start_backend SIZE
+    "${PIN_LOAD[@]}" "$BACKEND_BIN" --listen "127.0.0.1:$BACKEND_PORT" --threads 1 --size "$1" \
+        >"$WORK/backend.out" 2>"$WORK/backend.err" &
+    PID_OF[backend]=$!
+    STARTED_PIDS+=("$!")
+    wait_http "$BACKEND_PORT" "${PID_OF[backend]}" || { log "backend did not come up: $(tail -n 3 "$WORK/backend.err")"; exit 1; }
+}
+
+stop_target() {
+    local t=$1 pid=${PID_OF[$1]:-}
+    [[ -n $pid ]] || return 0
+    stop_tree "$pid"
+    forget_pid "$pid"
+    unset "PID_OF[$t]"
+}
+
+# Starts one proxy; returns non-zero (and says why) if it does not answer.
+start_proxy() {
+    local t=$1
+    case $t in
+    ringway)
+        if [[ ! -x $RINGWAY_BIN ]]; then
+            log "SKIP ringway: no binary at $RINGWAY_BIN (build failed or not written yet)"
+            return 1
+        fi
+        "${PIN_PROXY[@]}" "$RINGWAY_BIN" run -c "$WORK/ringway.toml" >"$WORK/ringway.log" 2>&1 &
+        ;;
+    nginx) "${PIN_PROXY[@]}" nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.log" 2>&1 & ;;
+    haproxy) "${PIN_PROXY[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & ;;
+    esac
+    PID_OF[$t]=$!
+    STARTED_PIDS+=("$!")
+    if ! wait_http "${PORT_OF[$t]}" "${PID_OF[$t]}"; then
+        log "SKIP $t: exited or not answering 200 on 127.0.0.1:${PORT_OF[$t]} within 5 s; log tail:"
+        tail -n 5 "$WORK/$t.log" "$WORK/$t-error.log" 2>/dev/null | sed 's/^/    /' >&2 || true
+        stop_target "$t"
+        return 1
+    fi
+}
+
+# ---- scenarios --------------------------------------------------------------------
+body_size() {
+    case $1 in
+    1k) echo 1024 ;;
+    64k) echo 65536 ;;
+    1m) echo 1048576 ;;
+    *) echo 64 ;;
+    esac
+}
+
+# wrk arguments (besides -d, URL) for a scenario.
+wrk_args() {
+    local -a a=(-t"$WRK_THREADS" -c"$CONNECTIONS" --latency --timeout 5s)
+    case $1 in
+    newconn) a+=(-H 'Connection: close') ;;
+    routes10k) a+=(-s "$HERE/wrk/routes.lua") ;;
+    backend-fail) a+=(-s "$HERE/wrk/status-count.lua") ;;
+    esac
+    printf '%s\n' "${a[@]}"
+}
+
+run_wrk() { # run_wrk SCENARIO TARGET SECONDS OUTFILE
+    local -a args
+    mapfile -t args < <(wrk_args "$1")
+    # In the background and waited for, so a signal to this script is handled
+    # at once (bash defers traps until a foreground child exits).
+    "${PIN_LOAD[@]}" wrk "${args[@]}" -d"${3}s" "http://127.0.0.1:${PORT_OF[$2]}/" >"$4" 2>&1 &
+    local wrk_pid=$!
+    STARTED_PIDS+=("$wrk_pid")
+    wait "$wrk_pid" || true
+    forget_pid "$wrk_pid"
+}
+
+# In the split layout the ceiling run moves the backend onto the proxy CPUs,
+# so it gets the same CPU a proxy would; it moves back afterwards.
+move_backend() {
+    [[ $LAYOUT == split ]] || return 0
+    taskset -a -p -c "$1" "${PID_OF[backend]}" >/dev/null
+}
+
+# One counted run; appends a row to runs.tsv and prints a one-line result.
+measure() { # measure SCENARIO TARGET ROUND POS
+    local s=$1 t=$2 r=$3 pos=$4 pid file before after bbefore bafter rss
+    pid=${PID_OF[$t]}
+    file=raw/$LAYOUT-$s-$t-r$r.txt
+    [[ $t == backend ]] && move_backend "$PROXY_CPUS"
+    before=$(tree_ticks "$pid")
+    bbefore=$(tree_ticks "${PID_OF[backend]}")
+    run_wrk "$s" "$t" "$DURATION" "$OUT/$file"
+    after=$(tree_ticks "$pid")
+    bafter=$(tree_ticks "${PID_OF[backend]}")
+    rss=$(tree_rss "$pid")
+    [[ $t == backend ]] && move_backend "$LOAD_CPUS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" "$r" "$pos" "$file" \
+        $((after - before)) "$rss" $((bafter - bbefore)) "$CLK_TCK" >>"$RUNS"
+    log "  $LAYOUT $s r$r $t: $(grep -E 'Requests/sec' "$OUT/$file" | tr -s ' ') $(grep -E '^ +99%' "$OUT/$file" | tr -s ' ')"
+}
+
+warm() { # warm SCENARIO TARGET
+    ((WARMUP > 0)) || return 0
+    local secs=$WARMUP
+    [[ $2 == backend ]] && secs=$((WARMUP < 2 ? WARMUP : 2)) # nothing to warm but the page cache
+    [[ $2 == backend ]] && move_backend "$PROXY_CPUS"
+    run_wrk "$1" "$2" "$secs" "$WORK/warmup.txt"
+    [[ $2 == backend ]] && move_backend "$LOAD_CPUS"
+    return 0
+}
+
+generate_configs() { # generate_configs SCENARIO ROUTES
+    ROUTES=$2
+    gen_ringway "$WORK"
+    gen_nginx "$WORK"
+    gen_haproxy "$WORK"
+    # Keep the configs beside the results (once per distinct route count).
+    local suffix="" f
+    ((ROUTES > 0)) && suffix=-$1
+    mkdir -p "$OUT/configs"
+    for f in ringway.toml nginx.conf haproxy.cfg haproxy-routes.map; do
+        [[ -e $WORK/$f && ( $f != haproxy-routes.map || ROUTES -gt 0 ) ]] || continue
+        cp "$WORK/$f" "$OUT/configs/${f%%.*}$suffix.${f#*.}"
+    done
+}
+
+# Targets that came up for this scenario, in the configured order.
+LIVE=()
+
+start_targets() { # start_targets SCENARIO
+    local t
+    LIVE=()
+    start_backend "$(body_size "$1")"
+    for t in "${TARGETS[@]}"; do
+        if [[ $t == backend ]]; then
+            [[ $1 == backend-fail ]] || LIVE+=(backend)
+        elif start_proxy "$t"; then
+            LIVE+=("$t")
+        fi
+    done
+}
+
+stop_targets() {
+    local t
+    for t in ringway nginx haproxy backend; do stop_target "$t"; done
+}
+
+# Steady-state scenario: rounds × live targets, order rotated each round.
+run_steady() { # run_steady SCENARIO
+    local s=$1 r i n=${#LIVE[@]} t
+    declare -A warmed=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for ((i = 0; i < n; i++)); do
+            t=${LIVE[$(((i + r - 1) % n))]}
+            if [[ -z ${warmed[$t]:-} ]]; then
+                warm "$s" "$t"
+                warmed[$t]=1
+            fi
+            measure "$s" "$t" "$r" "$((i + 1))"
+        done
+    done
+}
+
+# backend-fail: during one short run per proxy, SIGKILL the backend at 1/3
+# and start it again at 2/3; count statuses and socket errors. One round:
+# it is a behaviour check, not a throughput number.
+run_backend_fail() {
+    local s=backend-fail secs t file pid before after wrk_pid
+    secs=$((DURATION < 6 ? DURATION : 6))
+    ((secs >= 3)) || secs=3
+    for t in "${LIVE[@]}"; do
+        [[ $t == backend ]] && continue
+        file=raw/$LAYOUT-$s-$t-r1.txt
+        pid=${PID_OF[$t]}
+        before=$(tree_ticks "$pid")
+        run_wrk "$s" "$t" "$secs" "$OUT/$file" &
+        wrk_pid=$!
+        STARTED_PIDS+=("$wrk_pid")
+        sleep "$(awk -v d="$secs" 'BEGIN{print d/3}')"
+        kill -KILL "${PID_OF[backend]}" 2>/dev/null || true
+        wait "${PID_OF[backend]}" 2>/dev/null || true
+        forget_pid "${PID_OF[backend]}"
+        sleep "$(awk -v d="$secs" 'BEGIN{print d/3}')"
+        start_backend "$(body_size "$s")"
+        wait "$wrk_pid" || true
+        forget_pid "$wrk_pid"
+        after=$(tree_ticks "$pid")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" 1 1 "$file" \
+            $((after - before)) "$(tree_rss "$pid")" NA "$CLK_TCK" >>"$RUNS"
+        log "  $LAYOUT $s $t: $(grep -E 'Non-2xx|Socket errors|^status' "$OUT/$file" | tr -s ' ' | tr '\n' ';')"
+    done
+}
+
+# ---- main ---------------------------------------------------------------------------
+# shellcheck source=loadtest/configs.sh
+source "$HERE/configs.sh"
+
+estimate=0
+for s in "${SCENARIOS[@]}"; do
+    if [[ $s == backend-fail ]]; then
+        estimate=$((estimate + 3 * 6 + 5))
+    else
+        estimate=$((estimate + ${#TARGETS[@]} * (ROUNDS * DURATION + WARMUP + 1) + 3))
+    fi
+done
+estimate=$((estimate * ${#LAYOUTS[@]}))
+log "results: $OUT"
+log "scenarios: ${SCENARIOS[*]}; targets: ${TARGETS[*]}; layouts: ${LAYOUTS[*]}; about $((estimate / 60)) min $((estimate % 60)) s"
+log "numbers on a shared or busy machine are noise: measure on a quiet one"
+T0=$SECONDS
+
+for layout in "${LAYOUTS[@]}"; do
+    set_layout "$layout"
+    for s in "${SCENARIOS[@]}"; do
+        log "== $LAYOUT / $s"
+        generate_configs "$s" "$([[ $s == routes10k ]] && echo 9999 || echo 0)"
+        start_targets "$s"
+        if [[ $s == backend-fail ]]; then
+            run_backend_fail
+        else
+            run_steady "$s"
+        fi
+        stop_targets
+    done
+done
+
+log "done in $((SECONDS - T0)) s; summarising"
+python3 "$HERE/summarize.py" "$OUT"
+log "wrote $OUT/{raw.csv,summary.md,chart.svg} and raw/"

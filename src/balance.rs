@@ -1,0 +1,116 @@
+//! Per-shard load balancing over endpoint groups: round robin, smooth weighted round
+//! robin (nginx's algorithm), and power of two choices on in-flight requests.
+//!
+//! State lives in the shard's [`crate::snapshot::ShardView`] and is touched by that
+//! shard's thread only, so it is plain `Cell`s: no atomics on the request path.
+
+use crate::config::Lb;
+use crate::snapshot::{Endpoint, Snapshot, UpstreamId};
+use ringway_router::EndpointId;
+use std::cell::{Cell, RefCell};
+
+#[derive(Debug, Default)]
+struct GroupState {
+    next: Cell<usize>,
+    /// Smooth weighted round robin: current weights.
+    current: RefCell<Vec<i64>>,
+}
+
+/// Balancer state for every endpoint group of a snapshot.
+#[derive(Debug)]
+pub struct Balancer {
+    groups: Vec<GroupState>,
+    /// In-flight requests per upstream, for p2c.
+    in_flight: RefCell<Vec<u32>>,
+    rng: Cell<u64>,
+}
+
+impl Balancer {
+    pub fn new(snap: &Snapshot, seed: u64) -> Balancer {
+        let groups = snap
+            .endpoints
+            .iter()
+            .map(|e| {
+                let n = match e {
+                    Endpoint::Group { members, .. } => members.len(),
+                    Endpoint::Single(_) => 0,
+                };
+                GroupState {
+                    next: Cell::new(seed as usize % n.max(1)),
+                    current: RefCell::new(vec![0; n]),
+                }
+            })
+            .collect();
+        Balancer {
+            groups,
+            in_flight: RefCell::new(vec![0; snap.upstreams.len()]),
+            rng: Cell::new(seed | 1),
+        }
+    }
+
+    fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x
+    }
+
+    /// Picks the upstream for endpoint `id`.
+    pub fn pick(&self, snap: &Snapshot, id: EndpointId) -> Option<UpstreamId> {
+        let state = self.groups.get(id.0 as usize)?;
+        match snap.endpoints.get(id.0 as usize)? {
+            Endpoint::Single(u) => Some(*u),
+            Endpoint::Group { members, .. } if members.is_empty() => None,
+            Endpoint::Group {
+                lb: Lb::RoundRobin,
+                members,
+            } => {
+                let i = state.next.get() % members.len();
+                state.next.set(i + 1);
+                Some(members[i].0)
+            }
+            Endpoint::Group {
+                lb: Lb::Weighted,
+                members,
+            } => {
+                // Each pick: every member gains its weight; the largest wins and
+                // loses the total. Spreads picks evenly (a,a,b,a,a,b… not a,a,a,a,b,b).
+                let mut cur = state.current.borrow_mut();
+                let total: i64 = members.iter().map(|(_, w)| i64::from(*w)).sum();
+                let mut best = 0;
+                for (i, (_, w)) in members.iter().enumerate() {
+                    cur[i] += i64::from(*w);
+                    if cur[i] > cur[best] {
+                        best = i;
+                    }
+                }
+                cur[best] -= total;
+                Some(members[best].0)
+            }
+            Endpoint::Group { lb: Lb::P2c, members } => {
+                let n = members.len();
+                let a = (self.random() % n as u64) as usize;
+                let mut b = (self.random() % n as u64) as usize;
+                if n > 1 && b == a {
+                    b = (a + 1) % n;
+                }
+                let inf = self.in_flight.borrow();
+                let load = |i: usize| inf.get(members[i].0 as usize).copied().unwrap_or(0);
+                Some(members[if load(b) < load(a) { b } else { a }].0)
+            }
+        }
+    }
+
+    /// A request to `u` started (`+1`) or finished (`-1`).
+    pub fn track(&self, u: UpstreamId, started: bool) {
+        if let Some(n) = self.in_flight.borrow_mut().get_mut(u as usize) {
+            *n = if started {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
+        }
+    }
+}

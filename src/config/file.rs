@@ -1,0 +1,234 @@
+//! The config file as the user wrote it: a serde mirror of the TOML, syntax only.
+//!
+//! Nothing here is validated beyond types: durations are still strings, URLs are not
+//! parsed, names are not checked for duplicates. [`super::validate`] turns a
+//! [`FileConfig`] into the runtime [`super::Config`]. Every table denies unknown keys,
+//! and the values an error may have to point at are [`Spanned`], so a message can name
+//! the line and column.
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::marker::PhantomData;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    pub admin: Option<AdminFile>,
+    /// `name = "http://host:port"`.
+    #[serde(default)]
+    pub endpoints: OrderedMap<Spanned<String>>,
+    /// `[endpoint_groups.NAME]`.
+    #[serde(default)]
+    pub endpoint_groups: OrderedMap<Spanned<EndpointGroupFile>>,
+    /// `[[groups]]`, in order: their routes, in order, are the router's rules.
+    #[serde(default)]
+    pub groups: Vec<Spanned<GroupFile>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerFile {
+    pub listen: Option<Spanned<Listen>>,
+    pub shards: Option<usize>,
+    pub environment: Option<Spanned<String>>,
+    pub stage_header: Option<Spanned<String>>,
+    pub no_match_status: Option<Spanned<u16>>,
+    pub keep_client_host: Option<bool>,
+    pub drain_timeout: Option<Spanned<String>>,
+    pub normalize: Option<NormalizeFile>,
+}
+
+/// `listen = "addr"` or `listen = ["addr", …]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an address string or an array of address strings"
+)]
+pub(crate) enum Listen {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[server] normalize = { … }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NormalizeFile {
+    pub merge_slashes: Option<bool>,
+    pub encoded_slash: Option<EncodedSlashFile>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EncodedSlashFile {
+    Reject,
+    Keep,
+    Decode,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsFile {
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub max_headers: Option<Spanned<usize>>,
+    pub client_header_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamFile {
+    pub connect_timeout: Option<Spanned<String>>,
+    pub response_timeout: Option<Spanned<String>>,
+    pub max_idle_per_endpoint: Option<usize>,
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminFile {
+    pub listen: Spanned<String>,
+}
+
+/// `[endpoint_groups.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EndpointGroupFile {
+    pub endpoints: Spanned<Vec<Spanned<MemberFile>>>,
+    pub lb: Option<LbFile>,
+}
+
+/// One member of an endpoint group: `"http://…"` or `{ url = "http://…", weight = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an endpoint URL string or a table { url = \"http://…\", weight = N }"
+)]
+pub(crate) enum MemberFile {
+    Url(String),
+    Weighted(WeightedMemberFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WeightedMemberFile {
+    pub url: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LbFile {
+    RoundRobin,
+    Weighted,
+    P2c,
+}
+
+/// `[[groups]]`: an API group, the settings its routes share, and its routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GroupFile {
+    pub name: Spanned<String>,
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub context_path: Option<Spanned<String>>,
+    pub environments: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteFile>>,
+}
+
+/// `[[groups.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteFile {
+    pub name: Spanned<String>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub path: Spanned<PathFile>,
+    #[serde(default)]
+    pub query: Vec<Spanned<PredicateFile>>,
+    #[serde(default)]
+    pub headers: Vec<Spanned<PredicateFile>>,
+    /// Overrides the group's `environments` for this route.
+    pub environments: Option<Vec<Spanned<String>>>,
+    pub to: Option<Spanned<String>>,
+    pub mock: Option<Spanned<MockFile>>,
+}
+
+/// `path = { exact = "…" }`, `{ prefix = "…" }` or `{ regex = "…" }` (exactly one,
+/// checked in validation).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: { exact = \"/p\" }, { prefix = \"/p\" } or { regex = \"…\" }"
+)]
+pub(crate) struct PathFile {
+    pub exact: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+}
+
+/// `{ name = "…", equals | one_of | prefix | regex | present | absent }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PredicateFile {
+    pub name: Spanned<String>,
+    pub equals: Option<String>,
+    pub one_of: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub regex: Option<Spanned<String>>,
+    pub present: Option<Spanned<bool>>,
+    pub absent: Option<Spanned<bool>>,
+}
+
+/// `mock = { status = 200, body = "…", headers = { "name" = "value" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MockFile {
+    pub status: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: OrderedMap<String>,
+}
+
+/// A TOML table read as `(key, value)` pairs in the order the deserializer yields them
+/// (document order: the `toml` crate is built with `preserve_order`).
+#[derive(Debug)]
+pub(crate) struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for OrderedMap<V> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, V>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        d.deserialize_map(PairsVisitor(PhantomData))
+    }
+}

@@ -1,0 +1,260 @@
+//! ringway's configuration: the TOML file in, a validated [`Config`] out.
+//!
+//! There are two kinds of config. [`file`] is what the user wrote — a serde mirror of
+//! the TOML that only knows types, with spans so errors can point at a line. [`Config`]
+//! is what the runtime uses: durations parsed, endpoint URLs resolved to socket
+//! addresses, routes turned into a [`ringway_router::RouterSpec`] that has been
+//! compiled once already (so a config that loads always builds a router).
+//!
+//! ```
+//! let config = ringway::config::parse(ringway::config::DEFAULT_CONFIG, "default.toml").unwrap();
+//! assert_eq!(config.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
+//! assert_eq!(config.routes.len(), config.router.rules.len());
+//! ```
+//!
+//! Every error is a [`ConfigError`] whose lines read `FILE:LINE:COL: message`, with
+//! ` (group 'g', route 'r')` when it is about a rule; as many problems as can be found
+//! are reported at once. `docs/configuration.md` documents every key.
+
+mod error;
+pub(crate) mod file;
+mod resolve;
+mod sections;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Diagnostic};
+
+use ringway_router::{CompiledRouter, RouterSpec};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded default config, served by `ringway` with no `-c`: mock routes on
+/// 127.0.0.1:8080 that show the rule syntax.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+
+/// What a [`Config`] was loaded from, with a hash of the exact bytes (FNV-1a, stable
+/// across runs and builds) so two loads can be told apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    File { path: PathBuf, hash: u64 },
+    Embedded { hash: u64 },
+}
+
+impl ConfigSource {
+    /// The hash of the bytes that were loaded.
+    pub fn hash(&self) -> u64 {
+        match self {
+            ConfigSource::File { hash, .. } | ConfigSource::Embedded { hash } => *hash,
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File { path, hash } => write!(f, "{} ({hash:016x})", path.display()),
+            ConfigSource::Embedded { hash } => write!(f, "embedded default ({hash:016x})"),
+        }
+    }
+}
+
+/// The validated runtime config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: ConfigSource,
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: Option<AdminConfig>,
+    /// Single endpoints then endpoint groups, in file order; index ==
+    /// [`ringway_router::EndpointId`].
+    pub endpoints: Vec<EndpointDef>,
+    /// Endpoints and environments filled in. `environments[0]` is
+    /// `server.environment`.
+    pub router: RouterSpec,
+    /// `router` compiled (load compiles it anyway to validate; reuse it).
+    pub compiled: CompiledRouter,
+    /// Index == [`ringway_router::RouteId`] (same order as `router.rules`).
+    pub routes: Vec<RouteConfig>,
+    /// Every literal `http://authority` a target starts with, resolved, deduplicated.
+    /// Look one up by [`ringway_router::Origin::Url`]'s `authority`.
+    pub literal_origins: Vec<UpstreamAddr>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Default `127.0.0.1:8080`.
+    pub listen: Vec<SocketAddr>,
+    /// 0 = one per CPU in the process's affinity mask (the default).
+    pub shards: usize,
+    /// The environment served when the request does not pick one. Default `online`.
+    pub environment: String,
+    /// A request header (lowercased) whose value picks the environment. Default none.
+    pub stage_header: Option<String>,
+    /// Status when no rule matches. Default 400.
+    pub no_match_status: u16,
+    /// Forward the client's Host instead of the target's authority. Default false.
+    pub keep_client_host: bool,
+    /// How long a graceful shutdown waits for in-flight requests. Default 30s.
+    pub drain_timeout: Duration,
+}
+
+/// `[limits]`: downstream request-head limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Larger request head → 431. Default 65536.
+    pub max_header_bytes: usize,
+    /// More header fields → 431. Default 100.
+    pub max_headers: usize,
+    /// Head not complete in time → 408 and close. Default 10s.
+    pub client_header_timeout: Duration,
+    /// Idle keep-alive client connections are closed after this. Default 60s.
+    pub keepalive_timeout: Duration,
+}
+
+/// `[upstream]`: connections to backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Default 2s; exceeded → 504.
+    pub connect_timeout: Duration,
+    /// Until the response head arrives. Default 30s; exceeded → 504.
+    pub response_timeout: Duration,
+    /// Idle pooled connections kept per endpoint per shard. Default 64.
+    pub max_idle_per_endpoint: usize,
+    /// Pooled connections idle longer are closed. Default 60s.
+    pub idle_timeout: Duration,
+}
+
+/// `[admin]`: the admin port (off when the table is absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// A resolved upstream origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamAddr {
+    /// `host[:port]` as written; sent as Host.
+    pub authority: String,
+    pub addr: SocketAddr,
+    /// Always false for now: https upstreams are rejected at load.
+    pub tls: bool,
+}
+
+/// Load balancing within an endpoint group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lb {
+    RoundRobin,
+    Weighted,
+    /// Power of two choices, least in-flight.
+    P2c,
+}
+
+impl Lb {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lb::RoundRobin => "round_robin",
+            Lb::Weighted => "weighted",
+            Lb::P2c => "p2c",
+        }
+    }
+}
+
+/// A named target of `{#endpoints['name']}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointDef {
+    /// `[endpoints] name = "http://…"`.
+    Single {
+        name: String,
+        upstream: UpstreamAddr,
+    },
+    /// `[endpoint_groups.name]`; members carry a weight (default 1).
+    Group {
+        name: String,
+        lb: Lb,
+        members: Vec<(UpstreamAddr, u32)>,
+    },
+}
+
+impl EndpointDef {
+    pub fn name(&self) -> &str {
+        match self {
+            EndpointDef::Single { name, .. } | EndpointDef::Group { name, .. } => name,
+        }
+    }
+}
+
+/// What the runtime needs about a rule beyond the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub group: String,
+    pub name: String,
+    /// `Some` for mock routes ([`ringway_router::ActionSpec::Local`]).
+    pub mock: Option<MockResponse>,
+    /// Where the route's `name` is in the file (1-based), for messages about it.
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A locally answered response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MockResponse {
+    pub status: u16,
+    /// In file order; names as written.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::io(&name, &e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigError::io(
+            &name,
+            &std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })?;
+    let mut config = parse(&text, &name)?;
+    config.source = ConfigSource::File {
+        path: path.to_path_buf(),
+        hash: config.source.hash(),
+    };
+    Ok(config)
+}
+
+/// Validates config text; `origin` names the file in messages (and in
+/// [`ConfigSource::File`]).
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let file: file::FileConfig =
+        toml::from_str(text).map_err(|e| ConfigError::toml(origin, text, &e))?;
+    let mut config = validate::validate(file, text, origin)?;
+    config.source = ConfigSource::File {
+        path: PathBuf::from(origin),
+        hash: fnv1a(text.as_bytes()),
+    };
+    Ok(config)
+}
+
+/// The embedded default config ([`DEFAULT_CONFIG`]).
+pub fn load_default() -> Result<Config, ConfigError> {
+    let mut config = parse(DEFAULT_CONFIG, "<embedded default.toml>")?;
+    config.source = ConfigSource::Embedded {
+        hash: config.source.hash(),
+    };
+    Ok(config)
+}
+
+/// 64-bit FNV-1a: small, stable, good enough to tell config versions apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,338 @@
+//! The sections that are not routes: `[server]`, `[limits]`, `[upstream]`, `[admin]`
+//! addresses, `[endpoints]` and `[endpoint_groups]`.
+
+use super::error::Diagnostics;
+use super::file::{EncodedSlashFile, FileConfig, LbFile, Listen, MemberFile};
+use super::resolve::{no_tls_yet, parse_duration, parse_origin, resolve};
+use super::{EndpointDef, Lb, LimitsConfig, ServerConfig, UpstreamAddr, UpstreamConfig};
+use ringway_router::{EncodedSlash, NormalizeOptions};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+pub(super) fn duration(
+    d: &mut Diagnostics<'_>,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    allow_zero: bool,
+) -> Duration {
+    let Some(v) = v else { return default };
+    match parse_duration(v.get_ref()) {
+        Ok(t) if t.is_zero() && !allow_zero => {
+            d.at(v.span(), format!("{key} must be more than 0"), None, None);
+            default
+        }
+        Ok(t) => t,
+        Err(m) => {
+            d.at(v.span(), format!("{key}: {m}"), None, None);
+            default
+        }
+    }
+}
+
+pub(super) fn parse_listen(v: &Spanned<String>, d: &mut Diagnostics<'_>, key: &str) -> Option<SocketAddr> {
+    match v.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.at(
+                v.span(),
+                format!(
+                    "{key}: '{}' is not an IP:port address (as in \"127.0.0.1:8080\" or \"[::]:80\")",
+                    v.get_ref()
+                ),
+                None,
+                None,
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn server(f: &FileConfig, d: &mut Diagnostics<'_>) -> (ServerConfig, NormalizeOptions) {
+    let s = &f.server;
+    let listen = match &s.listen {
+        None => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+        Some(l) => {
+            let span = l.span();
+            let list = match l.get_ref() {
+                Listen::One(a) => std::slice::from_ref(a),
+                Listen::Many(v) => v.as_slice(),
+            };
+            let mut out = Vec::new();
+            for a in list {
+                let a = Spanned::new(span.clone(), a.clone());
+                if let Some(addr) = parse_listen(&a, d, "server.listen") {
+                    if out.contains(&addr) {
+                        d.at(
+                            span.clone(),
+                            format!("server.listen: {addr} is listed twice"),
+                            None,
+                            None,
+                        );
+                    }
+                    out.push(addr);
+                }
+            }
+            if list.is_empty() {
+                d.at(
+                    span,
+                    "server.listen: at least one address is needed",
+                    None,
+                    None,
+                );
+            }
+            out
+        }
+    };
+    let environment = match &s.environment {
+        None => "online".to_string(),
+        Some(e) if e.get_ref().is_empty() => {
+            d.at(e.span(), "server.environment may not be empty", None, None);
+            String::new()
+        }
+        Some(e) => e.get_ref().clone(),
+    };
+    let stage_header = s.stage_header.as_ref().map(|h| {
+        if !is_token(h.get_ref()) {
+            d.at(
+                h.span(),
+                format!(
+                    "server.stage_header: '{}' is not a valid header name",
+                    h.get_ref()
+                ),
+                None,
+                None,
+            );
+        }
+        h.get_ref().to_ascii_lowercase()
+    });
+    let no_match_status = match &s.no_match_status {
+        None => 400,
+        Some(v) => status(d, v, "server.no_match_status"),
+    };
+    let mut normalize = NormalizeOptions::default();
+    if let Some(n) = &s.normalize {
+        if let Some(m) = n.merge_slashes {
+            normalize.merge_slashes = m;
+        }
+        if let Some(e) = n.encoded_slash {
+            normalize.encoded_slash = match e {
+                EncodedSlashFile::Reject => EncodedSlash::Reject,
+                EncodedSlashFile::Keep => EncodedSlash::Keep,
+                EncodedSlashFile::Decode => EncodedSlash::Decode,
+            };
+        }
+    }
+    let server = ServerConfig {
+        listen,
+        shards: s.shards.unwrap_or(0),
+        environment,
+        stage_header,
+        no_match_status,
+        keep_client_host: s.keep_client_host.unwrap_or(false),
+        drain_timeout: duration(
+            d,
+            &s.drain_timeout,
+            "server.drain_timeout",
+            Duration::from_secs(30),
+            true,
+        ),
+    };
+    (server, normalize)
+}
+
+pub(super) fn status(d: &mut Diagnostics<'_>, v: &Spanned<u16>, key: &str) -> u16 {
+    let s = *v.get_ref();
+    if !(200..=599).contains(&s) {
+        d.at(
+            v.span(),
+            format!("{key}: {s} is not a final HTTP status (200-599)"),
+            None,
+            None,
+        );
+    }
+    s
+}
+
+pub(super) fn positive(
+    d: &mut Diagnostics<'_>,
+    v: &Option<Spanned<usize>>,
+    key: &str,
+    default: usize,
+) -> usize {
+    match v {
+        None => default,
+        Some(v) if *v.get_ref() == 0 => {
+            d.at(v.span(), format!("{key} must be more than 0"), None, None);
+            default
+        }
+        Some(v) => *v.get_ref(),
+    }
+}
+
+pub(super) fn limits(f: &FileConfig, d: &mut Diagnostics<'_>) -> LimitsConfig {
+    let l = &f.limits;
+    LimitsConfig {
+        max_header_bytes: positive(d, &l.max_header_bytes, "limits.max_header_bytes", 65536),
+        max_headers: positive(d, &l.max_headers, "limits.max_headers", 100),
+        client_header_timeout: duration(
+            d,
+            &l.client_header_timeout,
+            "limits.client_header_timeout",
+            Duration::from_secs(10),
+            false,
+        ),
+        keepalive_timeout: duration(
+            d,
+            &l.keepalive_timeout,
+            "limits.keepalive_timeout",
+            Duration::from_secs(60),
+            true,
+        ),
+    }
+}
+
+pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfig {
+    let u = &f.upstream;
+    UpstreamConfig {
+        connect_timeout: duration(
+            d,
+            &u.connect_timeout,
+            "upstream.connect_timeout",
+            Duration::from_secs(2),
+            false,
+        ),
+        response_timeout: duration(
+            d,
+            &u.response_timeout,
+            "upstream.response_timeout",
+            Duration::from_secs(30),
+            false,
+        ),
+        max_idle_per_endpoint: u.max_idle_per_endpoint.unwrap_or(64),
+        idle_timeout: duration(
+            d,
+            &u.idle_timeout,
+            "upstream.idle_timeout",
+            Duration::from_secs(60),
+            true,
+        ),
+    }
+}
+
+/// Parses and resolves one endpoint URL; errors go to `span`.
+pub(super) fn endpoint_url(
+    d: &mut Diagnostics<'_>,
+    url: &str,
+    span: Range<usize>,
+    name: &str,
+) -> Option<UpstreamAddr> {
+    let result = parse_origin(url).and_then(|o| {
+        if o.tls {
+            Err(no_tls_yet(&format!("endpoint '{name}' ('{url}')")))
+        } else {
+            resolve(&o).map_err(|m| format!("endpoint '{name}': {m}"))
+        }
+    });
+    result.map_err(|m| d.at(span, m, None, None)).ok()
+}
+
+/// Endpoint definitions (`None` where invalid) and the names the router knows, both in
+/// `[endpoints]` then `[endpoint_groups]` order.
+pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<EndpointDef>>, Vec<String>) {
+    let mut defs = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut check_name = |d: &mut Diagnostics<'_>, name: &str, span: Range<usize>| {
+        if name.is_empty() || name.contains(['\'', '"', '[', ']', '{', '}']) {
+            d.at(
+                span.clone(),
+                format!(
+                    "endpoint name '{name}' may not be empty or contain quotes, brackets or braces"
+                ),
+                None,
+                None,
+            );
+        }
+        if names.iter().any(|n| n == name) {
+            d.at(
+                span,
+                format!("endpoint name '{name}' is defined twice"),
+                None,
+                None,
+            );
+        }
+        names.push(name.to_string());
+    };
+    for (name, url) in &f.endpoints.0 {
+        check_name(d, name, url.span());
+        let upstream = endpoint_url(d, url.get_ref(), url.span(), name);
+        defs.push(upstream.map(|upstream| EndpointDef::Single {
+            name: name.clone(),
+            upstream,
+        }));
+    }
+    for (name, g) in &f.endpoint_groups.0 {
+        check_name(d, name, g.span());
+        let lb = match g.get_ref().lb {
+            None | Some(LbFile::RoundRobin) => Lb::RoundRobin,
+            Some(LbFile::Weighted) => Lb::Weighted,
+            Some(LbFile::P2c) => Lb::P2c,
+        };
+        let list = &g.get_ref().endpoints;
+        if list.get_ref().is_empty() {
+            d.at(
+                list.span(),
+                format!("endpoint group '{name}' has no endpoints"),
+                None,
+                None,
+            );
+        }
+        let mut members = Vec::new();
+        let mut ok = true;
+        for m in list.get_ref() {
+            let (url, weight) = match m.get_ref() {
+                MemberFile::Url(u) => (u, 1),
+                MemberFile::Weighted(w) => (&w.url, w.weight.unwrap_or(1)),
+            };
+            if weight == 0 {
+                d.at(
+                    m.span(),
+                    format!("endpoint group '{name}': a weight must be at least 1"),
+                    None,
+                    None,
+                );
+                ok = false;
+            } else if weight != 1 && lb != Lb::Weighted {
+                d.at(
+                    m.span(),
+                    format!(
+                        "endpoint group '{name}': weights only apply with lb = \"weighted\" (lb is \"{}\")",
+                        lb.as_str()
+                    ),
+                    None,
+                    None,
+                );
+                ok = false;
+            }
+            match endpoint_url(d, url, m.span(), name) {
+                Some(a) => members.push((a, weight)),
+                None => ok = false,
+            }
+        }
+        defs.push(ok.then(|| EndpointDef::Group {
+            name: name.clone(),
+            lb,
+            members,
+        }));
+    }
+    (defs, names)
+}
+
+/// A token (RFC 9110 §5.6.2), as header names and methods are.
+pub(super) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

@@ -1,0 +1,479 @@
+//! [`FileConfig`] → [`Config`]: defaults, durations, addresses, endpoints, and the
+//! routes turned into a [`RouterSpec`] that is compiled here, with every problem mapped
+//! back to the line and column it comes from.
+
+use super::error::{line_col, offset_in_string, Diagnostics};
+use super::sections::{endpoints, is_token, limits, parse_listen, server, upstream};
+use super::file::{
+    EncodedSlashFile, FileConfig, GroupFile, LbFile, Listen, MemberFile, PathFile, PredicateFile,
+    RouteFile,
+};
+use super::resolve::{
+    literal_origin, no_tls_yet, parse_duration, parse_origin, resolve, split_authority,
+};
+use super::{
+    AdminConfig, Config, ConfigError, ConfigSource, EndpointDef, Lb, LimitsConfig, MockResponse,
+    RouteConfig, ServerConfig, UpstreamAddr, UpstreamConfig,
+};
+use ringway_router::{
+    ActionSpec, CompiledRouter, EncodedSlash, ErrorSite, NormalizeOptions, PathSpec, PredicateOp,
+    PredicateSpec, RouterSpec, RuleSpec, Source,
+};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Router build errors reported before giving up (each one removes a rule and rebuilds).
+const MAX_BUILD_ERRORS: usize = 20;
+
+/// Where the parts of one rule are in the file, to point router errors at them.
+struct RuleSpans {
+    group: usize,
+    name: Range<usize>,
+    /// The path string; `regex` when it is a regex (offsets apply).
+    path: Range<usize>,
+    path_is_regex: bool,
+    to: Option<Range<usize>>,
+    methods: Vec<Range<usize>>,
+    /// Per predicate (query first, then headers): the table, and its regex if any.
+    predicates: Vec<(Range<usize>, Option<Range<usize>>)>,
+    /// The environments list in force (the route's own, else the group's).
+    environments: Vec<Range<usize>>,
+}
+
+/// Where the shared parts of a group are.
+struct GroupSpans {
+    name: String,
+    name_span: Range<usize>,
+    hosts: Vec<Range<usize>>,
+    context_path: Option<Range<usize>>,
+}
+
+/// A rule on its way to the router.
+struct PendingRule {
+    spec: RuleSpec,
+    route: RouteConfig,
+    spans: RuleSpans,
+}
+
+pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut d = Diagnostics::new(origin, text);
+    let (server, normalize) = server(&f, &mut d);
+    let limits = limits(&f, &mut d);
+    let upstream = upstream(&f, &mut d);
+    let admin = f.admin.as_ref().and_then(|a| {
+        parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen })
+    });
+    let (endpoints, endpoint_names) = endpoints(&f, &mut d);
+
+    // Environments: the default one first, then every one named, in file order.
+    let mut environments = vec![server.environment.clone()];
+    for g in &f.groups {
+        let routes = g.get_ref().routes.iter();
+        let lists = std::iter::once(&g.get_ref().environments)
+            .chain(routes.map(|r| &r.get_ref().environments));
+        for e in lists.flatten().flatten() {
+            if !environments.contains(e.get_ref()) {
+                environments.push(e.get_ref().clone());
+            }
+        }
+    }
+
+    let (mut pending, group_spans) = rules(&f.groups, &mut d);
+    let mut spec = RouterSpec {
+        rules: pending.iter().map(|p| p.spec.clone()).collect(),
+        endpoints: endpoint_names,
+        environments,
+        normalize,
+        ..Default::default()
+    };
+    // Build; on a rule's error, report it, drop the rule and build again to find more.
+    let mut origins: Vec<usize> = (0..pending.len()).collect();
+    let compiled = loop {
+        match CompiledRouter::build(&spec) {
+            Ok(r) => break Some(r),
+            Err(e) => {
+                let Some(i) = e.rule_index().filter(|&i| i < origins.len()) else {
+                    let what = if e.is_size_limit_exceeded() {
+                        "the router exceeds a size limit: "
+                    } else {
+                        ""
+                    };
+                    d.at(0..0, format!("{what}{}", e.message()), None, None);
+                    break None;
+                };
+                let p = &pending[origins[i]];
+                let group = &group_spans[p.spans.group];
+                let at = site_offset(text, &p.spans, group, e.site());
+                let message = match (e.is_size_limit_exceeded(), e.site()) {
+                    (true, _) => format!("size limit exceeded: {}", e.message()),
+                    (false, ErrorSite::Rule) => {
+                        format!("{} ('{}')", e.message(), p.route.name)
+                    }
+                    _ => e.message().to_string(),
+                };
+                d.at(at..at, message, Some(&p.route.group), Some(&p.route.name));
+                spec.rules.remove(i);
+                origins.remove(i);
+                if d.len() >= MAX_BUILD_ERRORS {
+                    break None;
+                }
+            }
+        }
+    };
+
+    // Literal origins of the rules that built.
+    let mut literal_origins: Vec<UpstreamAddr> = Vec::new();
+    for &i in &origins {
+        let p = &pending[i];
+        let (ActionSpec::Proxy { to }, Some(to_span)) = (&p.spec.action, &p.spans.to) else {
+            continue;
+        };
+        let Some((tls, authority)) = literal_origin(to) else {
+            continue;
+        };
+        if literal_origins.iter().any(|o| o.authority == authority) {
+            continue;
+        }
+        let (group, route) = (Some(p.route.group.as_str()), Some(p.route.name.as_str()));
+        if tls {
+            d.at(
+                to_span.clone(),
+                no_tls_yet(&format!("target '{to}'")),
+                group,
+                route,
+            );
+            continue;
+        }
+        match split_authority(authority, false).and_then(|(host, port)| {
+            resolve(&super::resolve::HttpOrigin {
+                tls,
+                authority,
+                host,
+                port,
+            })
+        }) {
+            Ok(a) => literal_origins.push(a),
+            Err(m) => d.at(to_span.clone(), format!("target '{to}': {m}"), group, route),
+        }
+    }
+
+    let (Some(compiled), true) = (compiled, d.is_empty()) else {
+        return Err(d.into_error());
+    };
+    let endpoints = endpoints.into_iter().flatten().collect();
+    let routes = pending.drain(..).map(|p| p.route).collect();
+    Ok(Config {
+        source: ConfigSource::Embedded { hash: 0 },
+        server,
+        limits,
+        upstream,
+        admin,
+        endpoints,
+        router: spec,
+        compiled,
+        routes,
+        literal_origins,
+    })
+}
+
+/// The byte offset in the file that a router error about `site` points at.
+fn site_offset(text: &str, r: &RuleSpans, g: &GroupSpans, site: ErrorSite) -> usize {
+    let name = r.name.start;
+    match site {
+        ErrorSite::Rule | ErrorSite::Router => name,
+        ErrorSite::Path { offset } => match offset {
+            Some(o) if r.path_is_regex => offset_in_string(text, &r.path, o),
+            _ => r.path.start,
+        },
+        ErrorSite::ContextPath => g
+            .context_path
+            .as_ref()
+            .map_or(g.name_span.start, |s| s.start),
+        ErrorSite::Target => r.to.as_ref().map_or(name, |s| s.start),
+        ErrorSite::Host(i) => g.hosts.get(i).map_or(g.name_span.start, |s| s.start),
+        ErrorSite::Method(i) => r.methods.get(i).map_or(name, |s| s.start),
+        ErrorSite::Predicate { index, offset } => match r.predicates.get(index) {
+            Some((_, Some(re))) => offset_in_string(text, re, offset.unwrap_or(0)),
+            Some((table, None)) => table.start,
+            None => name,
+        },
+        ErrorSite::Environment(i) => r.environments.get(i).map_or(name, |s| s.start),
+    }
+}
+
+/// Every route of every group, in order, with where its parts are.
+fn rules(
+    groups: &[Spanned<GroupFile>],
+    d: &mut Diagnostics<'_>,
+) -> (Vec<PendingRule>, Vec<GroupSpans>) {
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let gf = g.get_ref();
+        let gname = gf.name.get_ref().as_str();
+        if gname.is_empty() {
+            d.at(gf.name.span(), "a group name may not be empty", None, None);
+        }
+        if spans.iter().any(|s: &GroupSpans| s.name == gname) {
+            d.at(
+                gf.name.span(),
+                format!("duplicate group name '{gname}'"),
+                Some(gname),
+                None,
+            );
+        }
+        spans.push(GroupSpans {
+            name: gname.to_string(),
+            name_span: gf.name.span(),
+            hosts: gf.hosts.iter().flatten().map(Spanned::span).collect(),
+            context_path: gf.context_path.as_ref().map(Spanned::span),
+        });
+        for r in &gf.routes {
+            if let Some(rule) = rule(gi, gf, r.get_ref(), d) {
+                out.push(rule);
+            }
+        }
+    }
+    (out, spans)
+}
+
+/// One route; `None` (with diagnostics) when it cannot be given to the router.
+fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Option<PendingRule> {
+    let group = g.name.get_ref().as_str();
+    let name = r.name.get_ref().as_str();
+    let errors_before = d.len();
+    let err = |d: &mut Diagnostics<'_>, span: Range<usize>, m: String| {
+        d.at(span, m, Some(group), Some(name));
+    };
+    if name.is_empty() {
+        err(d, r.name.span(), "a route name may not be empty".into());
+    }
+    let (path, path_span, path_is_regex) = match r.path.get_ref() {
+        PathFile {
+            exact: Some(p),
+            prefix: None,
+            regex: None,
+        } => (PathSpec::Exact(p.get_ref().clone()), p.span(), false),
+        PathFile {
+            exact: None,
+            prefix: Some(p),
+            regex: None,
+        } => (PathSpec::Prefix(p.get_ref().clone()), p.span(), false),
+        PathFile {
+            exact: None,
+            prefix: None,
+            regex: Some(p),
+        } => (PathSpec::Regex(p.get_ref().clone()), p.span(), true),
+        _ => {
+            err(
+                d,
+                r.path.span(),
+                "path needs exactly one of exact, prefix or regex".into(),
+            );
+            return None;
+        }
+    };
+    for m in r.methods.iter().flatten() {
+        if m.get_ref().bytes().any(|b| b.is_ascii_lowercase()) {
+            err(
+                d,
+                m.span(),
+                format!(
+                    "method '{}' has lowercase letters; methods are case-sensitive (write '{}')",
+                    m.get_ref(),
+                    m.get_ref().to_ascii_uppercase()
+                ),
+            );
+        }
+    }
+    let mut predicates = Vec::new();
+    let mut pred_spans = Vec::new();
+    let all = r
+        .query
+        .iter()
+        .map(|p| (Source::Query, p))
+        .chain(r.headers.iter().map(|p| (Source::Header, p)));
+    for (source, p) in all {
+        match predicate_op(p.get_ref()) {
+            Ok(op) => predicates.push(PredicateSpec {
+                source,
+                name: p.get_ref().name.get_ref().clone(),
+                op,
+            }),
+            Err((span, m)) => err(d, span.unwrap_or(p.span()), m),
+        }
+        pred_spans.push((p.span(), p.get_ref().regex.as_ref().map(Spanned::span)));
+    }
+    let (action, mock) = match (&r.to, &r.mock) {
+        (Some(to), None) => (
+            ActionSpec::Proxy {
+                to: to.get_ref().clone(),
+            },
+            None,
+        ),
+        (None, Some(m)) => (
+            ActionSpec::Local,
+            mock(m).map_err(|(s, e)| err(d, s, e)).ok(),
+        ),
+        (None, None) => {
+            err(
+                d,
+                r.name.span(),
+                "a route needs either `to` (proxy to a target) or `mock` (answer locally)".into(),
+            );
+            return None;
+        }
+        (Some(_), Some(m)) => {
+            err(
+                d,
+                m.span(),
+                "a route has either `to` or `mock`, not both".into(),
+            );
+            return None;
+        }
+    };
+    let envs = r.environments.as_ref().or(g.environments.as_ref());
+    let (line, column) = line_col(d.text, r.name.span().start);
+    if d.len() > errors_before {
+        return None;
+    }
+    Some(PendingRule {
+        spec: RuleSpec {
+            name: name.to_string(),
+            group: group.to_string(),
+            hosts: g
+                .hosts
+                .iter()
+                .flatten()
+                .map(|h| h.get_ref().clone())
+                .collect(),
+            methods: r
+                .methods
+                .iter()
+                .flatten()
+                .map(|m| m.get_ref().clone())
+                .collect(),
+            context_path: g.context_path.as_ref().map(|c| c.get_ref().clone()),
+            path,
+            predicates,
+            environments: envs.map(|e| e.iter().map(|e| e.get_ref().clone()).collect()),
+            action,
+        },
+        route: RouteConfig {
+            group: group.to_string(),
+            name: name.to_string(),
+            mock,
+            line,
+            column,
+        },
+        spans: RuleSpans {
+            group: gi,
+            name: r.name.span(),
+            path: path_span,
+            path_is_regex,
+            to: r.to.as_ref().map(Spanned::span),
+            methods: r.methods.iter().flatten().map(Spanned::span).collect(),
+            predicates: pred_spans,
+            environments: envs.into_iter().flatten().map(Spanned::span).collect(),
+        },
+    })
+}
+
+type SpanError = (Option<Range<usize>>, String);
+
+fn predicate_op(p: &PredicateFile) -> Result<PredicateOp, SpanError> {
+    let mut ops = Vec::new();
+    if let Some(v) = &p.equals {
+        ops.push(PredicateOp::Equals(v.clone()));
+    }
+    if let Some(v) = &p.one_of {
+        if v.is_empty() {
+            return Err((
+                None,
+                format!(
+                    "predicate on '{}': one_of needs at least one value",
+                    p.name.get_ref()
+                ),
+            ));
+        }
+        ops.push(PredicateOp::OneOf(v.clone()));
+    }
+    if let Some(v) = &p.prefix {
+        ops.push(PredicateOp::Prefix(v.clone()));
+    }
+    if let Some(v) = &p.regex {
+        ops.push(PredicateOp::Regex(v.get_ref().clone()));
+    }
+    for (flag, op, key) in [
+        (&p.present, PredicateOp::Present, "present"),
+        (&p.absent, PredicateOp::Absent, "absent"),
+    ] {
+        if let Some(f) = flag {
+            if !*f.get_ref() {
+                return Err((
+                    Some(f.span()),
+                    format!(
+                        "predicate on '{}': write `{key} = true` or leave it out",
+                        p.name.get_ref()
+                    ),
+                ));
+            }
+            ops.push(op);
+        }
+    }
+    if ops.len() != 1 {
+        return Err((
+            None,
+            format!(
+                "predicate on '{}' needs exactly one of equals, one_of, prefix, regex, present = true, absent = true (found {})",
+                p.name.get_ref(),
+                ops.len()
+            ),
+        ));
+    }
+    Ok(ops.remove(0))
+}
+
+fn mock(m: &Spanned<super::file::MockFile>) -> Result<MockResponse, (Range<usize>, String)> {
+    let mf = m.get_ref();
+    let status = match &mf.status {
+        None => 200,
+        Some(s) if (200..=599).contains(s.get_ref()) => *s.get_ref(),
+        Some(s) => {
+            return Err((
+                s.span(),
+                format!(
+                    "mock status {} is not a final HTTP status (200-599)",
+                    s.get_ref()
+                ),
+            ))
+        }
+    };
+    for (k, v) in &mf.headers.0 {
+        if !is_token(k) {
+            return Err((
+                m.span(),
+                format!("mock header name '{k}' is not a valid header name"),
+            ));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err((
+                m.span(),
+                format!("mock header '{k}': the value may not contain CR, LF or NUL"),
+            ));
+        }
+        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding") {
+            return Err((
+                m.span(),
+                format!("mock header '{k}' is set by ringway from the body; leave it out"),
+            ));
+        }
+    }
+    Ok(MockResponse {
+        status,
+        headers: mf.headers.0.clone(),
+        body: mf.body.clone().into_bytes(),
+    })
+}

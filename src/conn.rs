@@ -1,0 +1,425 @@
+//! One client connection: read a head, serve the request, repeat while keep-alive
+//! holds. The phases of one request are in [`serve_request`]; proxying is in
+//! [`crate::proxy`].
+
+use crate::http::{
+    find_header, parse_request_head, BodyFraming, ChunkedTracker, HeadLimits, HeadScratch, RequestHead,
+    Version,
+};
+use crate::local::{write_error, write_local, LocalResponse};
+use crate::shard::{RequestId, Shard};
+use crate::snapshot::{ShardView, UpstreamId};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringway_router::{Origin, RequestView, RouteId};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Initial read buffer of a connection; grows for large heads and bodies, and is
+/// shrunk back after. Small so that idle keep-alive connections stay cheap.
+const INITIAL_BUF: usize = 4 * 1024;
+/// Read size while streaming a request body.
+const BODY_READ: usize = 32 * 1024;
+/// A request body up to this size is read and discarded when we answer locally, so
+/// the connection can be kept; a larger one closes the connection instead.
+const DISCARD_LIMIT: u64 = 1 << 20;
+
+/// The client side of one connection.
+#[derive(Debug)]
+pub struct Client {
+    pub io: TcpStream,
+    /// Bytes read and not yet consumed start at `pos`.
+    pub buf: Vec<u8>,
+    pub pos: usize,
+    pub peer_ip: Vec<u8>,
+}
+
+/// Why the request body could not be moved.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client closed, timed out or sent bad chunked framing.
+    Client(&'static str),
+    /// Writing to the upstream failed.
+    Upstream,
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
+    let _ = io.set_nodelay(true);
+    shard.stats.open_connections.inc();
+    shard.stats.accepted.inc();
+    let mut c = Client {
+        io,
+        buf: Vec::with_capacity(INITIAL_BUF),
+        pos: 0,
+        peer_ip: peer.ip().to_string().into_bytes(),
+    };
+    let mut first = true;
+    loop {
+        let view = shard.view();
+        let mut hs = shard.take_head_scratch();
+        let head = read_head(&mut c, &mut hs, &view, first).await;
+        first = false;
+        let keep = match head {
+            HeadRead::Head(head) => {
+                shard.in_flight.set(shard.in_flight.get() + 1);
+                let keep = serve_request(&shard, &view, &mut c, &mut hs, head).await;
+                shard.in_flight.set(shard.in_flight.get() - 1);
+                keep
+            }
+            HeadRead::Closed => false,
+            HeadRead::Reject(status, reason) => {
+                let id = shard.next_request_id();
+                let mut out = Vec::with_capacity(256);
+                write_error(&mut out, status, reason, id.as_bytes(), true, false);
+                let _ = c.io.write_all(out).await;
+                shard.stats.response(status, 0);
+                false
+            }
+        };
+        shard.give_head_scratch(hs);
+        if !keep || shard.draining.get() {
+            break;
+        }
+        // Keep pipelined bytes; let a grown buffer go.
+        c.buf.drain(..c.pos);
+        c.pos = 0;
+        if c.buf.capacity() > 4 * INITIAL_BUF && c.buf.len() <= INITIAL_BUF {
+            c.buf.shrink_to(INITIAL_BUF);
+        }
+    }
+    shard.stats.open_connections.dec();
+}
+
+enum HeadRead {
+    Head(RequestHead),
+    Closed,
+    Reject(u16, &'static str),
+}
+
+/// Reads until a whole request head is in `c.buf` (from `c.pos == 0`). The first
+/// request of a connection must arrive within `client_header_timeout`; later ones may
+/// wait `keepalive_timeout` for their first byte, then `client_header_timeout`.
+async fn read_head(c: &mut Client, hs: &mut HeadScratch, view: &ShardView, first: bool) -> HeadRead {
+    let limits = &view.snap.config.limits;
+    let head_limits = HeadLimits {
+        max_header_bytes: limits.max_header_bytes,
+        max_headers: limits.max_headers,
+    };
+    let mut deadline = first.then(|| Instant::now() + limits.client_header_timeout);
+    loop {
+        if !c.buf.is_empty() {
+            match parse_request_head(&c.buf, &head_limits, hs) {
+                Ok(Some(h)) => return HeadRead::Head(h),
+                Ok(None) => {}
+                Err(e) => return HeadRead::Reject(e.status(), e.reason()),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + limits.client_header_timeout);
+        }
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => limits.keepalive_timeout,
+        };
+        if c.buf.capacity() - c.buf.len() < 1024 {
+            c.buf.reserve(c.buf.len().max(INITIAL_BUF));
+        }
+        let had_bytes = !c.buf.is_empty();
+        let buf = std::mem::take(&mut c.buf);
+        match monoio::time::timeout(wait, c.io.read(buf)).await {
+            // The read (and its buffer) was cancelled; the connection closes either way.
+            Err(_) if had_bytes => return HeadRead::Reject(408, "request head not received in time"),
+            Err(_) => return HeadRead::Closed,
+            Ok((Ok(0), _)) | Ok((Err(_), _)) => return HeadRead::Closed,
+            Ok((Ok(_), b)) => c.buf = b,
+        }
+    }
+}
+
+/// What a request turned out to need, decided synchronously from the head.
+enum Decision {
+    Local { route: Option<RouteId>, status: u16 },
+    Error { status: u16, problem: String },
+    Proxy { upstream: UpstreamId, target: Vec<u8> },
+}
+
+/// One request: route → (local answer | proxy). Returns whether the client
+/// connection stays open.
+async fn serve_request(
+    shard: &Shard,
+    view: &ShardView,
+    c: &mut Client,
+    hs: &mut HeadScratch,
+    head: RequestHead,
+) -> bool {
+    let started = Instant::now();
+    let id = shard.next_request_id();
+    let decision = route(shard, view, c, hs, &head);
+    let (keep, status) = match decision {
+        Decision::Proxy { upstream, target } => {
+            let r = crate::proxy::forward(shard, view, c, hs, &head, upstream, &target, &id).await;
+            shard.give_buf(target);
+            r
+        }
+        Decision::Local { route, status } => {
+            let snap = &view.snap;
+            let (headers, body): (&[(String, String)], &[u8]) = match route
+                .and_then(|r| snap.config.routes.get(r.index()))
+                .and_then(|r| r.mock.as_ref())
+            {
+                Some(m) => (&m.headers, &m.body),
+                None => (&[], b""),
+            };
+            if route.is_none() {
+                shard.stats.no_match.inc();
+                let msg = b"ringway: no route matches this request\n";
+                respond_local(
+                    shard,
+                    c,
+                    &head,
+                    &LocalResponse {
+                        status,
+                        headers: &[],
+                        body: msg,
+                    },
+                    &id,
+                )
+                .await
+            } else {
+                respond_local(
+                    shard,
+                    c,
+                    &head,
+                    &LocalResponse {
+                        status,
+                        headers,
+                        body,
+                    },
+                    &id,
+                )
+                .await
+            }
+        }
+        Decision::Error { status, problem } => {
+            let mut body = Vec::new();
+            write_error(&mut body, status, &problem, id.as_bytes(), false, false);
+            // write_error wrote a whole response; answer through respond_local for
+            // the body and keep-alive handling.
+            let at = body
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |p| p + 4);
+            respond_local(
+                shard,
+                c,
+                &head,
+                &LocalResponse {
+                    status,
+                    headers: &[],
+                    body: &body[at..],
+                },
+                &id,
+            )
+            .await
+        }
+    };
+    shard.stats.response(status, started.elapsed().as_micros() as u64);
+    keep
+}
+
+/// Routing: environment, router match, mock or target rendering and endpoint pick.
+fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &RequestHead) -> Decision {
+    let snap = &view.snap;
+    let buf = &c.buf[..];
+    let env = match &snap.stage_header {
+        Some(name) => match find_header(buf, hs.headers(), name) {
+            Some(v) => match std::str::from_utf8(v).ok().and_then(|v| view.router.env_id(v)) {
+                Some(e) => e,
+                None => {
+                    return Decision::Error {
+                        status: 400,
+                        problem: "unknown stage (environment) requested".into(),
+                    }
+                }
+            },
+            None => snap.default_env,
+        },
+        None => snap.default_env,
+    };
+    let path = if head.path.is_empty() {
+        &b"/"[..]
+    } else {
+        head.path.slice(buf)
+    };
+    let query = head.query.map(|q| q.slice(buf));
+    let req = RequestView {
+        method: head.method.slice(buf),
+        host: head.host.map(|h| h.slice(buf)),
+        path,
+        query,
+        env,
+    };
+    let mut ms = shard.match_scratch.borrow_mut();
+    let headers = hs
+        .headers()
+        .iter()
+        .map(|h| (h.name.slice(buf), h.value.slice(buf)));
+    let route = match view.router.match_request(&req, headers, &mut ms) {
+        Err(e) => {
+            return Decision::Error {
+                status: 400,
+                problem: e.to_string(),
+            }
+        }
+        Ok(None) => {
+            return Decision::Local {
+                route: None,
+                status: snap.config.server.no_match_status,
+            }
+        }
+        Ok(Some(r)) => r,
+    };
+    if let Some(m) = snap
+        .config
+        .routes
+        .get(route.index())
+        .and_then(|r| r.mock.as_ref())
+    {
+        return Decision::Local {
+            route: Some(route),
+            status: m.status,
+        };
+    }
+    let mut target = shard.take_buf();
+    let upstream = match view.router.render_target(route, &ms, query, &mut target) {
+        Some(Origin::Endpoint(e)) => view.balancer.pick(snap, *e),
+        Some(o) => snap.literal_upstream(o),
+        None => None,
+    };
+    match upstream {
+        Some(upstream) => Decision::Proxy { upstream, target },
+        None => {
+            shard.give_buf(target);
+            Decision::Error {
+                status: 503,
+                problem: "no upstream endpoint available for this route".into(),
+            }
+        }
+    }
+}
+
+/// Answers locally. A request body is read and discarded first when it is small
+/// enough; otherwise (or with `Expect: 100-continue`, where the client waits) the
+/// connection is closed after the response.
+pub async fn respond_local(
+    shard: &Shard,
+    c: &mut Client,
+    head: &RequestHead,
+    resp: &LocalResponse<'_>,
+    id: &RequestId,
+) -> (bool, u16) {
+    c.pos = head.head_len;
+    let mut keep = head.keep_alive && !shard.draining.get();
+    match head.framing {
+        BodyFraming::None => {}
+        _ if head.expect_continue => keep = false,
+        BodyFraming::Length(n) if n > DISCARD_LIMIT => keep = false,
+        framing => {
+            if keep {
+                let timeout = shard.view().snap.config.limits.keepalive_timeout;
+                keep = pump_body(c, framing, None, Vec::new(), timeout, DISCARD_LIMIT)
+                    .await
+                    .is_ok();
+            }
+        }
+    }
+    let mut out = shard.take_buf();
+    let head_only = head.method.slice(&c.buf) == b"HEAD";
+    write_local(&mut out, resp, id.as_bytes(), !keep, head_only);
+    let (r, out) = c.io.write_all(out).await;
+    shard.give_buf(out);
+    (keep && r.is_ok(), resp.status)
+}
+
+/// Moves the request body, starting with the bytes at `c.buf[c.pos..]`, to `sink`
+/// (or discards it when `sink` is `None`), after first writing `out` (for example
+/// the upstream request head) together with the first body bytes in one write.
+/// Leaves `c.pos` after the body; bytes of a pipelined next request stay in `c.buf`.
+pub async fn pump_body(
+    c: &mut Client,
+    framing: BodyFraming,
+    mut sink: Option<&mut TcpStream>,
+    mut out: Vec<u8>,
+    read_timeout: Duration,
+    limit: u64,
+) -> Result<(), BodyError> {
+    let mut remaining = match framing {
+        BodyFraming::None => 0,
+        BodyFraming::Length(n) => n,
+        BodyFraming::Chunked => u64::MAX,
+    };
+    let mut tracker = ChunkedTracker::new();
+    let mut total = 0u64;
+    loop {
+        // Take what the buffer holds of the body.
+        let avail = &c.buf[c.pos..];
+        let (take, done) = match framing {
+            BodyFraming::None => (0, true),
+            BodyFraming::Length(_) => {
+                let k = remaining.min(avail.len() as u64) as usize;
+                remaining -= k as u64;
+                (k, remaining == 0)
+            }
+            BodyFraming::Chunked => {
+                let p = tracker.feed(avail).map_err(|e| BodyError::Client(e.reason()))?;
+                (p.consumed, p.done)
+            }
+        };
+        total += take as u64;
+        if sink.is_none() && total > limit {
+            return Err(BodyError::Client("request body too large to discard"));
+        }
+        if let Some(up) = sink.as_deref_mut() {
+            out.extend_from_slice(&c.buf[c.pos..c.pos + take]);
+            if !out.is_empty() {
+                let (r, o) = up.write_all(out).await;
+                out = o;
+                r.map_err(|_| BodyError::Upstream)?;
+                out.clear();
+            }
+        }
+        c.pos += take;
+        if done {
+            return Ok(());
+        }
+        // Everything buffered was body: read more.
+        c.buf.clear();
+        c.pos = 0;
+        if c.buf.capacity() < BODY_READ {
+            c.buf.reserve(BODY_READ);
+        }
+        let buf = std::mem::take(&mut c.buf);
+        match monoio::time::timeout(read_timeout, c.io.read(buf)).await {
+            Err(_) => return Err(BodyError::Client("request body not received in time")),
+            Ok((Ok(0), b)) => {
+                c.buf = b;
+                return Err(BodyError::Client("client closed the connection mid-body"));
+            }
+            Ok((Ok(_), b)) => c.buf = b,
+            Ok((Err(_), _)) => return Err(BodyError::Client("client connection failed mid-body")),
+        }
+    }
+}
+
+/// True for methods that may be retried on a fresh connection (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+/// HTTP/1.0 clients cannot take 1xx interim responses.
+pub fn takes_interim(head: &RequestHead) -> bool {
+    head.version == Version::Http11
+}

@@ -1,0 +1,276 @@
+//! The request head sent upstream: the client's head with the target
+//! rewritten, the Host chosen, hop-by-hop fields removed and the
+//! X-Forwarded-* and x-request-id fields added.
+
+use super::fields::{name_is, HopFilter};
+use super::head::{find_header, HeaderSpan};
+use super::request::{BodyFraming, RequestHead};
+use super::response::push_field;
+
+/// What the proxy knows about the client connection and this request.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardInfo<'a> {
+    /// The client's address as text, e.g. `203.0.113.7` or `2001:db8::1`.
+    pub client_ip: &'a [u8],
+    /// The scheme the client used: `http` (or `https` behind TLS).
+    pub proto: &'a [u8],
+    /// Sent as `x-request-id` when the client sent none; see
+    /// [`client_request_id`] to reuse the client's instead.
+    pub request_id: &'a [u8],
+    /// Send the client's Host upstream instead of the upstream authority.
+    pub keep_client_host: bool,
+}
+
+/// The client's non-empty `x-request-id`, if it sent one. The proxy logs
+/// and echoes that id rather than minting one; [`write_upstream_head`]
+/// forwards it untouched.
+pub fn client_request_id<'b>(buf: &'b [u8], headers: &[HeaderSpan]) -> Option<&'b [u8]> {
+    find_header(buf, headers, b"x-request-id").filter(|v| !v.is_empty())
+}
+
+/// Writes the upstream request head for the request parsed from `buf`.
+///
+/// - `METHOD path_and_query HTTP/1.1`: always HTTP/1.1 and, with no
+///   Connection field, always keep-alive, whatever the client spoke.
+/// - `host: authority`, or the client's host when `info.keep_client_host`
+///   (falling back to `authority` if the client sent none).
+/// - Every other field verbatim, in order, except Host, the hop-by-hop
+///   fields (Connection and the fields it names, Keep-Alive, TE, Upgrade,
+///   Proxy-Connection) and X-Forwarded-For. Content-Length and
+///   Transfer-Encoding are kept; a repeated or list-valued Content-Length
+///   is sent once as its single value. Expect is kept.
+/// - `x-forwarded-for`: the client's values, merged, then `client_ip`.
+/// - `x-forwarded-proto`, `x-forwarded-host` (the client's host) and
+///   `x-request-id` when the client sent none.
+pub fn write_upstream_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderSpan],
+    path_and_query: &[u8],
+    authority: &[u8],
+    info: &ForwardInfo,
+) {
+    out.extend_from_slice(head.method.slice(buf));
+    out.push(b' ');
+    out.extend_from_slice(path_and_query);
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    let client_host = head.host.map(|h| h.slice(buf));
+    match client_host {
+        Some(host) if info.keep_client_host => out.extend_from_slice(host),
+        _ => out.extend_from_slice(authority),
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let filter = HopFilter::new(buf, headers);
+    let mut has_xff = false;
+    let mut has_proto = false;
+    let mut has_fwd_host = false;
+    let mut has_request_id = false;
+    let mut content_length_sent = false;
+    for h in headers {
+        let name = h.name.slice(buf);
+        let value = h.value.slice(buf);
+        if name_is(buf, h.name, b"host") || filter.drops(name) {
+            continue;
+        }
+        if name_is(buf, h.name, b"x-forwarded-for") {
+            has_xff = true;
+            continue;
+        }
+        if name_is(buf, h.name, b"content-length") {
+            if content_length_sent {
+                continue;
+            }
+            content_length_sent = true;
+            if let (BodyFraming::Length(n), false) = (head.framing, value.iter().all(u8::is_ascii_digit)) {
+                push_field(out, b"content-length", itoa(n, &mut [0; 20]));
+                continue;
+            }
+        }
+        has_proto |= name_is(buf, h.name, b"x-forwarded-proto");
+        has_fwd_host |= name_is(buf, h.name, b"x-forwarded-host");
+        has_request_id |= name_is(buf, h.name, b"x-request-id");
+        push_field(out, name, value);
+    }
+
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if has_xff {
+        for h in headers {
+            let value = h.value.slice(buf);
+            if name_is(buf, h.name, b"x-forwarded-for") && !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(info.client_ip);
+    out.extend_from_slice(b"\r\n");
+    if !has_proto {
+        push_field(out, b"x-forwarded-proto", info.proto);
+    }
+    if let (false, Some(host)) = (has_fwd_host, client_host) {
+        push_field(out, b"x-forwarded-host", host);
+    }
+    if !has_request_id {
+        push_field(out, b"x-request-id", info.request_id);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, written into the end of `tmp`.
+fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &tmp[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{HeadLimits, HeadScratch};
+    use crate::http::request::parse_request_head;
+    use crate::http::test_util::XorShift;
+
+    const INFO: ForwardInfo<'static> = ForwardInfo {
+        client_ip: b"203.0.113.7",
+        proto: b"http",
+        request_id: b"rid-1",
+        keep_client_host: false,
+    };
+
+    fn rewrite(raw: &[u8], pq: &[u8], info: &ForwardInfo) -> String {
+        let mut scratch = HeadScratch::new();
+        let head = parse_request_head(raw, &HeadLimits::default(), &mut scratch)
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        write_upstream_head(
+            &mut out,
+            raw,
+            &head,
+            scratch.headers(),
+            pq,
+            b"10.0.0.2:8080",
+            info,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn typical_head_exact_bytes() {
+        let raw = b"POST /api/v1/users?x=1 HTTP/1.1\r\n\
+            Host: api.example.com\r\n\
+            User-Agent: curl/8.5.0\r\n\
+            Connection: keep-alive, X-Secret\r\n\
+            X-Secret: hunter2\r\n\
+            Keep-Alive: timeout=5\r\n\
+            TE: trailers\r\n\
+            X-Forwarded-For: 198.51.100.1\r\n\
+            Content-Length: 4\r\n\
+            x-forwarded-for: 10.1.1.1, 10.2.2.2\r\n\
+            Expect: 100-continue\r\n\
+            \r\nbody";
+        assert_eq!(
+            rewrite(raw, b"/users?x=1", &INFO),
+            "POST /users?x=1 HTTP/1.1\r\n\
+            host: 10.0.0.2:8080\r\n\
+            User-Agent: curl/8.5.0\r\n\
+            Content-Length: 4\r\n\
+            Expect: 100-continue\r\n\
+            x-forwarded-for: 198.51.100.1, 10.1.1.1, 10.2.2.2, 203.0.113.7\r\n\
+            x-forwarded-proto: http\r\n\
+            x-forwarded-host: api.example.com\r\n\
+            x-request-id: rid-1\r\n\
+            \r\n"
+        );
+    }
+
+    #[test]
+    fn http10_client_keep_alive_does_not_leak_upstream() {
+        let raw = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, b"/", &INFO),
+            "GET / HTTP/1.1\r\nhost: 10.0.0.2:8080\r\nx-forwarded-for: 203.0.113.7\r\nx-forwarded-proto: http\r\nx-request-id: rid-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn keeps_client_host_and_existing_forwarded_fields() {
+        let raw = b"GET http://Shop.Example/a HTTP/1.1\r\nHost: ignored\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: orig\r\nX-Request-Id: client-7\r\n\r\n";
+        let info = ForwardInfo {
+            keep_client_host: true,
+            ..INFO
+        };
+        assert_eq!(
+            rewrite(raw, b"/a", &info),
+            "GET /a HTTP/1.1\r\nhost: Shop.Example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: orig\r\nX-Request-Id: client-7\r\nx-forwarded-for: 203.0.113.7\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwards_chunked_and_normalizes_listed_content_length() {
+        let raw = b"PUT /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert!(rewrite(raw, b"/u", &INFO).contains("\r\nTransfer-Encoding: gzip, chunked\r\n"));
+        let raw = b"PUT /u HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7\r\ncontent-length: 7\r\n\r\n";
+        let got = rewrite(raw, b"/u", &INFO);
+        assert!(got.contains("\r\ncontent-length: 7\r\n"), "{got}");
+        assert_eq!(got.matches("ontent-").count(), 1, "{got}");
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_headers() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 3\r\n\r\nabc";
+        let got = rewrite(raw, b"/", &INFO);
+        assert!(got.contains("\r\nContent-Length: 3\r\n"), "{got}");
+    }
+
+    #[test]
+    fn client_request_id_is_found() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nx-REQUEST-id: abc\r\n\r\n";
+        let mut scratch = HeadScratch::new();
+        parse_request_head(raw, &HeadLimits::default(), &mut scratch).unwrap();
+        assert_eq!(client_request_id(raw, scratch.headers()), Some(&b"abc"[..]));
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nx-request-id:\r\n\r\n";
+        parse_request_head(raw, &HeadLimits::default(), &mut scratch).unwrap();
+        assert_eq!(client_request_id(raw, scratch.headers()), None);
+    }
+
+    #[test]
+    fn itoa_writes_decimal() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn mutated_requests_rewrite_without_panic() {
+        let seed: &[u8] = b"POST /p?q HTTP/1.1\r\nHost: h\r\nConnection: x, close\r\nX: 1\r\nX-Forwarded-For: a\r\nContent-Length: 2\r\n\r\nhi";
+        let mut rng = XorShift::new(3);
+        let mut scratch = HeadScratch::new();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for _ in 0..20_000 {
+            buf.clear();
+            buf.extend_from_slice(seed);
+            rng.mutate(&mut buf);
+            if let Ok(Some(head)) = parse_request_head(&buf, &HeadLimits::default(), &mut scratch) {
+                out.clear();
+                write_upstream_head(&mut out, &buf, &head, scratch.headers(), b"/", b"u:1", &INFO);
+                // What we send upstream must parse back.
+                let again = parse_request_head(&out, &HeadLimits::default(), &mut HeadScratch::new());
+                assert!(
+                    matches!(again, Ok(Some(_))),
+                    "{:?}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+pub mod http;
+pub mod cli;
+pub mod config;
+pub mod balance;
+pub mod conn;
+pub mod local;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod runtime;
+pub mod shard;
+pub mod snapshot;

@@ -1,0 +1,144 @@
+//! A shard: one pinned OS thread running one monoio runtime, owning its listeners,
+//! its view of the current snapshot, its upstream pools and its counters. Nothing
+//! here is shared with other shards on the request path: the `RefCell`s and `Cell`s
+//! are touched by this thread only, and the counters are written only by it (the
+//! admin side reads them).
+
+use crate::http::HeadScratch;
+use crate::metrics::ShardStats;
+use crate::pool::ConnPool;
+use crate::snapshot::{ShardView, Snapshot};
+use ringway_router::MatchScratch;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A shard's index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardId(pub usize);
+
+/// Per-shard state, shared by the shard's tasks through an `Rc`.
+#[derive(Debug)]
+pub struct Shard {
+    pub id: ShardId,
+    view: RefCell<Rc<ShardView>>,
+    pub pool: RefCell<ConnPool>,
+    pub match_scratch: RefCell<MatchScratch>,
+    bufs: RefCell<Vec<Vec<u8>>>,
+    heads: RefCell<Vec<HeadScratch>>,
+    pub stats: Arc<ShardStats>,
+    seq: Cell<u64>,
+    prefix: u32,
+    pub draining: Cell<bool>,
+    /// Requests being served now (drain waits for zero).
+    pub in_flight: Cell<usize>,
+}
+
+/// Size of the pooled I/O buffers used for bodies and upstream responses.
+pub const IO_BUF: usize = 64 * 1024;
+/// Buffers kept for reuse per shard.
+const MAX_POOLED_BUFS: usize = 256;
+
+impl Shard {
+    pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
+        Shard {
+            id,
+            view: RefCell::new(Rc::new(ShardView::new(snap, id.0 as u64 + 1))),
+            pool: RefCell::new(ConnPool::default()),
+            match_scratch: RefCell::new(MatchScratch::default()),
+            bufs: RefCell::new(Vec::new()),
+            heads: RefCell::new(Vec::new()),
+            stats,
+            seq: Cell::new(0),
+            prefix,
+            draining: Cell::new(false),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    /// The current snapshot view. A request keeps the `Rc` it started with.
+    #[inline]
+    pub fn view(&self) -> Rc<ShardView> {
+        self.view.borrow().clone()
+    }
+
+    /// Switches to a new snapshot; requests in flight finish on the old one.
+    pub fn install(&self, snap: Arc<Snapshot>) {
+        let view = ShardView::new(snap, self.id.0 as u64 + self.seq.get());
+        self.stats.set_version(view.snap.version);
+        *self.view.borrow_mut() = Rc::new(view);
+    }
+
+    /// A cleared buffer of at least [`IO_BUF`] capacity.
+    #[inline]
+    pub fn take_buf(&self) -> Vec<u8> {
+        self.bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(IO_BUF))
+    }
+
+    #[inline]
+    pub fn give_buf(&self, mut b: Vec<u8>) {
+        if b.capacity() >= IO_BUF && b.capacity() <= 4 * IO_BUF {
+            let mut bufs = self.bufs.borrow_mut();
+            if bufs.len() < MAX_POOLED_BUFS {
+                b.clear();
+                bufs.push(b);
+            }
+        }
+    }
+
+    #[inline]
+    pub fn take_head_scratch(&self) -> HeadScratch {
+        self.heads.borrow_mut().pop().unwrap_or_default()
+    }
+
+    #[inline]
+    pub fn give_head_scratch(&self, h: HeadScratch) {
+        let mut heads = self.heads.borrow_mut();
+        if heads.len() < MAX_POOLED_BUFS {
+            heads.push(h);
+        }
+    }
+
+    /// A new request id: process prefix, shard, sequence, in hex (`5f3a9c01-0-1a`).
+    pub fn next_request_id(&self) -> RequestId {
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        let mut id = RequestId { buf: [0; 32], len: 0 };
+        id.push_hex(u64::from(self.prefix), 8);
+        id.push(b'-');
+        id.push_hex(self.id.0 as u64, 1);
+        id.push(b'-');
+        id.push_hex(n, 1);
+        id
+    }
+}
+
+/// A request id, on the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl RequestId {
+    fn push(&mut self, b: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_hex(&mut self, v: u64, min_digits: usize) {
+        let digits = ((64 - v.leading_zeros() as usize).div_ceil(4)).max(min_digits);
+        for i in (0..digits).rev() {
+            self.push(b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}

@@ -1,0 +1,121 @@
+//! A snapshot: one validated config with its compiled router, immutable and versioned.
+//!
+//! The control thread builds a [`Snapshot`] off the data path and sends an `Arc` of it
+//! to every shard; each shard makes its own [`ShardView`] (its own router clone and
+//! balancer state) and switches to it between requests.
+
+use crate::config::{Config, EndpointDef, Lb, UpstreamAddr};
+use ringway_router::{CompiledRouter, EnvId, Origin};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where a proxied request can go: one resolved upstream address.
+pub type UpstreamId = u32;
+
+/// An endpoint as the data path sees it.
+#[derive(Debug)]
+pub enum Endpoint {
+    Single(UpstreamId),
+    Group { lb: Lb, members: Vec<(UpstreamId, u32)> },
+}
+
+/// One config version, compiled.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub config: Config,
+    pub router: CompiledRouter,
+    /// Every upstream address a target can resolve to.
+    pub upstreams: Vec<UpstreamAddr>,
+    /// Indexed by `EndpointId`.
+    pub endpoints: Vec<Endpoint>,
+    /// Literal target origins (`http://host:port`) by authority.
+    pub literal: HashMap<String, UpstreamId>,
+    pub default_env: EnvId,
+    /// Lowercased stage header name.
+    pub stage_header: Option<Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Compiles `config` into a snapshot. The config was validated (and its router
+    /// compiled once) when it was loaded, so failure here is unexpected but reported.
+    pub fn build(config: Config, version: u64) -> Result<Snapshot, String> {
+        let router = CompiledRouter::build(&config.router).map_err(|e| e.to_string())?;
+        let mut upstreams: Vec<UpstreamAddr> = Vec::new();
+        let mut by_addr: HashMap<(SocketAddr, String), UpstreamId> = HashMap::new();
+        let mut intern = |u: &UpstreamAddr| -> UpstreamId {
+            *by_addr.entry((u.addr, u.authority.clone())).or_insert_with(|| {
+                upstreams.push(u.clone());
+                upstreams.len() as UpstreamId - 1
+            })
+        };
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| match e {
+                EndpointDef::Single { upstream, .. } => Endpoint::Single(intern(upstream)),
+                EndpointDef::Group { lb, members, .. } => Endpoint::Group {
+                    lb: *lb,
+                    members: members.iter().map(|(u, w)| (intern(u), (*w).max(1))).collect(),
+                },
+            })
+            .collect();
+        let literal = config
+            .literal_origins
+            .iter()
+            .map(|u| (u.authority.clone(), intern(u)))
+            .collect();
+        let default_env = router
+            .env_id(&config.server.environment)
+            .ok_or_else(|| format!("unknown environment '{}'", config.server.environment))?;
+        let stage_header = config
+            .server
+            .stage_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase().into_bytes());
+        Ok(Snapshot {
+            version,
+            config,
+            router,
+            upstreams,
+            endpoints,
+            literal,
+            default_env,
+            stage_header,
+        })
+    }
+
+    /// The upstream of a literal origin.
+    pub fn literal_upstream(&self, origin: &Origin) -> Option<UpstreamId> {
+        match origin {
+            Origin::Url { authority, .. } => self.literal.get(authority).copied(),
+            Origin::Endpoint(_) => None,
+        }
+    }
+
+    /// A stable hash of what the snapshot was built from.
+    pub fn hash(&self) -> u64 {
+        self.config.source.hash()
+    }
+}
+
+/// A shard's own view of a snapshot: its router clone and balancer state.
+#[derive(Debug)]
+pub struct ShardView {
+    pub snap: Arc<Snapshot>,
+    pub router: CompiledRouter,
+    pub balancer: crate::balance::Balancer,
+}
+
+impl ShardView {
+    pub fn new(snap: Arc<Snapshot>, seed: u64) -> ShardView {
+        let router = snap.router.clone();
+        let balancer = crate::balance::Balancer::new(&snap, seed);
+        ShardView {
+            snap,
+            router,
+            balancer,
+        }
+    }
+}
