@@ -610,10 +610,7 @@ fn human(v: &Value) -> String {
     }
     o += &format!("rule             {}\n", s("rule"));
     for c in v["captures"].as_array().into_iter().flatten() {
-        let name = c["name"]
-            .as_str()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
+        let name = c["name"].as_str().map(|n| format!(" ({n})")).unwrap_or_default();
         let value = c["value"].as_str().unwrap_or("(did not participate)");
         o += &format!("  group {}{name} = {value}\n", c["index"]);
     }
@@ -642,9 +639,7 @@ mod tests {
     use std::path::Path;
 
     fn config_path(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
     }
 
     fn explain_args(config: &str, extra: &[&str]) -> ExplainArgs {
@@ -694,20 +689,19 @@ mod tests {
             panic!()
         };
         assert_eq!(config, Some(PathBuf::from("x.toml")));
-        let Ok(Command::Run { config }) = parse_from(["ringway", "run", "--config", "y.toml"])
-        else {
+        let Ok(Command::Run { config }) = parse_from(["ringway", "run", "--config", "y.toml"]) else {
             panic!()
         };
         assert_eq!(config, Some(PathBuf::from("y.toml")));
-        let Ok(Command::Check(c)) = parse_from([
-            "ringway", "check", "-c", "a", "--strict", "--format", "json",
-        ]) else {
+        let Ok(Command::Check(c)) =
+            parse_from(["ringway", "check", "-c", "a", "--strict", "--format", "json"])
+        else {
             panic!()
         };
         assert!(c.strict && c.format == Format::Json);
         let Ok(Command::Explain(e)) = parse_from([
-            "ringway", "explain", "-c", "a", "--env", "test", "-H", "x: 1", "-H", "y: 2",
-            "--format", "human", "GET", "/x",
+            "ringway", "explain", "-c", "a", "--env", "test", "-H", "x: 1", "-H", "y: 2", "--format",
+            "human", "GET", "/x",
         ]) else {
             panic!()
         };
@@ -719,10 +713,7 @@ mod tests {
         let help = Cli::try_parse_from(["ringway", "explain", "--help"])
             .unwrap_err()
             .to_string();
-        assert!(
-            help.contains("--env") && help.contains("'Name: value'"),
-            "{help}"
-        );
+        assert!(help.contains("--env") && help.contains("'Name: value'"), "{help}");
     }
 
     #[test]
@@ -788,10 +779,7 @@ mod tests {
     fn explain_issue_3_example_store_info() {
         let v = explain_json(
             "example.toml",
-            &[
-                "GET",
-                "http://api.example.com/store/v1/stores/12/x?region=eu",
-            ],
+            &["GET", "http://api.example.com/store/v1/stores/12/x?region=eu"],
         );
         assert_eq!(v["environment"], json!("online"));
         assert_eq!(v["normalized_path"], json!("/store/v1/stores/12/x"));
@@ -800,10 +788,7 @@ mod tests {
             v["captures"],
             json!([{"index": 0, "name": "id", "value": "12"}, {"index": 1, "name": null, "value": "x"}])
         );
-        assert_eq!(
-            v["target"],
-            json!("http://127.0.0.1:9012/stores/12/x?region=eu")
-        );
+        assert_eq!(v["target"], json!("http://127.0.0.1:9012/stores/12/x?region=eu"));
         assert_eq!(v["status"], Value::Null);
         assert_eq!(v["candidates"][0]["failed"], Value::Null);
         assert_eq!(v["candidates"][0]["checked"], json!(true));
@@ -818,10 +803,7 @@ mod tests {
         );
         let c = v["candidates"].as_array().unwrap();
         assert_eq!(c[0]["rule"], json!("store-info"));
-        assert!(
-            c[0]["failed"].as_str().unwrap().starts_with("predicate 0"),
-            "{v}"
-        );
+        assert!(c[0]["failed"].as_str().unwrap().starts_with("predicate 0"), "{v}");
         assert_eq!(v["rule"], json!("stores/store-default"));
         assert_eq!(v["target"], json!("{#endpoints['default']}/stores"));
         assert_eq!(v["upstream"]["lb"], json!("round_robin"));
@@ -846,10 +828,7 @@ mod tests {
             "{v}"
         );
         // Wrong host: every candidate fails on it and the no-match status comes back.
-        let v = explain_json(
-            "example.toml",
-            &["GET", "http://other.example/store/health"],
-        );
+        let v = explain_json("example.toml", &["GET", "http://other.example/store/health"]);
         assert_eq!(v["rule"], Value::Null);
         assert_eq!(v["candidates"][0]["failed"], json!("host"));
         assert_eq!(v["status"], json!(400));
@@ -857,10 +836,7 @@ mod tests {
 
     #[test]
     fn explain_mock_and_environment() {
-        let v = explain_json(
-            "example.toml",
-            &["GET", "http://api.example.com/store/health"],
-        );
+        let v = explain_json("example.toml", &["GET", "http://api.example.com/store/health"]);
         assert_eq!(v["rule"], json!("stores/health"));
         assert_eq!(v["target"], json!({"mock": 200}));
         assert_eq!(v["status"], json!(200));

@@ -74,7 +74,7 @@ pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
                 let mut out = Vec::with_capacity(256);
                 write_error(&mut out, status, reason, id.as_bytes(), true, false);
                 let _ = c.io.write_all(out).await;
-                shard.stats.response(status, 0);
+                shard.stats.all.record(status, 0);
                 false
             }
         };
@@ -138,9 +138,19 @@ async fn read_head(c: &mut Client, hs: &mut HeadScratch, view: &ShardView, first
 
 /// What a request turned out to need, decided synchronously from the head.
 enum Decision {
-    Local { route: Option<RouteId>, status: u16 },
-    Error { status: u16, problem: String },
-    Proxy { upstream: UpstreamId, target: Vec<u8> },
+    Local {
+        route: Option<RouteId>,
+        status: u16,
+    },
+    Error {
+        status: u16,
+        problem: String,
+    },
+    Proxy {
+        route: RouteId,
+        upstream: UpstreamId,
+        target: Vec<u8>,
+    },
 }
 
 /// One request: route → (local answer | proxy). Returns whether the client
@@ -155,8 +165,15 @@ async fn serve_request(
     let started = Instant::now();
     let id = shard.next_request_id();
     let decision = route(shard, view, c, hs, &head);
+    let routed = match &decision {
+        Decision::Proxy { route, .. }
+        | Decision::Local {
+            route: Some(route), ..
+        } => Some(*route),
+        _ => None,
+    };
     let (keep, status) = match decision {
-        Decision::Proxy { upstream, target } => {
+        Decision::Proxy { upstream, target, .. } => {
             let r = crate::proxy::forward(shard, view, c, hs, &head, upstream, &target, &id).await;
             shard.give_buf(target);
             r
@@ -223,7 +240,11 @@ async fn serve_request(
             .await
         }
     };
-    shard.stats.response(status, started.elapsed().as_micros() as u64);
+    let micros = started.elapsed().as_micros() as u64;
+    shard.stats.all.record(status, micros);
+    if let Some(h) = routed.and_then(|r| view.route_stats.get(r.index())) {
+        h.record(status, micros);
+    }
     keep
 }
 
@@ -297,7 +318,11 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
         None => None,
     };
     match upstream {
-        Some(upstream) => Decision::Proxy { upstream, target },
+        Some(upstream) => Decision::Proxy {
+            route,
+            upstream,
+            target,
+        },
         None => {
             shard.give_buf(target);
             Decision::Error {

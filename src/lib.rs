@@ -1,8 +1,8 @@
-pub mod http;
+pub mod balance;
 pub mod cli;
 pub mod config;
-pub mod balance;
 pub mod conn;
+pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod pool;

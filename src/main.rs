@@ -6,12 +6,10 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    // Interim argument handling until the clap CLI lands: `ringway [run] [-c FILE]`.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = args
-        .iter()
-        .position(|a| a == "-c" || a == "--config")
-        .and_then(|i| args.get(i + 1))
-        .map(std::path::PathBuf::from);
-    std::process::exit(ringway::runtime::run(config));
+    let code = match ringway::cli::parse_args() {
+        ringway::cli::Command::Run { config } => ringway::runtime::run(config),
+        ringway::cli::Command::Check(args) => ringway::cli::check(args),
+        ringway::cli::Command::Explain(args) => ringway::cli::explain(args),
+    };
+    std::process::exit(code);
 }

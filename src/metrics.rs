@@ -1,14 +1,21 @@
-//! Per-shard counters, written only by their shard's thread and summed by the admin
-//! side when scraped. Single writer: increments are a relaxed load and store, no
-//! locked read-modify-write on the request path.
+//! Counters, written only by their shard's thread and summed by the admin side when
+//! scraped. Single writer: an increment is a relaxed load and store, no locked
+//! read-modify-write on the request path.
+//!
+//! Per-route and per-upstream counters are looked up by name when a shard installs a
+//! snapshot (the only time the registry's mutex is taken on a shard), so counters of
+//! routes and upstreams that survive a reload keep counting.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// Latency histogram bucket upper bounds, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
 ];
 
+/// A counter with a single writer.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
@@ -38,38 +45,110 @@ impl Counter {
     }
 }
 
-/// One shard's counters.
+/// Responses by status class and a latency histogram.
 #[derive(Debug, Default)]
-pub struct ShardStats {
-    /// Responses by status class: index 1..=5 for 1xx..5xx.
+pub struct Histogram {
+    /// Index 1..=5 for 1xx..5xx (0 unused).
     pub responses: [Counter; 6],
-    /// Requests that matched no rule.
-    pub no_match: Counter,
-    pub open_connections: Counter,
-    pub accepted: Counter,
-    pub upstream_connect_errors: Counter,
-    pub upstream_timeouts: Counter,
-    pub upstream_retries: Counter,
-    /// Request latency histogram (cumulative buckets are computed on scrape).
-    pub latency: [Counter; LATENCY_BUCKETS_US.len() + 1],
-    pub latency_sum_us: Counter,
-    /// The snapshot version this shard serves.
-    pub version: Counter,
+    pub buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: Counter,
 }
 
-impl ShardStats {
+impl Histogram {
     #[inline]
-    pub fn response(&self, status: u16, micros: u64) {
+    pub fn record(&self, status: u16, micros: u64) {
         self.responses[(status / 100).min(5) as usize].inc();
         let b = LATENCY_BUCKETS_US
             .iter()
             .position(|&ub| micros <= ub)
             .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.latency[b].inc();
-        self.latency_sum_us.add(micros);
+        self.buckets[b].inc();
+        self.sum_us.add(micros);
     }
 
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(Counter::get).sum()
+    }
+}
+
+/// Counters of one upstream address.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub connect_errors: Counter,
+    pub timeouts: Counter,
+    pub retries: Counter,
+    /// Idle pooled connections now.
+    pub idle: Counter,
+}
+
+/// One shard's counters.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Every response, routed or not.
+    pub all: Histogram,
+    /// Requests that matched no rule.
+    pub no_match: Counter,
+    pub open_connections: Counter,
+    pub accepted: Counter,
+    /// The snapshot version this shard serves.
+    pub version: Counter,
+    routes: Mutex<HashMap<(String, String), Arc<Histogram>>>,
+    upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
+}
+
+impl ShardStats {
     pub fn set_version(&self, v: u64) {
         self.version.set(v);
+    }
+
+    /// The histogram of route `group/name` (created on first use).
+    pub fn route(&self, group: &str, name: &str) -> Arc<Histogram> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes
+            .entry((group.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// The counters of upstream `addr` (created on first use).
+    pub fn upstream(&self, addr: &str) -> Arc<UpstreamStats> {
+        let mut ups = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        ups.entry(addr.to_string()).or_default().clone()
+    }
+
+    /// Visits every route histogram.
+    pub fn for_each_route(&self, mut f: impl FnMut(&str, &str, &Histogram)) {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        for ((g, r), h) in routes.iter() {
+            f(g, r, h);
+        }
+    }
+
+    /// Visits every upstream's counters.
+    pub fn for_each_upstream(&self, mut f: impl FnMut(&str, &UpstreamStats)) {
+        let ups = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        for (a, u) in ups.iter() {
+            f(a, u);
+        }
+    }
+}
+
+/// Sums of many histograms, for the scrape.
+#[derive(Clone, Debug, Default)]
+pub struct HistogramSum {
+    pub responses: [u64; 6],
+    pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+}
+
+impl HistogramSum {
+    pub fn add(&mut self, h: &Histogram) {
+        for (a, c) in self.responses.iter_mut().zip(&h.responses) {
+            *a += c.get();
+        }
+        for (a, c) in self.buckets.iter_mut().zip(&h.buckets) {
+            *a += c.get();
+        }
+        self.sum_us += h.sum_us.get();
     }
 }

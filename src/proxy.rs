@@ -93,7 +93,7 @@ pub async fn forward(
             None => match connect(up.addr, cfg.connect_timeout).await {
                 Ok(conn) => conn,
                 Err(f) => {
-                    shard.stats.upstream_connect_errors.inc();
+                    view.upstream_stats[upstream as usize].connect_errors.inc();
                     result = Err(f);
                     break;
                 }
@@ -113,7 +113,7 @@ pub async fn forward(
         .await;
         match &result {
             Err(Failure::Closed) if reused && retryable && attempt == 0 => {
-                shard.stats.upstream_retries.inc();
+                view.upstream_stats[upstream as usize].retries.inc();
                 continue;
             }
             Ok((_, true)) => shard.pool.borrow_mut().put(key, conn, cfg.max_idle_per_endpoint),
@@ -128,7 +128,7 @@ pub async fn forward(
         Err(Failure::Connect { status, problem }) => (status, problem),
         Err(Failure::Closed) => (502, "upstream closed the connection without a response"),
         Err(Failure::Timeout) => {
-            shard.stats.upstream_timeouts.inc();
+            view.upstream_stats[upstream as usize].timeouts.inc();
             (504, "upstream did not respond in time")
         }
         Err(Failure::BadHead(why)) => (502, why),

@@ -133,7 +133,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         config_path
             .as_ref()
             .map_or("<embedded default>".to_string(), |p| p.display().to_string()),
-        snap.router.len()
+        snap.router().len()
     ));
     control_loop(config_path, snap, controls, handles, all_stats)
 }
@@ -372,7 +372,7 @@ fn reload(path: Option<&PathBuf>, current: &Arc<Snapshot>) -> Option<Arc<Snapsho
             log(format_args!(
                 "reloaded: version {} ({} rules)",
                 s.version,
-                s.router.len()
+                s.router().len()
             ));
             Some(Arc::new(s))
         }

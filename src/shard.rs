@@ -41,9 +41,10 @@ const MAX_POOLED_BUFS: usize = 256;
 
 impl Shard {
     pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
+        let view = ShardView::new(snap, id.0 as u64 + 1, &stats);
         Shard {
             id,
-            view: RefCell::new(Rc::new(ShardView::new(snap, id.0 as u64 + 1))),
+            view: RefCell::new(Rc::new(view)),
             pool: RefCell::new(ConnPool::default()),
             match_scratch: RefCell::new(MatchScratch::default()),
             bufs: RefCell::new(Vec::new()),
@@ -64,7 +65,7 @@ impl Shard {
 
     /// Switches to a new snapshot; requests in flight finish on the old one.
     pub fn install(&self, snap: Arc<Snapshot>) {
-        let view = ShardView::new(snap, self.id.0 as u64 + self.seq.get());
+        let view = ShardView::new(snap, self.id.0 as u64 + self.seq.get(), &self.stats);
         self.stats.set_version(view.snap.version);
         *self.view.borrow_mut() = Rc::new(view);
     }

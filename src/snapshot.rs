@@ -5,6 +5,7 @@
 //! balancer state) and switches to it between requests.
 
 use crate::config::{Config, EndpointDef, Lb, UpstreamAddr};
+use crate::metrics::{Histogram, ShardStats, UpstreamStats};
 use ringway_router::{CompiledRouter, EnvId, Origin};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +26,6 @@ pub enum Endpoint {
 pub struct Snapshot {
     pub version: u64,
     pub config: Config,
-    pub router: CompiledRouter,
     /// Every upstream address a target can resolve to.
     pub upstreams: Vec<UpstreamAddr>,
     /// Indexed by `EndpointId`.
@@ -41,7 +41,7 @@ impl Snapshot {
     /// Compiles `config` into a snapshot. The config was validated (and its router
     /// compiled once) when it was loaded, so failure here is unexpected but reported.
     pub fn build(config: Config, version: u64) -> Result<Snapshot, String> {
-        let router = CompiledRouter::build(&config.router).map_err(|e| e.to_string())?;
+        let router = &config.compiled;
         let mut upstreams: Vec<UpstreamAddr> = Vec::new();
         let mut by_addr: HashMap<(SocketAddr, String), UpstreamId> = HashMap::new();
         let mut intern = |u: &UpstreamAddr| -> UpstreamId {
@@ -77,7 +77,6 @@ impl Snapshot {
         Ok(Snapshot {
             version,
             config,
-            router,
             upstreams,
             endpoints,
             literal,
@@ -94,6 +93,11 @@ impl Snapshot {
         }
     }
 
+    /// The compiled router (each shard serves from its own clone).
+    pub fn router(&self) -> &CompiledRouter {
+        &self.config.compiled
+    }
+
     /// A stable hash of what the snapshot was built from.
     pub fn hash(&self) -> u64 {
         self.config.source.hash()
@@ -106,16 +110,33 @@ pub struct ShardView {
     pub snap: Arc<Snapshot>,
     pub router: CompiledRouter,
     pub balancer: crate::balance::Balancer,
+    /// Indexed by `RouteId`.
+    pub route_stats: Vec<Arc<Histogram>>,
+    /// Indexed by `UpstreamId`.
+    pub upstream_stats: Vec<Arc<UpstreamStats>>,
 }
 
 impl ShardView {
-    pub fn new(snap: Arc<Snapshot>, seed: u64) -> ShardView {
-        let router = snap.router.clone();
+    pub fn new(snap: Arc<Snapshot>, seed: u64, stats: &ShardStats) -> ShardView {
+        let router = snap.router().clone();
         let balancer = crate::balance::Balancer::new(&snap, seed);
+        let route_stats = snap
+            .config
+            .routes
+            .iter()
+            .map(|r| stats.route(&r.group, &r.name))
+            .collect();
+        let upstream_stats = snap
+            .upstreams
+            .iter()
+            .map(|u| stats.upstream(&u.addr.to_string()))
+            .collect();
         ShardView {
             snap,
             router,
             balancer,
+            route_stats,
+            upstream_stats,
         }
     }
 }

@@ -17,9 +17,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringway::http::{
-    parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch,
-};
+use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
 
 const CURL: &[u8] = b"GET /api/v1/users/42?fields=name HTTP/1.1\r\n\
 Host: api.example.com\r\n\

@@ -122,8 +122,7 @@ fn bench(c: &mut Criterion) {
             .group_names(got)
             .map(|(n, i)| (n, s.group(i).unwrap()))
             .collect();
-        let matchit_params: Vec<(&str, &[u8])> =
-            m.params.iter().map(|(k, v)| (k, v.as_bytes())).collect();
+        let matchit_params: Vec<(&str, &[u8])> = m.params.iter().map(|(k, v)| (k, v.as_bytes())).collect();
         assert_eq!(ringway_params, matchit_params, "params of {l}");
     }
     eprintln!("github: ringway {:?}", ringway.stats());

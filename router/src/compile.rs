@@ -67,7 +67,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             }
         };
         let path_err = |m: String| err(i, r, ErrorSite::Path { offset: None }, m);
-        let (groups, names, capture, path_text) = match &r.path {
+        let (groups, names, capture, _) = match &r.path {
             PathSpec::Exact(p) | PathSpec::Prefix(p) => {
                 if !p.starts_with('/') {
                     return Err(path_err(format!("path '{p}' must start with '/'")));
@@ -248,7 +248,6 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             capture,
             predicates: Box::new([]),
             target,
-            path_text: path_text.into(),
         });
     }
     let slot_table = slots.finish(&mut preds);

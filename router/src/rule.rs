@@ -116,7 +116,6 @@ pub(crate) struct Rule {
     pub capture: CaptureKind,
     pub predicates: Box<[Predicate]>,
     pub target: Option<Template>,
-    pub path_text: Box<str>,
 }
 
 /// A capture span (start, end) into the scratch path; `UNSET` when the group did not

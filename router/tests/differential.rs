@@ -380,9 +380,8 @@ fn reference_match(rules: &[RefRule], req: &Request, norm: &[u8]) -> Answer {
             }
             RefPath::Prefix(p) => {
                 let p = p.as_bytes();
-                let ok = p.is_empty()
-                    || stripped == p
-                    || (stripped.starts_with(p) && stripped[p.len()] == b'/');
+                let ok =
+                    p.is_empty() || stripped == p || (stripped.starts_with(p) && stripped[p.len()] == b'/');
                 if !ok {
                     continue;
                 }
@@ -456,12 +455,7 @@ fn normalized(spec: &RouterSpec, raw: &str) -> Vec<u8> {
 }
 
 /// Checks `requests` random requests against one rule set; returns the winners.
-fn check(
-    spec: &RouterSpec,
-    router: &CompiledRouter,
-    rng: &mut Rng,
-    requests: usize,
-) -> Vec<usize> {
+fn check(spec: &RouterSpec, router: &CompiledRouter, rng: &mut Rng, requests: usize) -> Vec<usize> {
     let rules = reference(spec);
     let mut s = MatchScratch::default();
     let mut winners = Vec::new();
@@ -547,8 +541,8 @@ fn agrees_with_reference_on_random_rule_sets() {
     for round in 0..250 {
         let n = 1 + rng.below(if round % 5 == 0 { 60 } else { 15 });
         let spec = random_spec(&mut rng, n, 5, 0);
-        let router = CompiledRouter::build(&spec)
-            .unwrap_or_else(|e| panic!("round {round}: {e}\n{:#?}", spec.rules));
+        let router =
+            CompiledRouter::build(&spec).unwrap_or_else(|e| panic!("round {round}: {e}\n{:#?}", spec.rules));
         matched += check(&spec, &router, &mut rng, 40).len();
         cases += 40;
     }

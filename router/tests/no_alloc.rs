@@ -3,7 +3,6 @@
 //! prefix tiers, context paths, predicates (query and headers), segment captures,
 //! general-regex captures and lazy-DFA partitions.
 
-
 use ringway_router::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -109,12 +108,7 @@ fn spec() -> RouterSpec {
             PathSpec::Prefix("/items".into()),
             Some("http://stable/items"),
         ),
-        rule(
-            "health",
-            None,
-            PathSpec::Exact("/health".into()),
-            None,
-        ),
+        rule("health", None, PathSpec::Exact("/health".into()), None),
         rule(
             "host_only",
             None,
@@ -271,12 +265,7 @@ fn run_all(router: &CompiledRouter, s: &mut MatchScratch, out: &mut Vec<u8>) -> 
         };
         let headers = r.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
         let route = router.match_request(&view, headers, s).unwrap();
-        assert_eq!(
-            route.map(|id| router.route_name(id).1),
-            r.winner,
-            "{}",
-            r.path
-        );
+        assert_eq!(route.map(|id| router.route_name(id).1), r.winner, "{}", r.path);
         if let Some(route) = route {
             out.clear();
             router.render_target(route, s, view.query, out);

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 /// as well as its dense DFA, so no single value makes every partition lazy: the first
 /// limit that builds is used; a tiny partition may stay dense (its DFA is smaller than
 /// its NFA), but most files must get lazy partitions.
-const LAZY_LIMITS: [usize; 12] = [
-    400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000, 3000, 6000,
-];
+const LAZY_LIMITS: [usize; 12] = [400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000, 3000, 6000];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,8 +224,7 @@ fn run_file(path: &Path, lazy: bool) -> (usize, Vec<String>, usize) {
             lazy_partitions = router.stats().lazy_partitions;
             router
         } else {
-            CompiledRouter::build(&spec)
-                .unwrap_or_else(|e| panic!("{}: build: {e}", path.display()))
+            CompiledRouter::build(&spec).unwrap_or_else(|e| panic!("{}: build: {e}", path.display()))
         };
         let mut s = MatchScratch::default();
         for c in &f.cases {

@@ -63,11 +63,7 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)?;
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
-            )?;
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
         }
         match (&self.group, &self.route) {
             (Some(g), Some(r)) => write!(f, " (group '{g}', route '{r}')"),

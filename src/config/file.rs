@@ -50,10 +50,7 @@ pub(crate) struct ServerFile {
 
 /// `listen = "addr"` or `listen = ["addr", …]`.
 #[derive(Debug, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "an address string or an array of address strings"
-)]
+#[serde(untagged, expecting = "an address string or an array of address strings")]
 pub(crate) enum Listen {
     One(String),
     Many(Vec<String>),

@@ -171,10 +171,7 @@ impl Lb {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndpointDef {
     /// `[endpoints] name = "http://…"`.
-    Single {
-        name: String,
-        upstream: UpstreamAddr,
-    },
+    Single { name: String, upstream: UpstreamAddr },
     /// `[endpoint_groups.name]`; members carry a weight (default 1).
     Group {
         name: String,
@@ -233,8 +230,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 /// Validates config text; `origin` names the file in messages (and in
 /// [`ConfigSource::File`]).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let file: file::FileConfig =
-        toml::from_str(text).map_err(|e| ConfigError::toml(origin, text, &e))?;
+    let file: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError::toml(origin, text, &e))?;
     let mut config = validate::validate(file, text, origin)?;
     config.source = ConfigSource::File {
         path: PathBuf::from(origin),

@@ -7,7 +7,9 @@ use std::time::Duration;
 /// Parses `"250ms"`, `"10s"` or `"2m"`: a whole number and one of those units.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || {
-        format!("invalid duration '{s}': write a whole number with a unit, as in \"250ms\", \"10s\" or \"2m\"")
+        format!(
+            "invalid duration '{s}': write a whole number with a unit, as in \"250ms\", \"10s\" or \"2m\""
+        )
     };
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -152,9 +154,7 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in [
-            "", "10", "s", "1.5s", "-1s", "10 s", "10h", "1sec", "ms", "+1s",
-        ] {
+        for bad in ["", "10", "s", "1.5s", "-1s", "10 s", "10h", "1sec", "ms", "+1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert!(parse_duration("99999999999999999999s").is_err());
@@ -198,10 +198,7 @@ mod tests {
 
     #[test]
     fn literal_origins_of_targets() {
-        assert_eq!(
-            literal_origin("http://h:1/x/{#group[0]}"),
-            Some((false, "h:1"))
-        );
+        assert_eq!(literal_origin("http://h:1/x/{#group[0]}"), Some((false, "h:1")));
         assert_eq!(literal_origin("https://h?x"), Some((true, "h")));
         assert_eq!(literal_origin("{#endpoints['a']}/x"), None);
     }

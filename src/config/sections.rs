@@ -76,12 +76,7 @@ pub(super) fn server(f: &FileConfig, d: &mut Diagnostics<'_>) -> (ServerConfig, 
                 }
             }
             if list.is_empty() {
-                d.at(
-                    span,
-                    "server.listen: at least one address is needed",
-                    None,
-                    None,
-                );
+                d.at(span, "server.listen: at least one address is needed", None, None);
             }
             out
         }
@@ -248,9 +243,7 @@ pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<
         if name.is_empty() || name.contains(['\'', '"', '[', ']', '{', '}']) {
             d.at(
                 span.clone(),
-                format!(
-                    "endpoint name '{name}' may not be empty or contain quotes, brackets or braces"
-                ),
+                format!("endpoint name '{name}' may not be empty or contain quotes, brackets or braces"),
                 None,
                 None,
             );

@@ -73,16 +73,10 @@ fn issue_3_example_is_accepted_as_written() {
     assert_eq!(c.routes.len(), 3);
     assert_eq!(c.router.rules.len(), 3);
     let r = &c.router.rules[0];
-    assert_eq!(
-        (r.group.as_str(), r.name.as_str()),
-        ("stores", "store-info")
-    );
+    assert_eq!((r.group.as_str(), r.name.as_str()), ("stores", "store-info"));
     assert_eq!(r.context_path.as_deref(), Some("/store"));
     assert_eq!(r.predicates.len(), 2);
-    assert_eq!(
-        r.path,
-        PathSpec::Regex("/v1/stores/(?<id>[0-9]+)/(.*)".into())
-    );
+    assert_eq!(r.path, PathSpec::Regex("/v1/stores/(?<id>[0-9]+)/(.*)".into()));
     let health = &c.routes[2];
     assert_eq!(
         health.mock,
@@ -153,10 +147,7 @@ fn empty_file_gives_the_defaults() {
     );
     assert!(c.admin.is_none());
     assert_eq!(c.router.environments, ["online"]);
-    assert_eq!(
-        c.router.normalize,
-        ringway_router::NormalizeOptions::default()
-    );
+    assert_eq!(c.router.normalize, ringway_router::NormalizeOptions::default());
 }
 
 #[test]
@@ -183,11 +174,7 @@ listen = "127.0.0.1:9901"
     assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9901".parse().unwrap());
 
     let text = "[upstream]\nconnect_timeout = \"2\"\n";
-    assert_at(
-        &fail(text),
-        (2, 19),
-        "connect_timeout: invalid duration '2'",
-    );
+    assert_at(&fail(text), (2, 19), "connect_timeout: invalid duration '2'");
     let text = "[upstream]\nidle_timeout = \"1h\"\n";
     assert_at(&fail(text), (2, 16), "invalid duration");
     let text = "[limits]\nclient_header_timeout = \"0s\"\n";
@@ -219,7 +206,9 @@ fn unknown_keys_are_errors_with_line_and_column() {
 
 #[test]
 fn invalid_regex_points_inside_the_pattern() {
-    let text = format!("{ROUTE_HEAD}  path = {{ regex = \"/v1/(?<id>[0-9]+/x\" }}\n  to = \"{{#endpoints['backend']}}\"\n");
+    let text = format!(
+        "{ROUTE_HEAD}  path = {{ regex = \"/v1/(?<id>[0-9]+/x\" }}\n  to = \"{{#endpoints['backend']}}\"\n"
+    );
     let e = fail(&text);
     let (line, col) = pos(&text, "\"/v1/(?<id>", 0, 1);
     assert_eq!(e.line(), line, "{e}");
@@ -232,7 +221,8 @@ fn invalid_regex_points_inside_the_pattern() {
     assert!(d <= inner.len(), "{e}");
 
     // Escapes in a basic string are walked: `\\d` is one byte in the pattern per char.
-    let text = format!("{ROUTE_HEAD}  path = {{ regex = \"/a/\\\\d+/(\" }}\n  to = \"{{#endpoints['backend']}}\"\n");
+    let text =
+        format!("{ROUTE_HEAD}  path = {{ regex = \"/a/\\\\d+/(\" }}\n  to = \"{{#endpoints['backend']}}\"\n");
     let e = fail(&text);
     assert_eq!(e.line(), pos(&text, "regex", 0, 0).0, "{e}");
 }
@@ -249,12 +239,12 @@ fn predicate_regex_errors_point_at_the_predicate() {
 
 #[test]
 fn template_errors_point_at_to() {
-    let text = format!("{ROUTE_HEAD}  path = {{ regex = \"/(.*)\" }}\n  to = \"{{#endpoints['backend']}}/{{#group[1]}}\"\n");
+    let text = format!(
+        "{ROUTE_HEAD}  path = {{ regex = \"/(.*)\" }}\n  to = \"{{#endpoints['backend']}}/{{#group[1]}}\"\n"
+    );
     let e = fail(&text);
     assert_at(&e, pos(&text, "\"{#endpoints", 0, 0), "out of range");
-    let text = format!(
-        "{ROUTE_HEAD}  path = {{ regex = \"/(.*)\" }}\n  to = \"{{#endpoints['nope']}}/\"\n"
-    );
+    let text = format!("{ROUTE_HEAD}  path = {{ regex = \"/(.*)\" }}\n  to = \"{{#endpoints['nope']}}/\"\n");
     assert_at(
         &fail(&text),
         pos(&text, "\"{#endpoints", 0, 0),
@@ -270,7 +260,9 @@ fn template_errors_point_at_to() {
 
 #[test]
 fn too_many_predicates_points_at_the_21st() {
-    let mut text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  to = \"{{#endpoints['backend']}}\"\n  query = [\n");
+    let mut text = format!(
+        "{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  to = \"{{#endpoints['backend']}}\"\n  query = [\n"
+    );
     for i in 0..12 {
         text += &format!("    {{ name = \"q{i}\", present = true }},\n");
     }
@@ -301,28 +293,15 @@ fn route_shape_errors() {
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  to = \"http://127.0.0.1:1\"\n  mock = {{ status = 200 }}\n");
     assert_at(&fail(&text), pos(&text, "{ status", 0, 0), "not both");
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  query = [{{ name = \"a\", equals = \"1\", prefix = \"x\" }}]\n  mock = {{}}\n");
-    assert_at(
-        &fail(&text),
-        pos(&text, "{ name = \"a\"", 0, 0),
-        "exactly one of",
-    );
+    assert_at(&fail(&text), pos(&text, "{ name = \"a\"", 0, 0), "exactly one of");
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  headers = [{{ name = \"a\", present = false }}]\n  mock = {{}}\n");
     assert_at(&fail(&text), pos(&text, "false", 0, 0), "present = true");
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  mock = {{ status = 99 }}\n");
-    assert_at(
-        &fail(&text),
-        pos(&text, "99", 0, 0),
-        "not a final HTTP status",
-    );
+    assert_at(&fail(&text), pos(&text, "99", 0, 0), "not a final HTTP status");
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"x\" }}\n  mock = {{}}\n");
-    assert_at(
-        &fail(&text),
-        pos(&text, "\"x\"", 0, 0),
-        "must start with '/'",
-    );
-    let text = format!(
-        "{ROUTE_HEAD}  methods = [\"GET\", \"get\"]\n  path = {{ exact = \"/\" }}\n  mock = {{}}\n"
-    );
+    assert_at(&fail(&text), pos(&text, "\"x\"", 0, 0), "must start with '/'");
+    let text =
+        format!("{ROUTE_HEAD}  methods = [\"GET\", \"get\"]\n  path = {{ exact = \"/\" }}\n  mock = {{}}\n");
     assert_at(&fail(&text), pos(&text, "\"get\"", 0, 0), "case-sensitive");
     let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\", prefix = \"/\" }}\n  mock = {{}}\n");
     assert_at(

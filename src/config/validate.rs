@@ -1,27 +1,16 @@
-//! [`FileConfig`] → [`Config`]: defaults, durations, addresses, endpoints, and the
+//! [`FileConfig`] → [`Config`]: the sections (in [`super::sections`]), then the
 //! routes turned into a [`RouterSpec`] that is compiled here, with every problem mapped
 //! back to the line and column it comes from.
 
 use super::error::{line_col, offset_in_string, Diagnostics};
+use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
+use super::resolve::{literal_origin, no_tls_yet, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, parse_listen, server, upstream};
-use super::file::{
-    EncodedSlashFile, FileConfig, GroupFile, LbFile, Listen, MemberFile, PathFile, PredicateFile,
-    RouteFile,
-};
-use super::resolve::{
-    literal_origin, no_tls_yet, parse_duration, parse_origin, resolve, split_authority,
-};
-use super::{
-    AdminConfig, Config, ConfigError, ConfigSource, EndpointDef, Lb, LimitsConfig, MockResponse,
-    RouteConfig, ServerConfig, UpstreamAddr, UpstreamConfig,
-};
+use super::{AdminConfig, Config, ConfigError, ConfigSource, MockResponse, RouteConfig, UpstreamAddr};
 use ringway_router::{
-    ActionSpec, CompiledRouter, EncodedSlash, ErrorSite, NormalizeOptions, PathSpec, PredicateOp,
-    PredicateSpec, RouterSpec, RuleSpec, Source,
+    ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
 };
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::Duration;
 use toml::Spanned;
 
 /// Router build errors reported before giving up (each one removes a rule and rebuilds).
@@ -62,17 +51,18 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     let (server, normalize) = server(&f, &mut d);
     let limits = limits(&f, &mut d);
     let upstream = upstream(&f, &mut d);
-    let admin = f.admin.as_ref().and_then(|a| {
-        parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen })
-    });
+    let admin = f
+        .admin
+        .as_ref()
+        .and_then(|a| parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen }));
     let (endpoints, endpoint_names) = endpoints(&f, &mut d);
 
     // Environments: the default one first, then every one named, in file order.
     let mut environments = vec![server.environment.clone()];
     for g in &f.groups {
         let routes = g.get_ref().routes.iter();
-        let lists = std::iter::once(&g.get_ref().environments)
-            .chain(routes.map(|r| &r.get_ref().environments));
+        let lists =
+            std::iter::once(&g.get_ref().environments).chain(routes.map(|r| &r.get_ref().environments));
         for e in lists.flatten().flatten() {
             if !environments.contains(e.get_ref()) {
                 environments.push(e.get_ref().clone());
@@ -187,10 +177,7 @@ fn site_offset(text: &str, r: &RuleSpans, g: &GroupSpans, site: ErrorSite) -> us
             Some(o) if r.path_is_regex => offset_in_string(text, &r.path, o),
             _ => r.path.start,
         },
-        ErrorSite::ContextPath => g
-            .context_path
-            .as_ref()
-            .map_or(g.name_span.start, |s| s.start),
+        ErrorSite::ContextPath => g.context_path.as_ref().map_or(g.name_span.start, |s| s.start),
         ErrorSite::Target => r.to.as_ref().map_or(name, |s| s.start),
         ErrorSite::Host(i) => g.hosts.get(i).map_or(g.name_span.start, |s| s.start),
         ErrorSite::Method(i) => r.methods.get(i).map_or(name, |s| s.start),
@@ -204,10 +191,7 @@ fn site_offset(text: &str, r: &RuleSpans, g: &GroupSpans, site: ErrorSite) -> us
 }
 
 /// Every route of every group, in order, with where its parts are.
-fn rules(
-    groups: &[Spanned<GroupFile>],
-    d: &mut Diagnostics<'_>,
-) -> (Vec<PendingRule>, Vec<GroupSpans>) {
+fn rules(groups: &[Spanned<GroupFile>], d: &mut Diagnostics<'_>) -> (Vec<PendingRule>, Vec<GroupSpans>) {
     let mut out = Vec::new();
     let mut spans = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -313,10 +297,7 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
             },
             None,
         ),
-        (None, Some(m)) => (
-            ActionSpec::Local,
-            mock(m).map_err(|(s, e)| err(d, s, e)).ok(),
-        ),
+        (None, Some(m)) => (ActionSpec::Local, mock(m).map_err(|(s, e)| err(d, s, e)).ok()),
         (None, None) => {
             err(
                 d,
@@ -326,11 +307,7 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
             return None;
         }
         (Some(_), Some(m)) => {
-            err(
-                d,
-                m.span(),
-                "a route has either `to` or `mock`, not both".into(),
-            );
+            err(d, m.span(), "a route has either `to` or `mock`, not both".into());
             return None;
         }
     };
@@ -343,18 +320,8 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
         spec: RuleSpec {
             name: name.to_string(),
             group: group.to_string(),
-            hosts: g
-                .hosts
-                .iter()
-                .flatten()
-                .map(|h| h.get_ref().clone())
-                .collect(),
-            methods: r
-                .methods
-                .iter()
-                .flatten()
-                .map(|m| m.get_ref().clone())
-                .collect(),
+            hosts: g.hosts.iter().flatten().map(|h| h.get_ref().clone()).collect(),
+            methods: r.methods.iter().flatten().map(|m| m.get_ref().clone()).collect(),
             context_path: g.context_path.as_ref().map(|c| c.get_ref().clone()),
             path,
             predicates,
@@ -444,10 +411,7 @@ fn mock(m: &Spanned<super::file::MockFile>) -> Result<MockResponse, (Range<usize
         Some(s) => {
             return Err((
                 s.span(),
-                format!(
-                    "mock status {} is not a final HTTP status (200-599)",
-                    s.get_ref()
-                ),
+                format!("mock status {} is not a final HTTP status (200-599)", s.get_ref()),
             ))
         }
     };

@@ -64,8 +64,7 @@ impl Options {
                 "--threads" => opts.threads = number(&name, &value("a count")?)?.max(1),
                 "--size" => opts.size = number(&name, &value("a byte count")?)?,
                 "--delay-ms" => {
-                    opts.delay =
-                        Duration::from_millis(number(&name, &value("milliseconds")?)? as u64)
+                    opts.delay = Duration::from_millis(number(&name, &value("milliseconds")?)? as u64)
                 }
                 "--echo" => opts.echo = true,
                 "-h" | "--help" => return Err(USAGE.to_string()),
@@ -98,8 +97,7 @@ mod tests {
 
     #[test]
     fn all_flags_both_spellings() {
-        let o =
-            parse("--listen=127.0.0.1:19000 --threads 2 --size=1024 --delay-ms 5 --echo").unwrap();
+        let o = parse("--listen=127.0.0.1:19000 --threads 2 --size=1024 --delay-ms 5 --echo").unwrap();
         assert_eq!(o.listen.port(), 19000);
         assert_eq!((o.threads, o.size, o.echo), (2, 1024, true));
         assert_eq!(o.delay, Duration::from_millis(5));

@@ -88,20 +88,14 @@ impl Conn {
                                     Err(rejection) => return self.reject(rejection.status()).await,
                                 }
                             }
-                            Ok(httparse::Status::Partial)
-                                if inbuf.len() - start > MAX_HEAD_BYTES =>
-                            {
+                            Ok(httparse::Status::Partial) if inbuf.len() - start > MAX_HEAD_BYTES => {
                                 return self.reject(431).await
                             }
                             Ok(httparse::Status::Partial) => break,
                             Err(_) => return self.reject(Rejection::BadRequest.status()).await,
                         }
                     }
-                    Phase::Body {
-                        head,
-                        decoder,
-                        echo,
-                    } => {
+                    Phase::Body { head, decoder, echo } => {
                         let sink = (head.source == BodySource::Echo).then_some(&mut *echo);
                         match decoder.feed(&inbuf[start..], sink) {
                             Ok(used) => start += used,

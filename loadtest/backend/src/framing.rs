@@ -87,11 +87,7 @@ impl BodyDecoder {
     /// Consumes the prefix of `input` that belongs to the body, appending the
     /// decoded body bytes to `sink` if there is one. Returns how many bytes of
     /// `input` were consumed; check [`BodyDecoder::is_done`] afterwards.
-    pub fn feed(
-        &mut self,
-        input: &[u8],
-        mut sink: Option<&mut Vec<u8>>,
-    ) -> Result<usize, FramingError> {
+    pub fn feed(&mut self, input: &[u8], mut sink: Option<&mut Vec<u8>>) -> Result<usize, FramingError> {
         let mut pos = 0;
         while pos < input.len() {
             match &mut self.state {
@@ -182,8 +178,7 @@ mod tests {
 
     #[test]
     fn chunked_with_extension_and_trailer_at_every_split() {
-        let wire =
-            b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let wire = b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nGET / HTTP/1.1\r\n";
         let body_len = wire.len() - b"GET / HTTP/1.1\r\n".len();
         for at in 0..=wire.len() {
             let (body, used, done) = decode_split(BodyKind::Chunked, wire, at);

@@ -174,18 +174,12 @@ mod tests {
             head(b"GET /size/10?x=1 HTTP/1.1\r\n\r\n").unwrap().source,
             BodySource::Filler(10)
         );
-        assert_eq!(
-            head(b"GET /status/503 HTTP/1.1\r\n\r\n").unwrap().status,
-            503
-        );
+        assert_eq!(head(b"GET /status/503 HTTP/1.1\r\n\r\n").unwrap().status, 503);
         assert_eq!(
             head(b"POST /echo HTTP/1.1\r\n\r\n").unwrap().source,
             BodySource::Echo
         );
-        assert_eq!(
-            head(b"GET /size/x HTTP/1.1\r\n\r\n"),
-            Err(Rejection::BadRequest)
-        );
+        assert_eq!(head(b"GET /size/x HTTP/1.1\r\n\r\n"), Err(Rejection::BadRequest));
         assert_eq!(
             head(b"GET /status/99 HTTP/1.1\r\n\r\n"),
             Err(Rejection::BadRequest)
@@ -194,8 +188,7 @@ mod tests {
 
     #[test]
     fn chunked_wins_over_content_length() {
-        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap();
+        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
     }
 

@@ -88,9 +88,7 @@ impl Response {
             headers,
             body: Vec::new(),
         };
-        let len: usize = resp
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
+        let len: usize = resp.header("content-length").map_or(0, |v| v.parse().unwrap());
         if !head_request {
             resp.body = vec![0; len];
             r.read_exact(&mut resp.body).unwrap();
@@ -191,8 +189,7 @@ fn size_path_sets_body_length() {
     let mut r = BufReader::new(&s);
     // Small (copied inline), large (written from the filler) and larger than the filler.
     for n in [0usize, 1000, 65_536, 3 << 20] {
-        (&s).write_all(get(&format!("/size/{n}")).as_bytes())
-            .unwrap();
+        (&s).write_all(get(&format!("/size/{n}")).as_bytes()).unwrap();
         let resp = Response::read(&mut r, false);
         assert_eq!(resp.body.len(), n);
         assert!(resp.body.iter().all(|&c| c == b'x'));
@@ -208,10 +205,7 @@ fn status_path_and_head() {
     assert_eq!(Response::read(&mut r, false).status, 503);
     (&s).write_all(b"HEAD / HTTP/1.1\r\n\r\n").unwrap();
     let resp = Response::read(&mut r, true);
-    assert_eq!(
-        (resp.status, resp.header("content-length")),
-        (200, Some("10"))
-    );
+    assert_eq!((resp.status, resp.header("content-length")), (200, Some("10")));
     // The HEAD response had no body: the next response parses cleanly.
     (&s).write_all(get("/size/2").as_bytes()).unwrap();
     assert_eq!(Response::read(&mut r, false).body, b"xx");
