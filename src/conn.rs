@@ -6,10 +6,11 @@ use crate::http::{
     find_header, parse_request_head, BodyFraming, ChunkedTracker, HeadLimits, HeadScratch, RequestHead,
     Version,
 };
-use crate::local::{write_error, write_local, LocalResponse};
+use crate::io::{read_append, ReadOutcome};
+use crate::local::{error_body, write_error, write_local, ConnHeader, LocalResponse};
 use crate::shard::{RequestId, Shard};
 use crate::snapshot::{ShardView, UpstreamId};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringway_router::{Origin, RequestView, RouteId};
 use std::net::SocketAddr;
@@ -38,8 +39,10 @@ pub struct Client {
 /// Why the request body could not be moved.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The client closed, timed out or sent bad chunked framing.
+    /// The client closed or timed out.
     Client(&'static str),
+    /// The body's chunked framing is malformed (or too large to discard).
+    Framing(&'static str),
     /// Writing to the upstream failed.
     Upstream,
 }
@@ -72,7 +75,7 @@ pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
             HeadRead::Reject(status, reason) => {
                 let id = shard.next_request_id();
                 let mut out = Vec::with_capacity(256);
-                write_error(&mut out, status, reason, id.as_bytes(), true, false);
+                write_error(&mut out, status, reason, id.as_bytes(), ConnHeader::Close);
                 let _ = c.io.write_all(out).await;
                 shard.stats.all.record(status, 0);
                 false
@@ -125,13 +128,14 @@ async fn read_head(c: &mut Client, hs: &mut HeadScratch, view: &ShardView, first
             c.buf.reserve(c.buf.len().max(INITIAL_BUF));
         }
         let had_bytes = !c.buf.is_empty();
-        let buf = std::mem::take(&mut c.buf);
-        match monoio::time::timeout(wait, c.io.read(buf)).await {
-            // The read (and its buffer) was cancelled; the connection closes either way.
-            Err(_) if had_bytes => return HeadRead::Reject(408, "request head not received in time"),
-            Err(_) => return HeadRead::Closed,
-            Ok((Ok(0), _)) | Ok((Err(_), _)) => return HeadRead::Closed,
-            Ok((Ok(_), b)) => c.buf = b,
+        let (outcome, buf) = read_append(&mut c.io, std::mem::take(&mut c.buf), wait).await;
+        c.buf = buf;
+        match outcome {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut if had_bytes => {
+                return HeadRead::Reject(408, "request head not received in time")
+            }
+            ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return HeadRead::Closed,
         }
     }
 }
@@ -218,26 +222,13 @@ async fn serve_request(
             }
         }
         Decision::Error { status, problem } => {
-            let mut body = Vec::new();
-            write_error(&mut body, status, &problem, id.as_bytes(), false, false);
-            // write_error wrote a whole response; answer through respond_local for
-            // the body and keep-alive handling.
-            let at = body
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(0, |p| p + 4);
-            respond_local(
-                shard,
-                c,
-                &head,
-                &LocalResponse {
-                    status,
-                    headers: &[],
-                    body: &body[at..],
-                },
-                &id,
-            )
-            .await
+            let body = error_body(&problem, id.as_bytes());
+            let resp = LocalResponse {
+                status,
+                headers: &[],
+                body: &body,
+            };
+            respond_local(shard, c, &head, &resp, &id).await
         }
     };
     let micros = started.elapsed().as_micros() as u64;
@@ -345,25 +336,43 @@ pub async fn respond_local(
 ) -> (bool, u16) {
     c.pos = head.head_len;
     let mut keep = head.keep_alive && !shard.draining.get();
+    let mut bad_body = None;
     match head.framing {
         BodyFraming::None => {}
         _ if head.expect_continue => keep = false,
         BodyFraming::Length(n) if n > DISCARD_LIMIT => keep = false,
-        framing => {
-            if keep {
-                let timeout = shard.view().snap.config.limits.keepalive_timeout;
-                keep = pump_body(c, framing, None, Vec::new(), timeout, DISCARD_LIMIT)
-                    .await
-                    .is_ok();
+        framing if keep => {
+            let timeout = shard.view().snap.config.limits.keepalive_timeout;
+            match pump_body(c, framing, None, Vec::new(), timeout, DISCARD_LIMIT).await {
+                Ok(()) => {}
+                Err(BodyError::Framing(why)) => bad_body = Some(why),
+                Err(_) => return (false, resp.status),
             }
         }
+        _ => {}
     }
     let mut out = shard.take_buf();
-    let head_only = head.method.slice(&c.buf) == b"HEAD";
-    write_local(&mut out, resp, id.as_bytes(), !keep, head_only);
+    let head_only = head.is_head(&c.buf);
+    let status = match bad_body {
+        // The body is malformed: that is the answer, and the connection closes.
+        Some(why) => {
+            write_error(&mut out, 400, why, id.as_bytes(), ConnHeader::Close);
+            keep = false;
+            400
+        }
+        None => {
+            let conn = match (keep, head.version) {
+                (false, _) => ConnHeader::Close,
+                (true, Version::Http10) => ConnHeader::KeepAlive,
+                (true, Version::Http11) => ConnHeader::None,
+            };
+            write_local(&mut out, resp, id.as_bytes(), conn, head_only);
+            resp.status
+        }
+    };
     let (r, out) = c.io.write_all(out).await;
     shard.give_buf(out);
-    (keep && r.is_ok(), resp.status)
+    (keep && r.is_ok(), status)
 }
 
 /// Moves the request body, starting with the bytes at `c.buf[c.pos..]`, to `sink`
@@ -396,13 +405,13 @@ pub async fn pump_body(
                 (k, remaining == 0)
             }
             BodyFraming::Chunked => {
-                let p = tracker.feed(avail).map_err(|e| BodyError::Client(e.reason()))?;
+                let p = tracker.feed(avail).map_err(|e| BodyError::Framing(e.reason()))?;
                 (p.consumed, p.done)
             }
         };
         total += take as u64;
         if sink.is_none() && total > limit {
-            return Err(BodyError::Client("request body too large to discard"));
+            return Err(BodyError::Framing("request body too large to discard"));
         }
         if let Some(up) = sink.as_deref_mut() {
             out.extend_from_slice(&c.buf[c.pos..c.pos + take]);
@@ -423,15 +432,13 @@ pub async fn pump_body(
         if c.buf.capacity() < BODY_READ {
             c.buf.reserve(BODY_READ);
         }
-        let buf = std::mem::take(&mut c.buf);
-        match monoio::time::timeout(read_timeout, c.io.read(buf)).await {
-            Err(_) => return Err(BodyError::Client("request body not received in time")),
-            Ok((Ok(0), b)) => {
-                c.buf = b;
-                return Err(BodyError::Client("client closed the connection mid-body"));
-            }
-            Ok((Ok(_), b)) => c.buf = b,
-            Ok((Err(_), _)) => return Err(BodyError::Client("client connection failed mid-body")),
+        let (outcome, buf) = read_append(&mut c.io, std::mem::take(&mut c.buf), read_timeout).await;
+        c.buf = buf;
+        match outcome {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut => return Err(BodyError::Client("request body not received in time")),
+            ReadOutcome::Eof => return Err(BodyError::Client("client closed the connection mid-body")),
+            ReadOutcome::Failed => return Err(BodyError::Client("client connection failed mid-body")),
         }
     }
 }

@@ -3,6 +3,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod io;
 pub mod local;
 pub mod metrics;
 pub mod pool;

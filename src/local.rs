@@ -34,6 +34,17 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// What the `connection` header of a response says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnHeader {
+    /// Nothing: HTTP/1.1 keep-alive is the default.
+    None,
+    /// `connection: keep-alive`, which an HTTP/1.0 client needs to keep the connection.
+    KeepAlive,
+    /// `connection: close`: the connection closes after this response.
+    Close,
+}
+
 /// A locally generated response.
 #[derive(Debug)]
 pub struct LocalResponse<'a> {
@@ -48,7 +59,7 @@ pub fn write_local(
     out: &mut Vec<u8>,
     resp: &LocalResponse<'_>,
     request_id: &[u8],
-    close: bool,
+    conn: ConnHeader,
     head_only: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -71,8 +82,10 @@ pub fn write_local(
     push_u64(out, resp.body.len() as u64);
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(request_id);
-    if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+    match conn {
+        ConnHeader::None => {}
+        ConnHeader::KeepAlive => out.extend_from_slice(b"\r\nconnection: keep-alive"),
+        ConnHeader::Close => out.extend_from_slice(b"\r\nconnection: close"),
     }
     out.extend_from_slice(b"\r\n\r\n");
     if !head_only {
@@ -80,32 +93,26 @@ pub fn write_local(
     }
 }
 
-/// Writes an error response whose body names the problem and the request id.
-pub fn write_error(
-    out: &mut Vec<u8>,
-    status: u16,
-    problem: &str,
-    request_id: &[u8],
-    close: bool,
-    head_only: bool,
-) {
+/// The body of an error response: the problem and the request id, one per line.
+pub fn error_body(problem: &str, request_id: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 + problem.len());
     body.extend_from_slice(b"ringway: ");
     body.extend_from_slice(problem.as_bytes());
     body.extend_from_slice(b"\nrequest-id: ");
     body.extend_from_slice(request_id);
     body.push(b'\n');
-    write_local(
-        out,
-        &LocalResponse {
-            status,
-            headers: &[],
-            body: &body,
-        },
-        request_id,
-        close,
-        head_only,
-    );
+    body
+}
+
+/// Writes an error response whose body names the problem and the request id.
+pub fn write_error(out: &mut Vec<u8>, status: u16, problem: &str, request_id: &[u8], conn: ConnHeader) {
+    let body = error_body(problem, request_id);
+    let resp = LocalResponse {
+        status,
+        headers: &[],
+        body: &body,
+    };
+    write_local(out, &resp, request_id, conn, false);
 }
 
 /// Appends `n` in decimal.
@@ -135,8 +142,7 @@ mod tests {
             502,
             "upstream refused the connection",
             b"abc",
-            true,
-            false,
+            ConnHeader::Close,
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
@@ -162,7 +168,7 @@ mod tests {
                 body: b"ok\n",
             },
             b"1",
-            false,
+            ConnHeader::None,
             true,
         );
         let text = String::from_utf8(out).unwrap();

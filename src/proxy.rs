@@ -12,12 +12,13 @@ use crate::http::{
     parse_response_head, write_downstream_head, write_upstream_head, BodyFraming, ChunkedTracker,
     ForwardInfo, HeadLimits, HeadScratch, RequestHead, RespFraming, ResponseHead,
 };
-use crate::local::LocalResponse;
+use crate::io::{read_append, ReadOutcome};
+use crate::local::{error_body, write_error, ConnHeader, LocalResponse};
 use crate::pool::PoolKey;
 use crate::shard::{RequestId, Shard};
 use crate::snapshot::{ShardView, UpstreamId};
 use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::time::Duration;
 
@@ -32,8 +33,10 @@ enum Failure {
     Timeout,
     /// The response head was malformed.
     BadHead(&'static str),
-    /// The client went away or sent a bad body.
+    /// The client went away mid-request.
     Client,
+    /// The request body's framing is malformed.
+    BadBody(&'static str),
     /// Writing the request body to the upstream failed.
     UpstreamWrite,
 }
@@ -135,14 +138,16 @@ pub async fn forward(
         // The body is half-read: framing is in doubt, close without an answer
         // the client could mistake for the end of a body.
         Err(Failure::Client) => return (false, 400),
+        Err(Failure::BadBody(why)) => {
+            let mut out = shard.take_buf();
+            write_error(&mut out, 400, why, id.as_bytes(), ConnHeader::Close);
+            let (_, out) = c.io.write_all(out).await;
+            shard.give_buf(out);
+            return (false, 400);
+        }
         Err(Failure::UpstreamWrite) => (502, "upstream failed while receiving the request body"),
     };
-    let mut body = Vec::with_capacity(96);
-    body.extend_from_slice(b"ringway: ");
-    body.extend_from_slice(problem.as_bytes());
-    body.extend_from_slice(b"\nrequest-id: ");
-    body.extend_from_slice(id.as_bytes());
-    body.push(b'\n');
+    let body = error_body(problem, id.as_bytes());
     let resp = LocalResponse {
         status,
         headers: &[],
@@ -223,6 +228,7 @@ async fn exchange(
         {
             Ok(()) => *body_sent = true,
             Err(BodyError::Client(_)) => return Err(Failure::Client),
+            Err(BodyError::Framing(why)) => return Err(Failure::BadBody(why)),
             Err(BodyError::Upstream) => return Err(Failure::UpstreamWrite),
         }
     }
@@ -310,24 +316,14 @@ async fn read_response_head(
         }
         let had = ub.len();
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        match monoio::time::timeout(wait, conn.read(std::mem::take(ub))).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok((Ok(0), b)) => {
-                *ub = b;
-                return Err(if had == 0 {
-                    Failure::Closed
-                } else {
-                    Failure::BadHead("upstream closed mid-head")
-                });
-            }
-            Ok((Ok(_), b)) => *ub = b,
-            Ok((Err(_), b)) => {
-                *ub = b;
-                return Err(if had == 0 {
-                    Failure::Closed
-                } else {
-                    Failure::BadHead("upstream failed mid-head")
-                });
+        let (outcome, b) = read_append(conn, std::mem::take(ub), wait).await;
+        *ub = b;
+        match outcome {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut => return Err(Failure::Timeout),
+            ReadOutcome::Eof | ReadOutcome::Failed if had == 0 => return Err(Failure::Closed),
+            ReadOutcome::Eof | ReadOutcome::Failed => {
+                return Err(Failure::BadHead("upstream closed the connection mid-head"))
             }
         }
     }
@@ -391,24 +387,17 @@ async fn relay(
     }
     while !done {
         ub.clear();
-        let read = monoio::time::timeout(timeout, conn.read(ub)).await;
-        let (n, b) = match read {
-            Ok((Ok(n), b)) => (n, b),
-            // Timeout or error mid-body: the client sees a truncated response.
-            Ok((Err(_), b)) => {
-                shard.give_buf(b);
+        let (outcome, b) = read_append(conn, ub, timeout).await;
+        ub = b;
+        let n = match outcome {
+            ReadOutcome::Data(n) => n,
+            ReadOutcome::Eof if resp.framing == RespFraming::UntilClose => break,
+            // Timeout, error or close mid-body: the client sees a truncated response.
+            _ => {
+                shard.give_buf(ub);
                 return (false, false);
             }
-            Err(_) => return (false, false),
         };
-        ub = b;
-        if n == 0 {
-            if resp.framing == RespFraming::UntilClose {
-                break;
-            }
-            shard.give_buf(ub);
-            return (false, false);
-        }
         let take = match resp.framing {
             RespFraming::Length(_) => {
                 let k = remaining.min(n as u64);

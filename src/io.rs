@@ -1,0 +1,68 @@
+//! Reads with a deadline that neither lose the buffer nor leave an operation in
+//! flight.
+//!
+//! Under io_uring a read owns its buffer until the kernel completes it. Dropping a
+//! read future on timeout (what `monoio::time::timeout` does) leaves the operation
+//! running: the buffer is gone and the socket stays open until the peer sends a
+//! byte. So a timed-out read is cancelled explicitly and awaited to completion,
+//! which hands the buffer back and releases the socket.
+
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{CancelableAsyncReadRent, Canceller};
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+/// What a read produced.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// This many bytes were appended.
+    Data(usize),
+    /// The peer closed its side.
+    Eof,
+    /// Nothing arrived before the deadline.
+    TimedOut,
+    /// The read failed (reset and the like).
+    Failed,
+}
+
+/// Appends at most the spare capacity of `buf` (reserve before calling) with bytes
+/// read from `io`, waiting at most `timeout`.
+pub async fn read_append<S: CancelableAsyncReadRent>(
+    io: &mut S,
+    buf: Vec<u8>,
+    timeout: Duration,
+) -> (ReadOutcome, Vec<u8>) {
+    let len = buf.len();
+    let canceller = Canceller::new();
+    let read = io.cancelable_read(buf.slice_mut(len..), canceller.handle());
+    let mut read = pin!(read);
+    let mut sleep = pin!(monoio::time::sleep(timeout));
+    let first = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
+    let (timed_out, (res, slice)) = match first {
+        Some(r) => (false, r),
+        None => {
+            let _ = canceller.cancel();
+            (true, read.await)
+        }
+    };
+    let buf = SliceMut::into_inner(slice);
+    let outcome = match res {
+        Ok(0) if timed_out => ReadOutcome::TimedOut,
+        Ok(0) => ReadOutcome::Eof,
+        Ok(n) => ReadOutcome::Data(n),
+        Err(_) if timed_out => ReadOutcome::TimedOut,
+        Err(_) => ReadOutcome::Failed,
+    };
+    (outcome, buf)
+}
