@@ -2,6 +2,7 @@
 //! holds. The phases of one request are in [`serve_request`]; proxying is in
 //! [`crate::proxy`].
 
+use crate::access_log::{RequestFields, ResponseFields};
 use crate::http::{
     find_header, parse_request_head, BodyFraming, ChunkedTracker, HeadLimits, HeadScratch, RequestHead,
     Version,
@@ -34,6 +35,22 @@ pub struct Client {
     pub buf: Vec<u8>,
     pub pos: usize,
     pub peer_ip: Vec<u8>,
+    /// What has been sent for the current request (reset when it starts).
+    pub sent: Sent,
+}
+
+/// What was sent for the current request, as far as the access log needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sent {
+    /// Response body bytes written to the client.
+    pub body_bytes: u64,
+    /// When the upstream's (final) response head arrived.
+    pub upstream_head: Option<Instant>,
+}
+
+/// The body bytes of a serialized response: what follows its head.
+pub fn body_len(response: &[u8]) -> u64 {
+    memchr::memmem::find(response, b"\r\n\r\n").map_or(0, |p| (response.len() - p - 4) as u64)
 }
 
 /// Why the request body could not be moved.
@@ -57,12 +74,19 @@ pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
         buf: Vec::with_capacity(INITIAL_BUF),
         pos: 0,
         peer_ip: peer.ip().to_string().into_bytes(),
+        sent: Sent::default(),
     };
     let mut first = true;
+    // A connection accepted but not yet past its first head counts as in flight, so a
+    // drain answers it rather than closing it unanswered.
+    shard.in_flight.set(shard.in_flight.get() + 1);
     loop {
         let view = shard.view();
         let mut hs = shard.take_head_scratch();
         let head = read_head(&mut c, &mut hs, &view, first).await;
+        if first {
+            shard.in_flight.set(shard.in_flight.get() - 1);
+        }
         first = false;
         let keep = match head {
             HeadRead::Head(head) => {
@@ -76,8 +100,27 @@ pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
                 let id = shard.next_request_id();
                 let mut out = Vec::with_capacity(256);
                 write_error(&mut out, status, reason, id.as_bytes(), ConnHeader::Close);
-                let _ = c.io.write_all(out).await;
+                let (r, out) = c.io.write_all(out).await;
                 shard.stats.all.record(status, 0);
+                let mut log = shard.access_log.borrow_mut();
+                let req = RequestFields {
+                    id: id.as_bytes(),
+                    client: &c.peer_ip,
+                    method: None,
+                    path: None,
+                    query: None,
+                };
+                if let Some(line) = log.begin(&req) {
+                    let bytes = if r.is_ok() { body_len(&out) } else { 0 };
+                    log.finish(
+                        line,
+                        &ResponseFields {
+                            status,
+                            bytes,
+                            ..Default::default()
+                        },
+                    );
+                }
                 false
             }
         };
@@ -168,7 +211,20 @@ async fn serve_request(
 ) -> bool {
     let started = Instant::now();
     let id = shard.next_request_id();
+    c.sent = Sent::default();
+    // The head's bytes do not outlive a streamed body: the log line starts now.
+    let log_line = shard.access_log.borrow_mut().begin(&RequestFields {
+        id: id.as_bytes(),
+        client: &c.peer_ip,
+        method: Some(head.method.slice(&c.buf)),
+        path: Some(head.path.slice(&c.buf)),
+        query: head.query.map(|q| q.slice(&c.buf)),
+    });
     let decision = route(shard, view, c, hs, &head);
+    let upstream = match &decision {
+        Decision::Proxy { upstream, .. } => Some(*upstream),
+        _ => None,
+    };
     let routed = match &decision {
         Decision::Proxy { route, .. }
         | Decision::Local {
@@ -235,6 +291,27 @@ async fn serve_request(
     shard.stats.all.record(status, micros);
     if let Some(h) = routed.and_then(|r| view.route_stats.get(r.index())) {
         h.record(status, micros);
+    }
+    if let Some(line) = log_line {
+        let rule = routed.and_then(|r| view.snap.config.routes.get(r.index()));
+        let upstream_us = c
+            .sent
+            .upstream_head
+            .map(|t| t.saturating_duration_since(started).as_micros());
+        shard.access_log.borrow_mut().finish(
+            line,
+            &ResponseFields {
+                group: rule.map(|r| r.group.as_str()),
+                route: rule.map(|r| r.name.as_str()),
+                upstream: upstream
+                    .and_then(|u| view.snap.upstreams.get(u as usize))
+                    .map(|u| u.addr),
+                status,
+                bytes: c.sent.body_bytes,
+                duration_us: micros,
+                upstream_us: upstream_us.map(|us| us as u64),
+            },
+        );
     }
     keep
 }
@@ -371,6 +448,9 @@ pub async fn respond_local(
         }
     };
     let (r, out) = c.io.write_all(out).await;
+    if r.is_ok() {
+        c.sent.body_bytes += body_len(&out);
+    }
     shard.give_buf(out);
     (keep && r.is_ok(), status)
 }

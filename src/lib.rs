@@ -1,3 +1,5 @@
+pub mod access_log;
+pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
@@ -11,3 +13,4 @@ pub mod proxy;
 pub mod runtime;
 pub mod shard;
 pub mod snapshot;
+pub mod watch;

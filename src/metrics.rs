@@ -32,7 +32,13 @@ impl Counter {
 
     #[inline]
     pub fn dec(&self) {
-        self.0.store(self.0.load(Relaxed).wrapping_sub(1), Relaxed);
+        self.sub(1)
+    }
+
+    /// For gauges: takes `n` off.
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -92,6 +98,8 @@ pub struct ShardStats {
     pub accepted: Counter,
     /// The snapshot version this shard serves.
     pub version: Counter,
+    /// Access log writes (or opens) that failed; their lines are lost.
+    pub access_log_errors: Counter,
     routes: Mutex<HashMap<(String, String), Arc<Histogram>>>,
     upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
 }

@@ -5,10 +5,15 @@
 //! newest-last and taken from the end (the most recently used is the least likely to
 //! have been closed by the upstream); each has an idle deadline, and a periodic sweep
 //! closes the expired ones so they do not linger on the upstream.
+//!
+//! Each key's [`UpstreamStats::idle`] gauge is kept equal to the number of idle
+//! connections pooled for it: the pool is its only writer, on the shard's thread.
 
+use crate::metrics::UpstreamStats;
 use monoio::net::TcpStream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What makes two upstream connections interchangeable.
@@ -23,18 +28,26 @@ struct Idle {
     since: Instant,
 }
 
+/// The idle connections of one key, and the counters that report them.
+#[derive(Debug)]
+struct KeyPool {
+    idle: Vec<Idle>,
+    stats: Arc<UpstreamStats>,
+}
+
 /// One shard's pools.
 #[derive(Debug, Default)]
 pub struct ConnPool {
-    idle: HashMap<PoolKey, Vec<Idle>>,
+    pools: HashMap<PoolKey, KeyPool>,
 }
 
 impl ConnPool {
     /// An idle connection for `key` that has not outlived `idle_timeout`.
     pub fn take(&mut self, key: PoolKey, idle_timeout: Duration) -> Option<TcpStream> {
-        let list = self.idle.get_mut(&key)?;
+        let pool = self.pools.get_mut(&key)?;
         let now = Instant::now();
-        while let Some(idle) = list.pop() {
+        while let Some(idle) = pool.idle.pop() {
+            pool.stats.idle.dec();
             if now.duration_since(idle.since) < idle_timeout {
                 return Some(idle.conn);
             }
@@ -42,14 +55,19 @@ impl ConnPool {
         None
     }
 
-    /// Returns a reusable connection; dropped (closed) when the pool is full.
-    pub fn put(&mut self, key: PoolKey, conn: TcpStream, max_idle: usize) {
-        let list = self.idle.entry(key).or_default();
-        if list.len() < max_idle {
-            list.push(Idle {
+    /// Returns a reusable connection; dropped (closed) when the pool is full. `stats`
+    /// are the counters of `key`'s upstream.
+    pub fn put(&mut self, key: PoolKey, conn: TcpStream, max_idle: usize, stats: &Arc<UpstreamStats>) {
+        let pool = self.pools.entry(key).or_insert_with(|| KeyPool {
+            idle: Vec::new(),
+            stats: stats.clone(),
+        });
+        if pool.idle.len() < max_idle {
+            pool.idle.push(Idle {
                 conn,
                 since: Instant::now(),
             });
+            pool.stats.idle.inc();
         }
     }
 
@@ -57,14 +75,20 @@ impl ConnPool {
     /// not `alive`.
     pub fn sweep(&mut self, idle_timeout: Duration, alive: impl Fn(&PoolKey) -> bool) {
         let now = Instant::now();
-        self.idle.retain(|k, list| {
-            list.retain(|i| now.duration_since(i.since) < idle_timeout);
-            alive(k) && !list.is_empty()
+        self.pools.retain(|k, pool| {
+            let before = pool.idle.len();
+            if alive(k) {
+                pool.idle.retain(|i| now.duration_since(i.since) < idle_timeout);
+            } else {
+                pool.idle.clear();
+            }
+            pool.stats.idle.sub((before - pool.idle.len()) as u64);
+            !pool.idle.is_empty()
         });
     }
 
     /// Idle connections per key, for metrics.
     pub fn sizes(&self) -> impl Iterator<Item = (&PoolKey, usize)> {
-        self.idle.iter().map(|(k, v)| (k, v.len()))
+        self.pools.iter().map(|(k, p)| (k, p.idle.len()))
     }
 }

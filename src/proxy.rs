@@ -119,7 +119,13 @@ pub async fn forward(
                 view.upstream_stats[upstream as usize].retries.inc();
                 continue;
             }
-            Ok((_, true)) => shard.pool.borrow_mut().put(key, conn, cfg.max_idle_per_endpoint),
+            Ok((_, true)) => {
+                let stats = &view.upstream_stats[upstream as usize];
+                shard
+                    .pool
+                    .borrow_mut()
+                    .put(key, conn, cfg.max_idle_per_endpoint, stats)
+            }
             _ => {}
         }
         break;
@@ -263,7 +269,10 @@ async fn exchange(
                     "upstream switched protocols, which ringway does not support",
                 ));
             }
-            Ok(resp) => break resp,
+            Ok(resp) => {
+                c.sent.upstream_head = Some(std::time::Instant::now());
+                break resp;
+            }
             Err(f) => {
                 shard.give_buf(ub);
                 return Err(f);
@@ -380,6 +389,9 @@ async fn relay(
         out.extend_from_slice(&body[..take]);
     }
     let (r, out) = c.io.write_all(out).await;
+    if r.is_ok() {
+        c.sent.body_bytes += crate::conn::body_len(&out);
+    }
     shard.give_buf(out);
     if r.is_err() {
         shard.give_buf(ub);
@@ -445,6 +457,7 @@ async fn relay(
             shard.give_buf(ub);
             return (false, false);
         }
+        c.sent.body_bytes += take as u64;
     }
     shard.give_buf(ub);
     let reusable = done && clean && resp.keep_alive && resp.framing != RespFraming::UntilClose;

@@ -5,18 +5,27 @@
 //! main ─ load config ─▶ Snapshot v1 ─▶ bind SO_REUSEPORT listeners (one per shard per address)
 //!   ├─ shard k: pinned thread, monoio runtime (io_uring, else epoll), accept loops,
 //!   │           control task (install snapshot / drain), pool sweeper
+//!   ├─ admin (own thread, when `[admin]` is set): /healthz, /ready, /config, /metrics
 //!   └─ control (this thread): SIGHUP → build Snapshot vN+1 off the data path → send to
-//!                              every shard; SIGTERM/SIGINT → drain; second signal → exit
+//!                              every shard; SIGTERM/SIGINT → drain; second signal → exit;
+//!                              SIGUSR1 → every shard reopens its access log
 //! ```
 
+use crate::admin::AdminState;
 use crate::config::{self, Config};
 use crate::metrics::ShardStats;
 use crate::shard::{Shard, ShardId};
 use crate::snapshot::Snapshot;
+use crate::watch::ConfigWatcher;
+use monoio::io::Canceller;
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Messages from the control thread to a shard.
@@ -26,6 +35,12 @@ pub enum Control {
     Install(Arc<Snapshot>),
     /// Stop accepting, finish in-flight requests until the deadline, then stop.
     Drain(Instant),
+    /// Start accepting on this (already bound) listener for `addr`.
+    Listen(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on the listener for `addr`; its connections carry on.
+    Unlisten(SocketAddr),
+    /// Write out the access log and reopen its file (after log rotation).
+    ReopenLog,
 }
 
 /// Which I/O driver a shard runs.
@@ -41,6 +56,26 @@ fn log(msg: std::fmt::Arguments<'_>) {
 
 /// Runs the gateway until it is told to stop. Returns the process exit code.
 pub fn run(config_path: Option<PathBuf>) -> i32 {
+    // Signals and the file watch are set up before the config is read, so that
+    // neither a signal nor an edit that comes right after startup is missed.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]) {
+        Ok(s) => s,
+        Err(e) => {
+            log(format_args!("cannot install signal handlers: {e}"));
+            return 1;
+        }
+    };
+    let watcher = config_path.as_deref().and_then(|p| match ConfigWatcher::new(p) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log(format_args!(
+                "not watching {} for changes ({e}); reload with SIGHUP",
+                p.display()
+            ));
+            None
+        }
+    });
     let loaded = match &config_path {
         Some(p) => config::load_file(p),
         None => config::load_default(),
@@ -135,7 +170,17 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             .map_or("<embedded default>".to_string(), |p| p.display().to_string()),
         snap.router().len()
     ));
-    control_loop(config_path, snap, controls, handles, all_stats)
+    let admin = Arc::new(AdminState::new(snap.clone(), all_stats));
+    if let Some(a) = &snap.config.admin {
+        match crate::admin::spawn(a.listen, admin.clone()) {
+            Ok(addr) => println!("ringway admin on {addr}"),
+            Err(e) => {
+                log(format_args!("cannot serve the admin port on {}: {e}", a.listen));
+                return 1;
+            }
+        }
+    }
+    control_loop(signals, watcher, config_path, snap, controls, handles, admin)
 }
 
 /// The actual addresses bound (port 0 resolved), in `listen` order.
@@ -145,25 +190,17 @@ fn bound_addrs() -> Vec<SocketAddr> {
     BOUND.get().cloned().unwrap_or_default()
 }
 
-/// Binds `shards` SO_REUSEPORT listeners per address. Port 0 is resolved by the first
-/// bind so that every shard listens on the same port.
-fn bind_all(addrs: &[SocketAddr], shards: usize) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
-    use socket2::{Domain, Socket, Type};
-    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+/// Binds `shards` SO_REUSEPORT listeners per address (see [`bind_addr`]).
+fn bind_all(
+    addrs: &[SocketAddr],
+    shards: usize,
+) -> std::io::Result<Vec<Vec<(SocketAddr, std::net::TcpListener)>>> {
+    let mut per_shard: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for addr in addrs {
-        let mut actual = *addr;
-        for listeners in per_shard.iter_mut() {
-            let s = Socket::new(Domain::for_address(actual), Type::STREAM, None)?;
-            s.set_reuse_address(true)?;
-            s.set_reuse_port(true)?;
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            s.bind(&actual.into())?;
-            s.listen(4096)?;
-            let l: std::net::TcpListener = s.into();
-            actual = l.local_addr()?;
-            listeners.push(l);
+        let (actual, listeners) = bind_addr(*addr, shards)?;
+        for (shard, l) in per_shard.iter_mut().zip(listeners) {
+            shard.push((*addr, l));
         }
         bound.push(actual);
     }
@@ -171,9 +208,30 @@ fn bind_all(addrs: &[SocketAddr], shards: usize) -> std::io::Result<Vec<Vec<std:
     Ok(per_shard)
 }
 
+/// Binds `n` SO_REUSEPORT listeners on `addr`. Port 0 is resolved by the first bind
+/// so that every shard listens on the same port. Returns the address bound.
+pub fn bind_addr(addr: SocketAddr, n: usize) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    use socket2::{Domain, Socket, Type};
+    let mut actual = addr;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Socket::new(Domain::for_address(actual), Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&actual.into())?;
+        s.listen(4096)?;
+        let l: std::net::TcpListener = s.into();
+        actual = l.local_addr()?;
+        out.push(l);
+    }
+    Ok((actual, out))
+}
+
 fn run_shard(
     shard: impl FnOnce() -> Shard,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     rx: async_channel::Receiver<Control>,
     forced: Option<&str>,
     ready: std::sync::mpsc::Sender<Result<Driver, String>>,
@@ -218,41 +276,64 @@ fn run_shard(
 
 async fn shard_main(
     shard: Shard,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     rx: async_channel::Receiver<Control>,
     driver: Driver,
     ready: std::sync::mpsc::Sender<Result<Driver, String>>,
 ) {
     let shard = Rc::new(shard);
     shard.stats.set_version(shard.view().snap.version);
-    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-    for l in listeners {
-        match monoio::net::TcpListener::from_std(l) {
-            Ok(l) => {
-                monoio::spawn(accept_loop(shard.clone(), l, stop_rx.clone()));
-            }
-            Err(e) => {
-                let _ = ready.send(Err(format!("shard {}: cannot use listener: {e}", shard.id.0)));
-                return;
-            }
+    // One stop channel per listen address (closing the sender stops its accept loop)
+    // and one for the shard's other tasks.
+    let mut stops: HashMap<SocketAddr, async_channel::Sender<()>> = HashMap::new();
+    let (tasks_stop, tasks_stopped) = async_channel::bounded::<()>(1);
+    for (addr, l) in listeners {
+        if let Err(e) = listen(&shard, &mut stops, addr, l) {
+            let _ = ready.send(Err(format!("shard {}: cannot use listener: {e}", shard.id.0)));
+            return;
         }
     }
-    monoio::spawn(sweep_pools(shard.clone(), stop_rx.clone()));
+    monoio::spawn(sweep_pools(shard.clone(), tasks_stopped));
     let _ = ready.send(Ok(driver));
     drop(ready);
     while let Ok(msg) = rx.recv().await {
         match msg {
             Control::Install(snap) => shard.install(snap),
+            Control::Listen(addr, l) => {
+                if let Err(e) = listen(&shard, &mut stops, addr, l) {
+                    log(format_args!("shard {}: cannot listen on {addr}: {e}", shard.id.0));
+                }
+            }
+            Control::Unlisten(addr) => {
+                stops.remove(&addr);
+            }
+            Control::ReopenLog => shard.access_log.borrow_mut().reopen(),
             Control::Drain(deadline) => {
                 shard.draining.set(true);
-                drop(stop_tx);
+                stops.clear();
+                drop(tasks_stop);
                 while shard.in_flight.get() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(5)).await;
                 }
+                shard.access_log.borrow_mut().flush();
                 return;
             }
         }
     }
+}
+
+/// Starts an accept loop for `l`, stopped by dropping its entry in `stops`.
+fn listen(
+    shard: &Rc<Shard>,
+    stops: &mut HashMap<SocketAddr, async_channel::Sender<()>>,
+    addr: SocketAddr,
+    l: std::net::TcpListener,
+) -> std::io::Result<()> {
+    let l = monoio::net::TcpListener::from_std(l)?;
+    let (tx, rx) = async_channel::bounded::<()>(1);
+    stops.insert(addr, tx);
+    monoio::spawn(accept_loop(shard.clone(), l, rx));
+    Ok(())
 }
 
 async fn accept_loop(
@@ -261,15 +342,40 @@ async fn accept_loop(
     stop: async_channel::Receiver<()>,
 ) {
     loop {
-        monoio::select! {
-            r = listener.accept() => match r {
-                Ok((io, peer)) => {
-                    monoio::spawn(crate::conn::serve(shard.clone(), io, peer));
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => monoio::time::sleep(Duration::from_millis(10)).await,
-            },
-            _ = stop.recv() => return,
+        // The accept is cancelled and awaited when told to stop, never dropped in
+        // flight: an in-flight accept would keep the socket open (and could take a
+        // connection nobody serves). Once the listener is closed, the kernel moves
+        // its queued connections to the group's other sockets (tcp_migrate_req).
+        let canceller = Canceller::new();
+        let mut accept = pin!(listener.cancelable_accept(canceller.handle()));
+        let mut stopped = pin!(stop.recv());
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = accept.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        let (result, last) = match first {
+            Some(r) => (r, false),
+            None => {
+                let _ = canceller.cancel();
+                (accept.await, true)
+            }
+        };
+        match result {
+            Ok((io, peer)) => {
+                monoio::spawn(crate::conn::serve(shard.clone(), io, peer));
+            }
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) if !last => monoio::time::sleep(Duration::from_millis(10)).await,
+            Err(_) => {}
+        }
+        if last {
+            return;
         }
     }
 }
@@ -284,25 +390,32 @@ async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
         let idle = view.snap.config.upstream.idle_timeout;
         let alive = |k: &crate::pool::PoolKey| view.snap.upstreams.iter().any(|u| u.addr == k.addr);
         shard.pool.borrow_mut().sweep(idle, alive);
+        shard.access_log.borrow_mut().flush();
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn control_loop(
+    mut signals: signal_hook::iterator::Signals,
+    mut watcher: Option<ConfigWatcher>,
     config_path: Option<PathBuf>,
     mut snap: Arc<Snapshot>,
     controls: Vec<async_channel::Sender<Control>>,
     handles: Vec<std::thread::JoinHandle<()>>,
-    _stats: Vec<Arc<ShardStats>>,
+    admin: Arc<AdminState>,
 ) -> i32 {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            log(format_args!("cannot install signal handlers: {e}"));
-            return 1;
-        }
-    };
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    // Configured listen address → address bound (port 0 resolved).
+    let mut listening: Vec<(SocketAddr, SocketAddr)> = snap
+        .config
+        .server
+        .listen
+        .iter()
+        .copied()
+        .zip(bound_addrs())
+        .collect();
     let mut draining = false;
+    let mut reload_at: Option<Instant> = None;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let mut handles = Some(handles);
     loop {
@@ -310,14 +423,13 @@ fn control_loop(
             log(format_args!("drained; exiting"));
             return 0;
         }
+        let mut reload_now = false;
         for sig in signals.pending() {
             match sig {
-                SIGHUP if !draining => {
-                    if let Some(next) = reload(config_path.as_ref(), &snap) {
-                        snap = next;
-                        for c in &controls {
-                            let _ = c.try_send(Control::Install(snap.clone()));
-                        }
+                SIGHUP => reload_now = true,
+                SIGUSR1 => {
+                    for c in &controls {
+                        let _ = c.try_send(Control::ReopenLog);
                     }
                 }
                 SIGTERM | SIGINT if draining => {
@@ -346,13 +458,85 @@ fn control_loop(
                 _ => {}
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // File changes are debounced: editors write in several steps.
+        if watcher.as_mut().is_some_and(ConfigWatcher::changed) {
+            reload_at = Some(Instant::now() + RELOAD_DEBOUNCE);
+        }
+        if reload_at.is_some_and(|t| Instant::now() >= t) {
+            reload_at = None;
+            reload_now = true;
+        }
+        if reload_now && !draining {
+            if let Some(next) = reload(config_path.as_ref(), &snap, &admin) {
+                if apply_listeners(&next, &mut listening, &controls) {
+                    snap = next;
+                    admin.reload_succeeded(snap.clone());
+                    for c in &controls {
+                        let _ = c.try_send(Control::Install(snap.clone()));
+                    }
+                } else {
+                    admin.reload_failed(format!(
+                        "version {} refused: a new listen address could not be bound",
+                        next.version
+                    ));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// How long the config file must be quiet before a change is reloaded.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Binds the listen addresses `next` adds and stops the ones it removes, on every
+/// shard, leaving the others untouched. Returns false (and changes nothing) when a
+/// new address cannot be bound: the reload is then refused as a whole.
+fn apply_listeners(
+    next: &Snapshot,
+    listening: &mut Vec<(SocketAddr, SocketAddr)>,
+    controls: &[async_channel::Sender<Control>],
+) -> bool {
+    // A wanted address is already served when it is how it was written before, or the
+    // address that was bound for it (`:0` written, the chosen port written now).
+    let served = |a: &SocketAddr, l: &(SocketAddr, SocketAddr)| l.0 == *a || l.1 == *a;
+    let wanted = &next.config.server.listen;
+    let mut bound = Vec::new();
+    for addr in wanted.iter().filter(|a| !listening.iter().any(|l| served(a, l))) {
+        match bind_addr(*addr, controls.len()) {
+            Ok((actual, ls)) => bound.push((*addr, actual, ls)),
+            Err(e) => {
+                log(format_args!(
+                    "reload refused, still serving version {}: cannot listen on {addr}: {e}",
+                    next.version - 1
+                ));
+                return false;
+            }
+        }
+    }
+    let (keep, removed): (Vec<_>, Vec<_>) = listening
+        .drain(..)
+        .partition(|l| wanted.iter().any(|a| served(a, l)));
+    *listening = keep;
+    for (configured, actual) in removed {
+        for c in controls {
+            let _ = c.try_send(Control::Unlisten(configured));
+        }
+        log(format_args!("stopped listening on {actual}"));
+    }
+    for (addr, actual, ls) in bound {
+        for (c, l) in controls.iter().zip(ls) {
+            let _ = c.try_send(Control::Listen(addr, l));
+        }
+        println!("ringway listening on {actual}");
+        listening.push((addr, actual));
+    }
+    true
 }
 
 /// Reads, validates and compiles the config file off the data path. On any error the
 /// running snapshot stays and the error is logged with FILE:LINE:COL.
-fn reload(path: Option<&PathBuf>, current: &Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+fn reload(path: Option<&PathBuf>, current: &Arc<Snapshot>, admin: &AdminState) -> Option<Arc<Snapshot>> {
     let path = path?;
     let config: Config = match config::load_file(path) {
         Ok(c) => c,
@@ -361,6 +545,7 @@ fn reload(path: Option<&PathBuf>, current: &Arc<Snapshot>) -> Option<Arc<Snapsho
                 "reload failed, still serving version {}: {e}",
                 current.version
             ));
+            admin.reload_failed(e.to_string());
             return None;
         }
     };
@@ -381,6 +566,7 @@ fn reload(path: Option<&PathBuf>, current: &Arc<Snapshot>) -> Option<Arc<Snapsho
                 "reload failed, still serving version {}: {e}",
                 current.version
             ));
+            admin.reload_failed(e);
             None
         }
     }

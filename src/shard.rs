@@ -4,6 +4,7 @@
 //! are touched by this thread only, and the counters are written only by it (the
 //! admin side reads them).
 
+use crate::access_log::AccessLog;
 use crate::http::HeadScratch;
 use crate::metrics::ShardStats;
 use crate::pool::ConnPool;
@@ -27,6 +28,8 @@ pub struct Shard {
     bufs: RefCell<Vec<Vec<u8>>>,
     heads: RefCell<Vec<HeadScratch>>,
     pub stats: Arc<ShardStats>,
+    /// This shard's access log buffer and file.
+    pub access_log: RefCell<AccessLog>,
     seq: Cell<u64>,
     prefix: u32,
     pub draining: Cell<bool>,
@@ -42,6 +45,7 @@ const MAX_POOLED_BUFS: usize = 256;
 impl Shard {
     pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
         let view = ShardView::new(snap, id.0 as u64 + 1, &stats);
+        let access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
         Shard {
             id,
             view: RefCell::new(Rc::new(view)),
@@ -50,6 +54,7 @@ impl Shard {
             bufs: RefCell::new(Vec::new()),
             heads: RefCell::new(Vec::new()),
             stats,
+            access_log: RefCell::new(access_log),
             seq: Cell::new(0),
             prefix,
             draining: Cell::new(false),
@@ -67,6 +72,9 @@ impl Shard {
     pub fn install(&self, snap: Arc<Snapshot>) {
         let view = ShardView::new(snap, self.id.0 as u64 + self.seq.get(), &self.stats);
         self.stats.set_version(view.snap.version);
+        self.access_log
+            .borrow_mut()
+            .set_target(&view.snap.config.log.access);
         *self.view.borrow_mut() = Rc::new(view);
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub upstream: UpstreamFile,
     pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub log: LogFile,
     /// `name = "http://host:port"`.
     #[serde(default)]
     pub endpoints: OrderedMap<Spanned<String>>,
@@ -97,6 +99,14 @@ pub(crate) struct UpstreamFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminFile {
     pub listen: Spanned<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogFile {
+    /// `"off"`, `"stdout"` or an absolute file path.
+    pub access: Option<Spanned<String>>,
 }
 
 /// `[endpoint_groups.NAME]`.

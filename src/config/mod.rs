@@ -71,6 +71,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub upstream: UpstreamConfig,
     pub admin: Option<AdminConfig>,
+    pub log: LogConfig,
     /// Single endpoints then endpoint groups, in file order; index ==
     /// [`ringway_router::EndpointId`].
     pub endpoints: Vec<EndpointDef>,
@@ -135,6 +136,25 @@ pub struct UpstreamConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Where the access log goes. Default off.
+    pub access: AccessLogTarget,
+}
+
+/// Where access log lines are written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// No access log (the default).
+    #[default]
+    Off,
+    /// The process's standard output.
+    Stdout,
+    /// A file opened for appending (reopened on SIGUSR1, for log rotation).
+    File(PathBuf),
 }
 
 /// A resolved upstream origin.

@@ -1,10 +1,12 @@
 //! The sections that are not routes: `[server]`, `[limits]`, `[upstream]`, `[admin]`
-//! addresses, `[endpoints]` and `[endpoint_groups]`.
+//! addresses, `[log]`, `[endpoints]` and `[endpoint_groups]`.
 
 use super::error::Diagnostics;
 use super::file::{EncodedSlashFile, FileConfig, LbFile, Listen, MemberFile};
 use super::resolve::{no_tls_yet, parse_duration, parse_origin, resolve};
-use super::{EndpointDef, Lb, LimitsConfig, ServerConfig, UpstreamAddr, UpstreamConfig};
+use super::{
+    AccessLogTarget, EndpointDef, Lb, LimitsConfig, LogConfig, ServerConfig, UpstreamAddr, UpstreamConfig,
+};
 use ringway_router::{EncodedSlash, NormalizeOptions};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -48,6 +50,27 @@ pub(super) fn parse_listen(v: &Spanned<String>, d: &mut Diagnostics<'_>, key: &s
             None
         }
     }
+}
+
+pub(super) fn log(f: &FileConfig, d: &mut Diagnostics<'_>) -> LogConfig {
+    let access = match &f.log.access {
+        None => AccessLogTarget::Off,
+        Some(v) => match v.get_ref().as_str() {
+            "off" => AccessLogTarget::Off,
+            "stdout" => AccessLogTarget::Stdout,
+            p if std::path::Path::new(p).is_absolute() => AccessLogTarget::File(p.into()),
+            p => {
+                d.at(
+                    v.span(),
+                    format!("log.access: '{p}' is not \"off\", \"stdout\" or an absolute file path"),
+                    None,
+                    None,
+                );
+                AccessLogTarget::Off
+            }
+        },
+    };
+    LogConfig { access }
 }
 
 pub(super) fn server(f: &FileConfig, d: &mut Diagnostics<'_>) -> (ServerConfig, NormalizeOptions) {

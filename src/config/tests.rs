@@ -435,3 +435,27 @@ fn positions_helpers() {
     let text = "x = 'a\\b('";
     assert_eq!(offset_in_string(text, &(4..text.len()), 3), 8);
 }
+
+#[test]
+fn access_log_is_off_stdout_or_an_absolute_file() {
+    assert_eq!(load("").log.access, AccessLogTarget::Off);
+    assert_eq!(load("[log]\naccess = \"off\"\n").log.access, AccessLogTarget::Off);
+    assert_eq!(
+        load("[log]\naccess = \"stdout\"\n").log.access,
+        AccessLogTarget::Stdout
+    );
+    assert_eq!(
+        load("[log]\naccess = \"/var/log/ringway/access.log\"\n")
+            .log
+            .access,
+        AccessLogTarget::File("/var/log/ringway/access.log".into())
+    );
+    assert_at(
+        &fail("[log]\naccess = \"access.log\"\n"),
+        (2, 10),
+        "absolute file path",
+    );
+    let e = fail("[log]\nacess = \"stdout\"\n");
+    assert!(e.is_syntax());
+    assert_at(&e, (2, 1), "unknown field `acess`");
+}

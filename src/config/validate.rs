@@ -5,7 +5,7 @@
 use super::error::{line_col, offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
 use super::resolve::{literal_origin, no_tls_yet, resolve, split_authority};
-use super::sections::{endpoints, is_token, limits, parse_listen, server, upstream};
+use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream};
 use super::{AdminConfig, Config, ConfigError, ConfigSource, MockResponse, RouteConfig, UpstreamAddr};
 use ringway_router::{
     ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
@@ -55,6 +55,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         .admin
         .as_ref()
         .and_then(|a| parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen }));
+    let log = log(&f, &mut d);
     let (endpoints, endpoint_names) = endpoints(&f, &mut d);
 
     // Environments: the default one first, then every one named, in file order.
@@ -160,6 +161,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         limits,
         upstream,
         admin,
+        log,
         endpoints,
         router: spec,
         compiled,

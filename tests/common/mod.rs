@@ -30,7 +30,10 @@ pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
     dir: PathBuf,
+    file: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Stdout lines after the first listening line.
+    stdout: mpsc::Receiver<String>,
 }
 
 fn unique_dir(prefix: &str) -> PathBuf {
@@ -91,11 +94,13 @@ impl Gateway {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             dir,
+            file,
             stderr,
+            stdout: rx,
         };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match gw.stdout.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(a) = line.strip_prefix("ringway listening on ") {
                         gw.addr = a.trim().parse().expect("listening address");
@@ -122,6 +127,33 @@ impl Gateway {
     /// A new raw client connected to the gateway.
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// The config file it was started with.
+    pub fn config_file(&self) -> &std::path::Path {
+        &self.file
+    }
+
+    /// Sends signal `sig` (`"HUP"`, `"USR1"`, …) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// The rest of the next stdout line that starts with `prefix`, skipping others;
+    /// None if none comes within `within`.
+    pub fn stdout_line(&self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stdout.recv_timeout(left).ok()?;
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Some(rest.to_string());
+            }
+        }
     }
 }
 

@@ -1,0 +1,464 @@
+//! The access log: one JSON line per request, buffered per shard.
+//!
+//! A shard starts a line when a request head has been read ([`AccessLog::begin`]: the
+//! head's bytes do not outlive a streamed body, so the request fields are copied then)
+//! and completes it when the response is sent ([`AccessLog::finish`]). Complete lines
+//! collect in the shard's buffer, which is written out when it holds more than
+//! [`FLUSH_AT`] bytes and on every tick of the shard's sweeper (once a second).
+//!
+//! ```text
+//! {"time":"2024-05-01T12:00:00.123Z","id":"5f3a9c01-0-1a","client":"203.0.113.9",
+//!  "method":"GET","path":"/api/users/7","query":"x=1","group":"api","route":"users",
+//!  "upstream":"127.0.0.1:9001","status":200,"bytes":512,"duration_us":840,"upstream_us":790}
+//! ```
+//! (one line in the log; `query`, `group`, `route`, `upstream` and `upstream_us` may be
+//! `null`.)
+//!
+//! Lines of different shards never interleave: every `write` holds whole lines only. A
+//! file is opened with `O_APPEND` by each shard, and the kernel appends each write to a
+//! regular file in one piece; standard output may be a pipe, which keeps writes of at
+//! most `PIPE_BUF` bytes whole, so writes to it are cut at line ends into pieces that
+//! size (a single longer line is written alone).
+//!
+//! The write is a blocking system call on the shard's thread, of at most about
+//! [`FLUSH_AT`] bytes, at most a few times a second under load — the same trade nginx
+//! makes. Writing never panics: a failed write drops the buffered lines, counts in
+//! [`ShardStats::access_log_errors`] and is reported on stderr once, until the log
+//! works again. [`AccessLog::reopen`] (on SIGUSR1) reopens the file for log rotation.
+
+use crate::config::AccessLogTarget;
+use crate::metrics::ShardStats;
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A buffer holding more than this is written out at once.
+pub const FLUSH_AT: usize = 32 * 1024;
+/// Writes to a pipe of at most this many bytes are atomic (POSIX `PIPE_BUF` on Linux).
+const PIPE_BUF: usize = 4096;
+/// Started lines kept for reuse.
+const MAX_SPARE_LINES: usize = 64;
+
+/// One shard's access log.
+#[derive(Debug)]
+pub struct AccessLog {
+    target: AccessLogTarget,
+    /// `None` when the log is off or its file could not be opened.
+    out: Option<File>,
+    /// Complete lines not written yet.
+    buf: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+    clock: Clock,
+    stats: Arc<ShardStats>,
+    shard: usize,
+    /// An error was reported; stay quiet until a write succeeds.
+    failing: bool,
+}
+
+/// A line started by [`AccessLog::begin`], to be completed by [`AccessLog::finish`].
+#[derive(Debug)]
+pub struct Line(Vec<u8>);
+
+/// What is known about a request when its head has been read. `method` and `path`
+/// are `None` for a head that could not be parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFields<'a> {
+    pub id: &'a [u8],
+    pub client: &'a [u8],
+    pub method: Option<&'a [u8]>,
+    /// The raw target path, as sent.
+    pub path: Option<&'a [u8]>,
+    pub query: Option<&'a [u8]>,
+}
+
+/// What is known about a request when its response has been sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseFields<'a> {
+    pub group: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub upstream: Option<SocketAddr>,
+    pub status: u16,
+    /// Response body bytes sent to the client.
+    pub bytes: u64,
+    pub duration_us: u64,
+    /// From the start of the request to the upstream's response head.
+    pub upstream_us: Option<u64>,
+}
+
+impl AccessLog {
+    /// Opens `target`. A file that cannot be opened is reported and counted; lines are
+    /// dropped until a reopen succeeds.
+    pub fn new(target: &AccessLogTarget, stats: Arc<ShardStats>, shard: usize) -> AccessLog {
+        let mut log = AccessLog {
+            target: AccessLogTarget::Off,
+            out: None,
+            buf: Vec::new(),
+            spare: Vec::new(),
+            clock: Clock::default(),
+            stats,
+            shard,
+            failing: false,
+        };
+        log.set_target(target);
+        log
+    }
+
+    /// Whether lines are being written.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Starts the line of a request whose head was just read; `None` when the log is
+    /// off (nothing is formatted then).
+    pub fn begin(&mut self, req: &RequestFields<'_>) -> Option<Line> {
+        if !self.is_on() {
+            return None;
+        }
+        let mut l = self.spare.pop().unwrap_or_default();
+        l.extend_from_slice(b"{\"time\":\"");
+        self.clock.rfc3339_now(&mut l);
+        l.extend_from_slice(b"\",\"id\":");
+        json_str(&mut l, req.id);
+        l.extend_from_slice(b",\"client\":");
+        json_str(&mut l, req.client);
+        l.extend_from_slice(b",\"method\":");
+        json_opt(&mut l, req.method);
+        l.extend_from_slice(b",\"path\":");
+        json_opt(&mut l, req.path);
+        l.extend_from_slice(b",\"query\":");
+        json_opt(&mut l, req.query);
+        Some(Line(l))
+    }
+
+    /// Completes `line` and queues it; writes the buffer out when it is full.
+    pub fn finish(&mut self, line: Line, resp: &ResponseFields<'_>) {
+        let mut l = line.0;
+        l.extend_from_slice(b",\"group\":");
+        json_opt(&mut l, resp.group.map(str::as_bytes));
+        l.extend_from_slice(b",\"route\":");
+        json_opt(&mut l, resp.route.map(str::as_bytes));
+        l.extend_from_slice(b",\"upstream\":");
+        match resp.upstream {
+            Some(a) => {
+                let _ = write!(l, "\"{a}\"");
+            }
+            None => l.extend_from_slice(b"null"),
+        }
+        let _ = write!(
+            l,
+            ",\"status\":{},\"bytes\":{},\"duration_us\":{},\"upstream_us\":",
+            resp.status, resp.bytes, resp.duration_us
+        );
+        match resp.upstream_us {
+            Some(us) => {
+                let _ = write!(l, "{us}");
+            }
+            None => l.extend_from_slice(b"null"),
+        }
+        l.extend_from_slice(b"}\n");
+        self.buf.extend_from_slice(&l);
+        l.clear();
+        if self.spare.len() < MAX_SPARE_LINES && l.capacity() <= 4096 {
+            self.spare.push(l);
+        }
+        if self.buf.len() > FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    /// Writes the buffered lines out (whole lines per write; see the module docs).
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let max = match self.target {
+            AccessLogTarget::Stdout => PIPE_BUF,
+            _ => usize::MAX,
+        };
+        let result = match &mut self.out {
+            Some(f) => write_lines(f, &self.buf, max),
+            None => Ok(()),
+        };
+        self.buf.clear();
+        if self.buf.capacity() > 4 * FLUSH_AT {
+            self.buf.shrink_to(2 * FLUSH_AT);
+        }
+        match result {
+            Ok(()) => self.failing = false,
+            Err(e) => self.report(format_args!("cannot write the access log: {e}; lines were lost")),
+        }
+    }
+
+    /// Writes what is buffered, then opens the target again: after log rotation
+    /// renamed the file, new lines go to a new file at the configured path.
+    pub fn reopen(&mut self) {
+        self.flush();
+        let target = std::mem::take(&mut self.target);
+        self.out = None;
+        self.set_target(&target);
+    }
+
+    /// Switches to `target` (after a reload) unless it is the current one.
+    pub fn set_target(&mut self, target: &AccessLogTarget) {
+        if *target == self.target && (self.out.is_some() || *target == AccessLogTarget::Off) {
+            return;
+        }
+        self.flush();
+        self.target = target.clone();
+        self.out = match open(target) {
+            Ok(out) => {
+                self.failing = false;
+                out
+            }
+            Err(e) => {
+                self.report(format_args!("cannot open the access log: {e}"));
+                None
+            }
+        };
+    }
+
+    fn report(&mut self, msg: std::fmt::Arguments<'_>) {
+        self.stats.access_log_errors.inc();
+        if !self.failing {
+            self.failing = true;
+            let to = match &self.target {
+                AccessLogTarget::File(p) => p.display().to_string(),
+                _ => "stdout".to_string(),
+            };
+            eprintln!("ringway: shard {}: {msg} ({to})", self.shard);
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn open(target: &AccessLogTarget) -> io::Result<Option<File>> {
+    use std::os::fd::AsFd;
+    match target {
+        AccessLogTarget::Off => Ok(None),
+        // A duplicate of fd 1: written directly, not through std's locked, line
+        // buffered `Stdout`.
+        AccessLogTarget::Stdout => Ok(Some(File::from(io::stdout().as_fd().try_clone_to_owned()?))),
+        AccessLogTarget::File(p) => std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .map(Some),
+    }
+}
+
+/// Writes `buf` (whole lines) in writes of at most `max` bytes cut at line ends; a line
+/// longer than `max` is written alone.
+fn write_lines(out: &mut impl Write, buf: &[u8], max: usize) -> io::Result<()> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            match memchr::memrchr(b'\n', &rest[..max]) {
+                Some(i) => i + 1,
+                None => memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1),
+            }
+        };
+        out.write_all(&rest[..cut])?;
+        rest = &rest[cut..];
+    }
+    Ok(())
+}
+
+/// Appends `bytes` as a JSON string. Invalid UTF-8 becomes U+FFFD.
+fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let text = String::from_utf8_lossy(bytes);
+    let mut from = 0;
+    let s = text.as_bytes();
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[from..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(esc);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&s[from..]);
+    out.push(b'"');
+}
+
+fn json_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(b) => json_str(out, b),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Formats the wall clock as RFC 3339 UTC with milliseconds; the date and time up to
+/// the second are formatted once per second.
+#[derive(Debug, Default)]
+struct Clock {
+    second: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
+    prefix: Vec<u8>,
+}
+
+impl Clock {
+    fn rfc3339_now(&mut self, out: &mut Vec<u8>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.rfc3339(now.as_secs(), now.subsec_millis(), out);
+    }
+
+    fn rfc3339(&mut self, secs: u64, millis: u32, out: &mut Vec<u8>) {
+        if self.prefix.is_empty() || secs != self.second {
+            let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+            let s = secs % 86_400;
+            self.prefix.clear();
+            let _ = write!(
+                self.prefix,
+                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+            self.second = secs;
+        }
+        out.extend_from_slice(&self.prefix);
+        let _ = write!(out, "{millis:03}Z");
+    }
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: u64, millis: u32) -> String {
+        let mut out = Vec::new();
+        Clock::default().rfc3339(secs, millis, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc_with_milliseconds() {
+        assert_eq!(ts(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(ts(1_700_000_000, 7), "2023-11-14T22:13:20.007Z");
+        // 2024 is a leap year; 2100 is not.
+        assert_eq!(ts(1_709_164_800, 999), "2024-02-29T00:00:00.999Z");
+        assert_eq!(ts(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn clock_cache_follows_the_second() {
+        let mut c = Clock::default();
+        let mut out = Vec::new();
+        c.rfc3339(59, 1, &mut out);
+        out.push(b' ');
+        c.rfc3339(60, 2, &mut out);
+        assert_eq!(out, b"1970-01-01T00:00:59.001Z 1970-01-01T00:01:00.002Z");
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_controls_and_invalid_utf8() {
+        let mut out = Vec::new();
+        json_str(&mut out, b"a\"b\\c\nd\x01e\xff/\xc3\xa9");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\u0001e\u{fffd}/é\""
+        );
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_every_field() {
+        let mut log = AccessLog {
+            target: AccessLogTarget::Stdout,
+            out: None,
+            buf: Vec::new(),
+            spare: Vec::new(),
+            clock: Clock::default(),
+            stats: Arc::default(),
+            shard: 0,
+            failing: false,
+        };
+        // Pretend the log is open to get a line; it is never flushed.
+        log.out = Some(File::open("/dev/null").unwrap());
+        let line = log
+            .begin(&RequestFields {
+                id: b"abc-0-1",
+                client: b"127.0.0.1",
+                method: Some(b"GET"),
+                path: Some(b"/a\"b"),
+                query: None,
+            })
+            .unwrap();
+        log.finish(
+            line,
+            &ResponseFields {
+                group: Some("g"),
+                route: None,
+                upstream: Some("127.0.0.1:9".parse().unwrap()),
+                status: 502,
+                bytes: 12,
+                duration_us: 30,
+                upstream_us: None,
+            },
+        );
+        let text = String::from_utf8(std::mem::take(&mut log.buf)).unwrap();
+        assert!(text.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["id"], "abc-0-1");
+        assert_eq!(v["path"], "/a\"b");
+        assert!(v["query"].is_null() && v["route"].is_null() && v["upstream_us"].is_null());
+        assert_eq!(v["group"], "g");
+        assert_eq!(v["upstream"], "127.0.0.1:9");
+        assert_eq!((v["status"].as_u64(), v["bytes"].as_u64()), (Some(502), Some(12)));
+        assert_eq!(v["duration_us"], 30);
+        assert_eq!(v["time"].as_str().map(str::len), Some(24));
+    }
+
+    #[test]
+    fn writes_are_cut_at_line_ends() {
+        struct Writes(Vec<Vec<u8>>);
+        impl Write for Writes {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.push(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = Writes(Vec::new());
+        write_lines(&mut w, b"aaa\nbb\ncccccccc\nd\n", 8).unwrap();
+        let got: Vec<&[u8]> = w.0.iter().map(Vec::as_slice).collect();
+        assert_eq!(got, [&b"aaa\nbb\n"[..], b"cccccccc\n", b"d\n"]);
+    }
+}

@@ -1,0 +1,496 @@
+//! The admin port: health, readiness, the active config and Prometheus metrics, served
+//! from its own OS thread with blocking std sockets, so a busy shard never delays it and
+//! it never touches the data path.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/healthz` | 200 `ok` while the process runs |
+//! | `/ready` | 200 when every shard serves the current snapshot version, else 503 naming the shards that lag |
+//! | `/config` | JSON: version, hash, source, rules by group, per-shard versions, last reload error, reload counts |
+//! | `/metrics` | Prometheus text format (see `docs/admin.md`) |
+//!
+//! Anything else is 404. One request per connection (`Connection: close`), each with a
+//! 2 s deadline and an 8 KiB head limit.
+//!
+//! The shards keep their own counters ([`ShardStats`], single writer); a scrape sums
+//! them. [`AdminState`] holds what only the control thread changes: the current
+//! snapshot, the last reload error and the reload counts.
+//!
+//! ```no_run
+//! # fn demo(snap: std::sync::Arc<ringway::snapshot::Snapshot>, shards: Vec<std::sync::Arc<ringway::metrics::ShardStats>>) -> std::io::Result<()> {
+//! use ringway::admin::{spawn, AdminState};
+//! let state = std::sync::Arc::new(AdminState::new(snap, shards));
+//! let addr = spawn("127.0.0.1:0".parse().unwrap(), state.clone())?;
+//! println!("ringway admin on {addr}");
+//! # Ok(()) }
+//! ```
+
+mod prometheus;
+
+use crate::metrics::{HistogramSum, ShardStats};
+use crate::snapshot::Snapshot;
+use prometheus::{Exposition, Kind};
+use ringway_router::{ActionSpec, PathSpec};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long one admin request may take to arrive and to be answered.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// A larger request head is answered 431.
+const MAX_HEAD: usize = 8 * 1024;
+/// Header fields parsed in an admin request.
+const MAX_HEADERS: usize = 32;
+
+/// What the admin port reports, shared with the control thread.
+#[derive(Debug)]
+pub struct AdminState {
+    shards: Vec<Arc<ShardStats>>,
+    /// Written only by the control thread, when a reload succeeds.
+    current: RwLock<Arc<Snapshot>>,
+    /// The error of the last reload attempt, when it failed (`FILE:LINE:COL: …`).
+    last_reload_error: Mutex<Option<String>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    started: SystemTime,
+    started_mono: Instant,
+}
+
+impl AdminState {
+    /// The state at startup: `snap` is being served by the shards with these counters.
+    pub fn new(snap: Arc<Snapshot>, shards: Vec<Arc<ShardStats>>) -> AdminState {
+        AdminState {
+            shards,
+            current: RwLock::new(snap),
+            last_reload_error: Mutex::new(None),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            started: SystemTime::now(),
+            started_mono: Instant::now(),
+        }
+    }
+
+    /// A reload built `snap`, which is being sent to every shard.
+    pub fn reload_succeeded(&self, snap: Arc<Snapshot>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snap;
+        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reload failed; the current snapshot stays. `error` names FILE:LINE:COL.
+    pub fn reload_failed(&self, error: String) {
+        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The snapshot the shards are (or are being) switched to.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Binds `listen` and serves the admin port from a new thread. Returns the bound
+/// address (port 0 is resolved).
+pub fn spawn(listen: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)?;
+    let addr = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("ringway-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(conn) => serve(conn, &state),
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })?;
+    Ok(addr)
+}
+
+/// A response of the admin port.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Answer {
+    fn text(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// Answers one request on `conn`, then closes it. Errors only end the connection.
+fn serve(mut conn: TcpStream, state: &AdminState) {
+    let deadline = Instant::now() + DEADLINE;
+    let _ = conn.set_write_timeout(Some(DEADLINE));
+    let (answer, head_only) = match read_head(&mut conn, deadline) {
+        Ok(Some(head)) => match parse(&head) {
+            Ok((method, path)) => {
+                let head_only = method == "HEAD";
+                let answer = if method == "GET" || head_only {
+                    route(&path, state)
+                } else {
+                    Answer::text(405, "only GET and HEAD\n")
+                };
+                (answer, head_only)
+            }
+            Err(answer) => (answer, false),
+        },
+        Ok(None) => (Answer::text(431, "request head too large\n"), false),
+        Err(_) => return,
+    };
+    let _ = conn.write_all(&render(&answer, head_only));
+}
+
+/// Reads up to the end of the head. `Ok(None)` when it exceeds [`MAX_HEAD`].
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        conn.set_read_timeout(Some(left))?;
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if memchr::memmem::find(&head[from..], b"\r\n\r\n").is_some() {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+/// The method and the path (without the query) of a complete head.
+fn parse(head: &[u8]) -> Result<(String, String), Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Answer::text(400, "incomplete request head\n")),
+        Err(httparse::Error::TooManyHeaders) => return Err(Answer::text(431, "too many header fields\n")),
+        Err(e) => return Err(Answer::text(400, format!("bad request: {e}\n"))),
+    }
+    let method = req.method.unwrap_or_default().to_string();
+    let target = req.path.unwrap_or_default();
+    let path = target.split(['?', '#']).next().unwrap_or_default().to_string();
+    Ok((method, path))
+}
+
+fn route(path: &str, state: &AdminState) -> Answer {
+    match path {
+        "/healthz" => Answer::text(200, "ok\n"),
+        "/ready" => ready(state),
+        "/config" => Answer {
+            status: 200,
+            content_type: "application/json",
+            body: config_json(state),
+        },
+        "/metrics" => Answer {
+            status: 200,
+            content_type: prometheus::CONTENT_TYPE,
+            body: metrics(state),
+        },
+        _ => Answer::text(404, "not found: try /healthz, /ready, /config or /metrics\n"),
+    }
+}
+
+fn render(a: &Answer, head_only: bool) -> Vec<u8> {
+    let reason = match a.status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n",
+        a.status,
+        a.content_type,
+        a.body.len()
+    );
+    if a.status == 405 {
+        out.push_str("allow: GET, HEAD\r\n");
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(a.body.as_bytes());
+    }
+    out
+}
+
+/// 200 when every shard reports the current version; 503 naming those that lag.
+fn ready(state: &AdminState) -> Answer {
+    let version = state.current().version;
+    let lagging: Vec<String> = state
+        .shards
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.version.get() != version)
+        .map(|(i, s)| format!("shard {i} on version {}", s.version.get()))
+        .collect();
+    if lagging.is_empty() {
+        Answer::text(
+            200,
+            format!("ready: {} shard(s) on version {version}\n", state.shards.len()),
+        )
+    } else {
+        Answer::text(
+            503,
+            format!("not ready: version {version} expected; {}\n", lagging.join(", ")),
+        )
+    }
+}
+
+/// The active config as JSON.
+fn config_json(state: &AdminState) -> String {
+    use serde_json::{json, Value};
+    let snap = state.current();
+    let config = &snap.config;
+    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    for (rule, route) in config.router.rules.iter().zip(&config.routes) {
+        let path = match &rule.path {
+            PathSpec::Exact(p) => json!({"kind": "exact", "text": p}),
+            PathSpec::Prefix(p) => json!({"kind": "prefix", "text": p}),
+            PathSpec::Regex(p) => json!({"kind": "regex", "text": p}),
+        };
+        let action = match (&rule.action, &route.mock) {
+            (ActionSpec::Proxy { to }, _) => json!({"kind": "proxy", "to": to}),
+            (ActionSpec::Local, Some(m)) => json!({"kind": "mock", "status": m.status}),
+            (ActionSpec::Local, None) => json!({"kind": "mock"}),
+        };
+        let r = json!({"name": route.name, "path": path, "action": action});
+        match groups.last_mut() {
+            Some((g, routes)) if *g == route.group => routes.push(r),
+            _ => groups.push((route.group.clone(), vec![r])),
+        }
+    }
+    let source = match &config.source {
+        crate::config::ConfigSource::File { path, .. } => path.display().to_string(),
+        crate::config::ConfigSource::Embedded { .. } => "embedded".to_string(),
+    };
+    let shards: Vec<Value> = state
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"shard": i, "version": s.version.get()}))
+        .collect();
+    let v = json!({
+        "version": snap.version,
+        "hash": format!("{:016x}", snap.hash()),
+        "source": source,
+        "rules": config.routes.len(),
+        "groups": groups
+            .into_iter()
+            .map(|(name, routes)| json!({"name": name, "routes": routes}))
+            .collect::<Vec<_>>(),
+        "shards": shards,
+        "last_reload_error": state.last_reload_error(),
+        "reloads": {
+            "ok": state.reloads_ok.load(Ordering::Relaxed),
+            "failed": state.reloads_failed.load(Ordering::Relaxed),
+        },
+        "uptime_seconds": state.started_mono.elapsed().as_secs(),
+    });
+    let mut body = serde_json::to_string_pretty(&v).unwrap_or_default();
+    body.push('\n');
+    body
+}
+
+/// Status classes as labels, indexed like [`crate::metrics::Histogram::responses`].
+const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every shard's counters, summed.
+#[derive(Default)]
+struct Totals {
+    all: HistogramSum,
+    routes: BTreeMap<(String, String), HistogramSum>,
+    /// connect errors, timeouts, retries, idle.
+    upstreams: BTreeMap<String, [u64; 4]>,
+    no_match: u64,
+    open: u64,
+    accepted: u64,
+    access_log_errors: u64,
+}
+
+fn totals(shards: &[Arc<ShardStats>]) -> Totals {
+    let mut t = Totals::default();
+    for s in shards {
+        t.all.add(&s.all);
+        s.for_each_route(|g, r, h| t.routes.entry((g.to_string(), r.to_string())).or_default().add(h));
+        s.for_each_upstream(|a, u| {
+            let e = t.upstreams.entry(a.to_string()).or_default();
+            for (sum, c) in e
+                .iter_mut()
+                .zip([&u.connect_errors, &u.timeouts, &u.retries, &u.idle])
+            {
+                *sum = sum.wrapping_add(c.get());
+            }
+        });
+        t.no_match += s.no_match.get();
+        t.open = t.open.wrapping_add(s.open_connections.get());
+        t.accepted += s.accepted.get();
+        t.access_log_errors += s.access_log_errors.get();
+    }
+    t
+}
+
+/// The `/metrics` exposition.
+fn metrics(state: &AdminState) -> String {
+    let t = totals(&state.shards);
+    let mut e = Exposition::default();
+
+    e.family(
+        "ringway_requests_total",
+        Kind::Counter,
+        "Routed requests by group, route and response status class.",
+    );
+    for ((g, r), h) in &t.routes {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_requests_total",
+                    &[("group", g), ("route", r), ("class", class)],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_request_duration_seconds",
+        Kind::Histogram,
+        "Time from a routed request's head to the end of its response, by route.",
+    );
+    for ((g, r), h) in &t.routes {
+        if h.buckets.iter().any(|&n| n > 0) {
+            e.histogram(
+                "ringway_request_duration_seconds",
+                &[("group", g), ("route", r)],
+                h,
+            );
+        }
+    }
+    e.family(
+        "ringway_responses_total",
+        Kind::Counter,
+        "Every response by status class, routed or not (no match, bad requests).",
+    );
+    for (class, &n) in CLASSES.iter().zip(&t.all.responses).skip(1) {
+        e.sample("ringway_responses_total", &[("class", class)], n);
+    }
+    e.family(
+        "ringway_no_match_total",
+        Kind::Counter,
+        "Requests that matched no rule.",
+    );
+    e.sample("ringway_no_match_total", &[], t.no_match);
+
+    let upstream_families = [
+        (
+            "ringway_upstream_connect_errors_total",
+            Kind::Counter,
+            "Failed connection attempts to an upstream (refused, failed or timed out).",
+        ),
+        (
+            "ringway_upstream_timeouts_total",
+            Kind::Counter,
+            "Requests whose upstream response head did not arrive in time.",
+        ),
+        (
+            "ringway_upstream_retries_total",
+            Kind::Counter,
+            "Requests retried on a fresh connection after a pooled one turned out closed.",
+        ),
+        (
+            "ringway_upstream_idle_connections",
+            Kind::Gauge,
+            "Idle keep-alive connections pooled for an upstream, all shards together.",
+        ),
+    ];
+    for (i, (name, kind, help)) in upstream_families.iter().enumerate() {
+        e.family(name, *kind, help);
+        for (addr, v) in &t.upstreams {
+            e.sample(name, &[("upstream", addr)], v[i]);
+        }
+    }
+
+    e.family(
+        "ringway_open_connections",
+        Kind::Gauge,
+        "Open client connections.",
+    );
+    e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_accepted_connections_total",
+        Kind::Counter,
+        "Client connections accepted.",
+    );
+    e.sample("ringway_accepted_connections_total", &[], t.accepted);
+    e.family(
+        "ringway_access_log_errors_total",
+        Kind::Counter,
+        "Access log writes or opens that failed (their lines are lost).",
+    );
+    e.sample("ringway_access_log_errors_total", &[], t.access_log_errors);
+
+    e.family(
+        "ringway_config_reloads_total",
+        Kind::Counter,
+        "Config reloads by result: ok (installed) or failed (the running config stays).",
+    );
+    let ok = state.reloads_ok.load(Ordering::Relaxed);
+    let failed = state.reloads_failed.load(Ordering::Relaxed);
+    e.sample("ringway_config_reloads_total", &[("result", "ok")], ok);
+    e.sample("ringway_config_reloads_total", &[("result", "failed")], failed);
+    e.family(
+        "ringway_config_version",
+        Kind::Gauge,
+        "The version of the current config snapshot (1 at startup, +1 per successful reload).",
+    );
+    e.sample("ringway_config_version", &[], state.current().version);
+    e.family(
+        "ringway_shard_config_version",
+        Kind::Gauge,
+        "The config snapshot version each shard serves.",
+    );
+    for (i, s) in state.shards.iter().enumerate() {
+        e.sample(
+            "ringway_shard_config_version",
+            &[("shard", &i.to_string())],
+            s.version.get(),
+        );
+    }
+    e.family(
+        "ringway_start_time_seconds",
+        Kind::Gauge,
+        "When the process started, in seconds since the Unix epoch.",
+    );
+    let start = state.started.duration_since(UNIX_EPOCH).unwrap_or_default();
+    e.sample("ringway_start_time_seconds", &[], start.as_secs());
+    e.finish()
+}

@@ -1,0 +1,401 @@
+//! Config lifecycle and process lifecycle, end to end with the real binary: reload on
+//! file change (in place, rename over, symlink swap), a broken config keeps the old
+//! one serving, SIGHUP, listener changes, graceful drain, and a zero-downtime handover
+//! between two processes on the same port.
+
+mod common;
+
+use common::{Backend, Client, Reply};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A ringway process whose config file, signals and output the test controls.
+struct Proc {
+    child: Child,
+    file: PathBuf,
+    dir: PathBuf,
+    addr: SocketAddr,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "ringway-life-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl Proc {
+    /// Starts ringway on `file` (already written) and waits for its first listener.
+    fn start_file(dir: PathBuf, file: PathBuf) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .args(["run", "-c"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringway");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut p = Proc {
+            child,
+            file,
+            dir,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            lines,
+            stderr,
+        };
+        p.addr = p.next_listening(Duration::from_secs(10));
+        p
+    }
+
+    fn start(config: &str) -> Proc {
+        let dir = temp_dir("cfg");
+        let file = dir.join("ringway.toml");
+        std::fs::write(&file, config).expect("write config");
+        Proc::start_file(dir, file)
+    }
+
+    /// The next `ringway listening on ADDR` line.
+    fn next_listening(&self, within: Duration) -> SocketAddr {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(a) = l.strip_prefix("ringway listening on ") {
+                        return a.trim().parse().expect("address");
+                    }
+                }
+                Err(_) => panic!("no listening line within {within:?}; stderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_with(listen: &[&str], body: &str) -> String {
+    let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
+    format!(
+        "[server]\nlisten = [{}]\nshards = 2\n\n[[groups]]\nname = \"g\"\n\n[[groups.routes]]\nname = \"r\"\npath = {{ exact = \"/which\" }}\nmock = {{ status = 200, body = \"{body}\" }}\n",
+        listen.join(", ")
+    )
+}
+
+fn mock_config(body: &str) -> String {
+    config_with(&["127.0.0.1:0"], body)
+}
+
+fn get_body(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Polls until `/which` answers `want`; how long that took.
+fn wait_for_body(addr: SocketAddr, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if get_body(addr, "/which").as_deref() == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "'/which' never answered {want:?} within {within:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Replaces a file the way editors do: write a new file, rename it over the old one.
+fn rename_over(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).expect("write tmp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[test]
+fn reload_on_in_place_write() {
+    let p = Proc::start(&mock_config("one"));
+    wait_for_body(p.addr, "one", Duration::from_secs(2));
+    std::fs::write(&p.file, mock_config("two")).unwrap();
+    wait_for_body(p.addr, "two", Duration::from_secs(5));
+    assert!(p.stderr().contains("reloaded: version 2"), "{}", p.stderr());
+}
+
+#[test]
+fn reload_on_rename_over() {
+    let p = Proc::start(&mock_config("one"));
+    rename_over(&p.file, &mock_config("two"));
+    wait_for_body(p.addr, "two", Duration::from_secs(5));
+    rename_over(&p.file, &mock_config("three"));
+    wait_for_body(p.addr, "three", Duration::from_secs(5));
+}
+
+#[test]
+fn reload_on_configmap_symlink_swap() {
+    // Kubernetes ConfigMap layout: file -> ..data/file, ..data -> ..v1; an update
+    // writes ..v2, points a new symlink at it and renames it over ..data.
+    let dir = temp_dir("cm");
+    std::fs::create_dir_all(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/ringway.toml"), mock_config("one")).unwrap();
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/ringway.toml", dir.join("ringway.toml")).unwrap();
+    let p = Proc::start_file(dir.clone(), dir.join("ringway.toml"));
+    wait_for_body(p.addr, "one", Duration::from_secs(2));
+    std::fs::create_dir_all(dir.join("..v2")).unwrap();
+    std::fs::write(dir.join("..v2/ringway.toml"), mock_config("two")).unwrap();
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    wait_for_body(p.addr, "two", Duration::from_secs(5));
+}
+
+#[test]
+fn broken_config_keeps_the_running_one_and_says_where() {
+    let p = Proc::start(&mock_config("one"));
+    std::fs::write(&p.file, "[server]\nlisten = [\"127.0.0.1:0\"]\nbogus_key = 1\n").unwrap();
+    let start = Instant::now();
+    while !p.stderr().contains("reload failed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no reload error logged:\n{}",
+            p.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let err = p.stderr();
+    let file = p.file.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:3:")),
+        "error must name FILE:LINE: {err}"
+    );
+    // Still serving the old config.
+    assert_eq!(get_body(p.addr, "/which").as_deref(), Some("one"));
+    // A fixed config is picked up again.
+    std::fs::write(&p.file, mock_config("fixed")).unwrap();
+    wait_for_body(p.addr, "fixed", Duration::from_secs(5));
+}
+
+#[test]
+fn sighup_reloads_and_unchanged_bytes_do_not() {
+    let p = Proc::start(&mock_config("one"));
+    p.signal("HUP");
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !p.stderr().contains("reloaded"),
+        "an unchanged file must not make a new version"
+    );
+    std::fs::write(&p.file, mock_config("two")).unwrap();
+    p.signal("HUP");
+    wait_for_body(p.addr, "two", Duration::from_secs(5));
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn listeners_are_added_and_removed_without_touching_the_others() {
+    let p = Proc::start(&mock_config("one"));
+    let extra = free_port();
+    let both = config_with(&["127.0.0.1:0", &extra.to_string()], "two");
+    // Keep the original address: rewrite with the bound port instead of 0.
+    let first = p.addr.to_string();
+    std::fs::write(&p.file, both.replacen("127.0.0.1:0", &first, 1)).unwrap();
+    let added = p.next_listening(Duration::from_secs(5));
+    assert_eq!(added, extra);
+    wait_for_body(extra, "two", Duration::from_secs(5));
+    assert_eq!(get_body(p.addr, "/which").as_deref(), Some("two"));
+    // Remove the original one; the extra keeps serving.
+    std::fs::write(&p.file, config_with(&[&extra.to_string()], "three")).unwrap();
+    wait_for_body(extra, "three", Duration::from_secs(5));
+    let start = Instant::now();
+    while TcpStream::connect(p.addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "removed listener still accepts"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn drain_answers_accepted_requests_then_exits_zero() {
+    let slow = Backend::start(|_| {
+        thread::sleep(Duration::from_millis(400));
+        Reply::ok("slow")
+    });
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\ndrain_timeout = \"5s\"\n[endpoints]\nb = \"{}\"\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"all\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['b']}}\"\n",
+        slow.url()
+    );
+    let mut p = Proc::start(&config);
+    let addr = p.addr;
+    let inflight: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.set_read_timeout(Duration::from_secs(5));
+                c.send(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n");
+                c.response()
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(150));
+    p.signal("TERM");
+    for t in inflight {
+        let r = t.join().expect("client thread");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"slow");
+        assert!(r.closes(), "a response during drain says connection: close");
+    }
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0), "{}", p.stderr());
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let hang = Backend::start(|_| {
+        thread::sleep(Duration::from_secs(5));
+        Reply::ok("late")
+    });
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\ndrain_timeout = \"30s\"\n[upstream]\nresponse_timeout = \"30s\"\n[endpoints]\nb = \"{}\"\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"all\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['b']}}\"\n",
+        hang.url()
+    );
+    let mut p = Proc::start(&config);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(150));
+    p.signal("TERM");
+    thread::sleep(Duration::from_millis(100));
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(2)), Some(1));
+}
+
+/// Connections queued on a closing SO_REUSEPORT socket move to the other sockets
+/// of its group only with `net.ipv4.tcp_migrate_req = 1` (Linux ≥ 5.14); without
+/// it the kernel resets them. docs/operations.md asks for it; the test sets it.
+fn enable_tcp_migrate_req() -> bool {
+    let path = "/proc/sys/net/ipv4/tcp_migrate_req";
+    std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") || std::fs::write(path, "1").is_ok()
+}
+
+#[test]
+fn handover_between_two_processes_drops_nothing() {
+    assert!(
+        enable_tcp_migrate_req(),
+        "net.ipv4.tcp_migrate_req must be settable (root) for a zero-downtime handover"
+    );
+    let port = free_port();
+    let config = config_with(&[&port.to_string()], "ok");
+    let dir = temp_dir("handover");
+    let file = dir.join("ringway.toml");
+    std::fs::write(&file, &config).unwrap();
+    let mut old = Proc::start_file(dir.clone(), file.clone());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                // Bounded: at most 20,000 requests or until told to stop.
+                while !stop.load(Ordering::Relaxed) && ok < 20_000 {
+                    match get_body(port, "/which") {
+                        Some(b) if b == "ok" => ok += 1,
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let new_dir = temp_dir("handover-new");
+    let new = Proc::start_file(new_dir, file.clone());
+    assert_eq!(new.addr, port);
+    thread::sleep(Duration::from_millis(300));
+    old.signal("TERM");
+    assert_eq!(old.wait_exit(Duration::from_secs(10)), Some(0));
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (mut total, mut failures) = (0, Vec::new());
+    for c in clients {
+        let (ok, failed) = c.join().unwrap();
+        total += ok;
+        failures.extend(failed);
+    }
+    assert!(total > 100, "too few requests to tell ({total})");
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        total,
+        &failures[..failures.len().min(5)]
+    );
+    drop(new);
+}
