@@ -423,7 +423,6 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
             .find(|(n, _)| n.eq_ignore_ascii_case(s))
             .map(|(_, v)| v.clone())
     });
-    let mut note = None;
     let environment = match (&args.env, stage) {
         (Some(e), _) => {
             if router.env_id(e).is_none() {
@@ -436,11 +435,20 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         }
         (None, Some(s)) if router.env_id(&s).is_some() => s,
         (None, Some(s)) => {
-            note = Some(format!(
-                "the stage header names '{s}', which is not an environment of this config; \
-                 explained in the default environment"
-            ));
-            config.server.environment.clone()
+            // As the gateway does: a request asking for an environment that does not
+            // exist is answered 400, never routed in another environment.
+            return Ok(json!({
+                "environment": s,
+                "method": args.method,
+                "host": req.host,
+                "normalized_path": null,
+                "candidates": [],
+                "rule": null,
+                "captures": [],
+                "target": null,
+                "status": 400,
+                "error": format!("the stage header names '{s}', which is not an environment of this config"),
+            }));
         }
         (None, None) => config.server.environment.clone(),
     };
@@ -465,9 +473,6 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         "method": args.method,
         "host": req.host,
     });
-    if let Some(n) = note {
-        v["note"] = json!(n);
-    }
     let ex = match router.explain(&view, &headers, &mut scratch) {
         Ok(ex) => ex,
         Err(e) => {
@@ -583,9 +588,6 @@ fn human(v: &Value) -> String {
         s("normalized_path"),
         s("host")
     );
-    if let Some(n) = v["note"].as_str() {
-        o += &format!("note             {n}\n");
-    }
     if let Some(e) = v["error"].as_str() {
         o += &format!("error            {e}\n");
     }
@@ -846,6 +848,13 @@ mod tests {
         );
         assert_eq!(v["environment"], json!("test"));
         assert_eq!(v["rule"], json!("orders/test-all"));
+        // A stage the config does not have is a 400, as the gateway answers it.
+        let bad = explain_json(
+            "jdcloud-dynamic.toml",
+            &["-H", "x-ringway-stage: prod", "GET", "/orders/v1/list"],
+        );
+        assert_eq!(bad["status"], json!(400));
+        assert_eq!(bad["rule"], json!(null));
         assert_eq!(v["target"], json!("http://127.0.0.1:9201/v1/list"));
         let v = explain_json(
             "jdcloud-dynamic.toml",

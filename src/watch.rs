@@ -34,12 +34,10 @@ impl ConfigWatcher {
         let inotify = Inotify::init()?;
         inotify.watches().add(
             &dir,
-            WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::CREATE
-                | WatchMask::DELETE
-                | WatchMask::MODIFY
-                | WatchMask::ATTRIB,
+            // Not MODIFY: an in-place write truncates first, and a reload between the
+            // truncate and the write would read a partial (or empty, hence valid) file.
+            // CLOSE_WRITE comes once the writer is done.
+            WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE,
         )?;
         Ok(ConfigWatcher {
             inotify,

@@ -84,9 +84,12 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<String> {
         .find_map(|line| line.strip_prefix(&key)?.strip_prefix(' ').map(str::to_string))
 }
 
+/// A sample's name, labels and value.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 /// Waits (at most [`SETTLE`]) until every `(name, labels, value)` holds in one scrape;
 /// panics with the last scrape otherwise.
-fn expect_metrics(addr: SocketAddr, want: &[(&str, &[(&str, &str)], &str)]) -> String {
+fn expect_metrics(addr: SocketAddr, want: &[Expected<'_>]) -> String {
     let deadline = Instant::now() + SETTLE;
     loop {
         let (status, text) = get(addr, "/metrics");
