@@ -235,7 +235,7 @@ async fn serve_request(
     let (keep, status) = match decision {
         Decision::Proxy { upstream, target, .. } => {
             let r = crate::proxy::forward(shard, view, c, hs, &head, upstream, &target, &id).await;
-            shard.give_buf(target);
+            shard.give_small(target);
             r
         }
         Decision::Local { route, status } => {
@@ -379,7 +379,7 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
             status: m.status,
         };
     }
-    let mut target = shard.take_buf();
+    let mut target = shard.take_small();
     let upstream = match view.router.render_target(route, &ms, query, &mut target) {
         Some(Origin::Endpoint(e)) => view.balancer.pick(snap, *e),
         Some(o) => snap.literal_upstream(o),
@@ -392,7 +392,7 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
             target,
         },
         None => {
-            shard.give_buf(target);
+            shard.give_small(target);
             Decision::Error {
                 status: 503,
                 problem: "no upstream endpoint available for this route".into(),
@@ -428,7 +428,7 @@ pub async fn respond_local(
         }
         _ => {}
     }
-    let mut out = shard.take_buf();
+    let mut out = shard.take_small();
     let head_only = head.is_head(&c.buf);
     let status = match bad_body {
         // The body is malformed: that is the answer, and the connection closes.
@@ -451,7 +451,7 @@ pub async fn respond_local(
     if r.is_ok() {
         c.sent.body_bytes += body_len(&out);
     }
-    shard.give_buf(out);
+    shard.give_small(out);
     (keep && r.is_ok(), status)
 }
 

@@ -60,7 +60,7 @@ pub async fn forward(
     let head_only = head.is_head(&c.buf);
     let has_body = head.framing != BodyFraming::None;
     let retryable = !has_body && is_idempotent(head.method.slice(&c.buf));
-    let mut up_head = shard.take_buf();
+    let mut up_head = shard.take_small();
     write_upstream_head(
         &mut up_head,
         &c.buf,
@@ -131,7 +131,7 @@ pub async fn forward(
         break;
     }
     view.balancer.track(upstream, false);
-    shard.give_buf(up_head);
+    shard.give_small(up_head);
     let (status, problem) = match result {
         Ok((done, _)) => return done,
         Err(Failure::Connect { status, problem }) => (status, problem),
@@ -145,10 +145,10 @@ pub async fn forward(
         // the client could mistake for the end of a body.
         Err(Failure::Client) => return (false, 400),
         Err(Failure::BadBody(why)) => {
-            let mut out = shard.take_buf();
+            let mut out = shard.take_small();
             write_error(&mut out, 400, why, id.as_bytes(), ConnHeader::Close);
             let (_, out) = c.io.write_all(out).await;
-            shard.give_buf(out);
+            shard.give_small(out);
             return (false, 400);
         }
         Err(Failure::UpstreamWrite) => (502, "upstream failed while receiving the request body"),
@@ -338,6 +338,9 @@ async fn read_response_head(
     }
 }
 
+/// Body bytes up to this size are copied behind the response head (one write).
+const INLINE_BODY: usize = 8 * 1024;
+
 /// Relays the response head and body to the client. Returns (client keep-alive,
 /// upstream reusable).
 #[allow(clippy::too_many_arguments)]
@@ -356,7 +359,7 @@ async fn relay(
     // and the end of the body is the connection closing.
     let client_keep =
         client_keep && resp.downstream_keep_alive(true) && !(http10 && resp.framing == RespFraming::Chunked);
-    let mut out = shard.take_buf();
+    let mut out = shard.take_small();
     let extra: &[(&[u8], &[u8])] = if http10 && client_keep {
         &[(b"connection", b"keep-alive")]
     } else {
@@ -381,21 +384,34 @@ async fn relay(
     };
     let mut clean = take == body.len();
     let dechunk = http10 && resp.framing == RespFraming::Chunked;
+    // A small first body part goes out with the head in one write; a large one is
+    // written straight from the read buffer instead of being copied.
+    let inline = dechunk || take <= INLINE_BODY;
     if dechunk {
         remove_header(&mut out, b"transfer-encoding");
         let mut t = ChunkedTracker::new();
         let _ = t.feed_with(&body[..take], |r| out.extend_from_slice(&body[r]));
-    } else {
+    } else if inline {
         out.extend_from_slice(&body[..take]);
     }
     let (r, out) = c.io.write_all(out).await;
     if r.is_ok() {
         c.sent.body_bytes += crate::conn::body_len(&out);
     }
-    shard.give_buf(out);
+    shard.give_small(out);
     if r.is_err() {
         shard.give_buf(ub);
         return (false, false);
+    }
+    if !inline {
+        let at = resp.head_len;
+        let (r, s) = c.io.write_all(ub.slice(at..at + take)).await;
+        ub = s.into_inner();
+        if r.is_err() {
+            shard.give_buf(ub);
+            return (false, false);
+        }
+        c.sent.body_bytes += take as u64;
     }
     while !done {
         ub.clear();

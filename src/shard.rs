@@ -26,6 +26,7 @@ pub struct Shard {
     pub pool: RefCell<ConnPool>,
     pub match_scratch: RefCell<MatchScratch>,
     bufs: RefCell<Vec<Vec<u8>>>,
+    small: RefCell<Vec<Vec<u8>>>,
     heads: RefCell<Vec<HeadScratch>>,
     pub stats: Arc<ShardStats>,
     /// This shard's access log buffer and file.
@@ -39,8 +40,12 @@ pub struct Shard {
 
 /// Size of the pooled I/O buffers used for bodies and upstream responses.
 pub const IO_BUF: usize = 64 * 1024;
-/// Buffers kept for reuse per shard.
-const MAX_POOLED_BUFS: usize = 256;
+/// Size of the pooled buffers for heads, targets and local responses.
+pub const SMALL_BUF: usize = 4 * 1024;
+/// Large buffers kept for reuse per shard (2 MiB).
+const MAX_POOLED_BUFS: usize = 32;
+/// Small buffers kept for reuse per shard (1 MiB).
+const MAX_POOLED_SMALL: usize = 256;
 
 impl Shard {
     pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
@@ -52,6 +57,7 @@ impl Shard {
             pool: RefCell::new(ConnPool::default()),
             match_scratch: RefCell::new(MatchScratch::default()),
             bufs: RefCell::new(Vec::new()),
+            small: RefCell::new(Vec::new()),
             heads: RefCell::new(Vec::new()),
             stats,
             access_log: RefCell::new(access_log),
@@ -94,6 +100,26 @@ impl Shard {
             if bufs.len() < MAX_POOLED_BUFS {
                 b.clear();
                 bufs.push(b);
+            }
+        }
+    }
+
+    /// A cleared buffer of at least [`SMALL_BUF`] capacity, for heads and targets.
+    #[inline]
+    pub fn take_small(&self) -> Vec<u8> {
+        self.small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUF))
+    }
+
+    #[inline]
+    pub fn give_small(&self, mut b: Vec<u8>) {
+        if b.capacity() >= SMALL_BUF && b.capacity() <= IO_BUF {
+            let mut small = self.small.borrow_mut();
+            if small.len() < MAX_POOLED_SMALL {
+                b.clear();
+                small.push(b);
             }
         }
     }
