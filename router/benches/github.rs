@@ -13,87 +13,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringway_router::*;
 use std::hint::black_box;
-use std::path::PathBuf;
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
-}
-
-fn read_lines(name: &str) -> Vec<String> {
-    let path = data_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "github bench: cannot read {} ({e}); it expects the shared data directory \
-             next to the workspace root",
-            path.display()
-        )
-    });
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
-/// `/repos/{p1}/{p2}` → `/repos/(?<p1>[^/]+)/(?<p2>[^/]+)`.
-fn route_regex(route: &str) -> String {
-    let mut out = String::new();
-    let mut rest = route;
-    while let Some(open) = rest.find('{') {
-        let close = open + rest[open..].find('}').expect("unclosed '{'");
-        out.push_str(&regex::escape(&rest[..open]));
-        out.push_str(&format!("(?<{}>[^/]+)", &rest[open + 1..close]));
-        rest = &rest[close + 1..];
-    }
-    out.push_str(&regex::escape(rest));
-    out
-}
-
-/// The one route a lookup must hit, by plain segment comparison.
-fn expected_route(routes: &[String], lookup: &str) -> usize {
-    let fits = |route: &str| {
-        let (r, l): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), lookup.split('/').collect());
-        r.len() == l.len()
-            && r.iter()
-                .zip(&l)
-                .all(|(r, l)| r == l || (r.starts_with('{') && !l.is_empty()))
-    };
-    let hits: Vec<usize> = (0..routes.len()).filter(|&i| fits(&routes[i])).collect();
-    assert_eq!(hits.len(), 1, "{lookup} must fit exactly one route: {hits:?}");
-    hits[0]
-}
-
-fn ringway_router(routes: &[String]) -> CompiledRouter {
-    let spec = RouterSpec {
-        rules: routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| RuleSpec {
-                name: format!("r{i}"),
-                group: "github".into(),
-                hosts: vec![],
-                methods: vec![],
-                context_path: None,
-                path: PathSpec::Regex(route_regex(r)),
-                predicates: vec![],
-                environments: None,
-                action: ActionSpec::Local,
-            })
-            .collect(),
-        ..Default::default()
-    };
-    CompiledRouter::build(&spec).expect("github routes compile")
-}
-
-fn view(path: &str) -> RequestView<'_> {
-    RequestView {
-        method: b"GET",
-        host: None,
-        path: path.as_bytes(),
-        query: None,
-        env: EnvId(0),
-    }
-}
+#[path = "workloads/mod.rs"]
+mod workloads;
+use workloads::{expected_route, github_spec, read_lines, view};
 
 fn bench(c: &mut Criterion) {
     let routes = read_lines("github-api-routes.txt");
@@ -101,7 +24,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(routes.len(), 124, "route count");
     assert_eq!(lookups.len(), 4, "lookup count");
 
-    let ringway = ringway_router(&routes);
+    let ringway = CompiledRouter::build(&github_spec(&routes)).expect("github routes compile");
     let mut matchit = matchit::Router::new();
     for (i, r) in routes.iter().enumerate() {
         matchit.insert(r.as_str(), i).expect("matchit accepts the route");

@@ -16,95 +16,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ringway_router::*;
 use std::hint::black_box;
 
-const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
-const LOOKUPS: usize = 64;
-/// Rules per first segment (`/svcN`), on average.
-const RULES_PER_SERVICE: usize = 20;
-
-/// xorshift64*, so the sets are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
-/// Rule `i` of a set of `n`: its path matcher and a path that it matches.
-fn rule(i: usize, n: usize) -> (PathSpec, String) {
-    let services = (n / RULES_PER_SERVICE).max(2);
-    let s = i % services;
-    match i % 5 {
-        0 => (
-            PathSpec::Exact(format!("/svc{s}/res{i}")),
-            format!("/svc{s}/res{i}"),
-        ),
-        1 => (
-            PathSpec::Exact(format!("/svc{s}/v1/res{i}/list")),
-            format!("/svc{s}/v1/res{i}/list"),
-        ),
-        2 => (
-            PathSpec::Regex(format!("/svc{s}/res{i}/([^/]+)")),
-            format!("/svc{s}/res{i}/abc123"),
-        ),
-        3 => (
-            PathSpec::Regex(format!("/svc{s}/v1/res{i}/([^/]+)/items/([^/]+)")),
-            format!("/svc{s}/v1/res{i}/user-7/items/42"),
-        ),
-        _ => (
-            PathSpec::Regex(format!("/svc{s}/v[0-9]+/res{i}/([0-9]+)/(.*)")),
-            format!("/svc{s}/v2/res{i}/123/some/tail.json"),
-        ),
-    }
-}
-
-fn spec(n: usize) -> RouterSpec {
-    RouterSpec {
-        rules: (0..n)
-            .map(|i| RuleSpec {
-                name: format!("r{i}"),
-                group: "scale".into(),
-                hosts: vec![],
-                methods: vec![],
-                context_path: None,
-                path: rule(i, n).0,
-                predicates: vec![],
-                environments: None,
-                action: ActionSpec::Proxy {
-                    to: "http://backend/".into(),
-                },
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-/// (path, rule it must hit), spread uniformly over the set.
-fn lookups(n: usize) -> Vec<(String, usize)> {
-    let mut rng = Rng(0x853c_49e6_748f_ea9b ^ n as u64);
-    (0..LOOKUPS)
-        .map(|k| {
-            // One lookup per stripe of the rule list, at a random place in it.
-            let lo = k * n / LOOKUPS;
-            let hi = ((k + 1) * n / LOOKUPS).max(lo + 1);
-            let i = lo + rng.below(hi - lo);
-            (rule(i, n).1, i)
-        })
-        .collect()
-}
-
-fn view(path: &str) -> RequestView<'_> {
-    RequestView {
-        method: b"GET",
-        host: None,
-        path: path.as_bytes(),
-        query: None,
-        env: EnvId(0),
-    }
-}
+#[path = "workloads/mod.rs"]
+mod workloads;
+use workloads::{scale_lookups as lookups, scale_spec as spec, view, LOOKUPS, SIZES};
 
 fn bench(c: &mut Criterion) {
     let mut routers = Vec::new();

@@ -117,14 +117,22 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                         CaptureKind::None
                     }
                     shape => {
-                        keys.push((
-                            id,
-                            PathKey::Regex {
+                        let segs = match &shape {
+                            Shape::Segments(parts) => pattern::whole_segments(parts),
+                            _ => None,
+                        };
+                        let key = match segs {
+                            Some(segs) => PathKey::Segments {
+                                ctx: ctx.clone().into_bytes(),
+                                segs,
+                            },
+                            None => PathKey::Regex {
                                 ctx: ctx.clone().into_bytes(),
                                 pattern: p.clone(),
                                 first_segments: info.first_segments,
                             },
-                        ));
+                        };
+                        keys.push((id, key));
                         match shape {
                             Shape::Segments(parts) => CaptureKind::Segments(parts.into()),
                             _ if info.groups == 0 => CaptureKind::None,
@@ -254,15 +262,16 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
     for (rule, p) in rules.iter_mut().zip(preds) {
         rule.predicates = p;
     }
-    let index = PathIndex::build(keys, spec.limits.max_automaton_bytes).map_err(|e| {
-        let rule = e.rule.map(|i| {
-            (i as usize, {
-                let r = &spec.rules[i as usize];
-                format!("{}/{}", r.group, r.name)
-            })
-        });
-        BuildError::new(rule, ErrorSite::Path { offset: None }, e.message).size_limit()
-    })?;
+    let index = PathIndex::build(keys, spec.limits.max_automaton_bytes, spec.limits.max_regex_bytes)
+        .map_err(|e| {
+            let rule = e.rule.map(|i| {
+                (i as usize, {
+                    let r = &spec.rules[i as usize];
+                    format!("{}/{}", r.group, r.name)
+                })
+            });
+            BuildError::new(rule, ErrorSite::Path { offset: None }, e.message).size_limit()
+        })?;
     Ok(CompiledRouter {
         rules: rules.into(),
         index,

@@ -70,7 +70,7 @@ impl CompiledRouter {
         s: &mut MatchScratch,
     ) -> Result<Explanation, PathError> {
         self.prepare(req, s)?;
-        let normalized_path = String::from_utf8_lossy(&s.path).into_owned();
+        let normalized_path = String::from_utf8_lossy(s.path()).into_owned();
         let mut cands = s.candidates.clone();
         cands.dedup();
         let mut out = Explanation {

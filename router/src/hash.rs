@@ -1,9 +1,9 @@
 //! A small, fast byte-string hash and an open-addressing table keyed by it.
 //!
 //! Paths and header names are short, so a multiply-rotate hash over the bytes (the
-//! rustc `FxHasher` family) beats SipHash by a wide margin. The hash is computed
-//! incrementally, so a path's prefixes at every segment boundary are hashed in one
-//! pass over the path ([`PrefixHasher`]).
+//! rustc `FxHasher` family) beats SipHash by a wide margin. Tables hash a word (8
+//! bytes) at a time; [`scan_segment`] finds a path segment's end and hashes it in the
+//! same pass.
 
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
@@ -23,6 +23,124 @@ pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
 #[inline]
 pub(crate) fn hash_lower(seed: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(seed, |h, &b| mix(h, b.to_ascii_lowercase()))
+}
+
+const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of every byte of `w` that is zero, and nothing else (no carries
+/// between bytes, unlike the shorter `(x - 0x01…) & !x & 0x80…`).
+#[inline(always)]
+pub(crate) fn zero_bytes(w: u64) -> u64 {
+    !(((w & LO7).wrapping_add(LO7)) | w | LO7)
+}
+
+/// The high bit of every byte of `w` equal to `b`.
+#[inline(always)]
+pub(crate) fn bytes_equal(w: u64, b: u8) -> u64 {
+    zero_bytes(w ^ (u64::from(b) * 0x0101_0101_0101_0101))
+}
+
+/// Up to 8 bytes of `bytes` from `at`, little-endian, zero-padded: (word, bytes read).
+#[inline(always)]
+pub(crate) fn load_word(bytes: &[u8], at: usize) -> (u64, usize) {
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or_default());
+    if let Some(w) = bytes.get(at..at + 8) {
+        return (word(w), 8);
+    }
+    let n = bytes.len().saturating_sub(at);
+    if n == 0 {
+        (0, 0)
+    } else if bytes.len() >= 8 {
+        // The last 8 bytes, shifted so that the ones before `at` fall off.
+        (word(&bytes[bytes.len() - 8..]) >> (8 * (8 - n)), n)
+    } else {
+        let w = bytes[at..].iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+        (w, n)
+    }
+}
+
+/// The end of the segment of `hay` that starts at `start`: the next `/`, or the end.
+#[inline]
+pub(crate) fn segment_end(hay: &[u8], start: usize) -> usize {
+    let mut at = start;
+    loop {
+        let (w, n) = load_word(hay, at);
+        let valid = if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
+        let slashes = bytes_equal(w, b'/') & valid;
+        if slashes != 0 {
+            return at + (slashes.trailing_zeros() / 8) as usize;
+        }
+        if n < 8 {
+            return at + n;
+        }
+        at += 8;
+    }
+}
+
+/// `a == b`, a word at a time (short keys: cheaper than a call to `memcmp`).
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < a.len() {
+        let (x, n) = load_word(a, at);
+        if x != load_word(b, at).0 {
+            return false;
+        }
+        at += n;
+    }
+    true
+}
+
+/// Mixes one 8-byte word into a running hash.
+#[inline(always)]
+fn mix_word(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(K)
+}
+
+/// The hash of `bytes` from `seed`, a word at a time (the last one zero-padded).
+/// Agrees with [`scan_segment`] on bytes without `/`.
+#[inline]
+pub(crate) fn hash_words(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = seed;
+    let mut at = 0;
+    while at < bytes.len() {
+        let (w, n) = load_word(bytes, at);
+        h = mix_word(h, w);
+        at += n;
+    }
+    h
+}
+
+/// The end of the segment of `hay` that starts at `start` (the next `/` or the end)
+/// and its [`hash_words`] from `seed`, in one pass a word at a time.
+#[inline]
+pub(crate) fn scan_segment(hay: &[u8], start: usize, seed: u64) -> (usize, u64) {
+    let mut h = seed;
+    let mut at = start;
+    loop {
+        let (w, n) = load_word(hay, at);
+        if n == 0 {
+            return (at, h);
+        }
+        let valid = if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
+        let slashes = bytes_equal(w, b'/') & valid;
+        if slashes == 0 {
+            h = mix_word(h, w);
+            if n < 8 {
+                return (at + n, h);
+            }
+            at += 8;
+        } else {
+            let k = (slashes.trailing_zeros() / 8) as usize;
+            if k > 0 {
+                h = mix_word(h, w & ((1u64 << (8 * k)) - 1));
+            }
+            return (at + k, h);
+        }
+    }
 }
 
 /// Final avalanche so the low bits used for the bucket depend on every byte.
@@ -50,7 +168,7 @@ impl<V> BytesTable<V> {
         let mut keys = Vec::with_capacity(entries.len());
         let mut values = Vec::with_capacity(entries.len());
         for (key, value) in entries {
-            let h = finish(hash_bytes(0, &key));
+            let h = finish(hash_words(0, &key));
             let mut i = (h as usize) & (cap - 1);
             while slots[i].1 != 0 {
                 i = (i + 1) & (cap - 1);
@@ -67,7 +185,7 @@ impl<V> BytesTable<V> {
         }
     }
 
-    /// Looks `key` up, given `raw = hash_bytes(0, key)` (not finished).
+    /// Looks `key` up, given `raw = hash_words(0, key)` (not finished).
     #[inline]
     pub(crate) fn get_hashed(&self, raw: u64, key: &[u8]) -> Option<&V> {
         let h = finish(raw);
@@ -77,7 +195,7 @@ impl<V> BytesTable<V> {
             if idx == 0 {
                 return None;
             }
-            if sh == h && &*self.keys[idx as usize - 1] == key {
+            if sh == h && bytes_eq(&self.keys[idx as usize - 1], key) {
                 return Some(&self.values[idx as usize - 1]);
             }
             i = (i + 1) & self.mask;
@@ -85,15 +203,11 @@ impl<V> BytesTable<V> {
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
-        self.get_hashed(hash_bytes(0, key), key)
+        self.get_hashed(hash_words(0, key), key)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.keys.iter().map(|k| &**k).zip(self.values.iter())
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -189,6 +303,30 @@ mod tests {
         }
         assert_eq!(t.get(b"/k/1000"), None);
         assert_eq!(t.get(b""), None);
+    }
+
+    #[test]
+    fn segment_scan_agrees_with_word_hash() {
+        let path = b"/repos/rust-lang/rust/releases/1.51.0/x/abcdefgh/abcdefghi/";
+        let mut at = 0;
+        while at < path.len() {
+            let (end, h) = scan_segment(path, at + 1, 7);
+            let want = path[at + 1..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |p| at + 1 + p);
+            assert_eq!(end, want);
+            assert_eq!(h, hash_words(7, &path[at + 1..end]));
+            assert_eq!(segment_end(path, at + 1), end);
+            at = end;
+        }
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b, b'/', 0, b'/', b, 1, b'.', 0xff]);
+            let m = bytes_equal(w, b'/');
+            for (i, &x) in w.to_le_bytes().iter().enumerate() {
+                assert_eq!(m >> (8 * i + 7) & 1 == 1, x == b'/');
+            }
+        }
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub const NO_HEADERS: std::iter::Empty<(&[u8], &[u8])> = std::iter::empty();
 /// captures. One per shard (or per thread); reusing it keeps matching allocation-free.
 #[derive(Clone, Debug, Default)]
 pub struct MatchScratch {
+    /// The normalized path, then, only while a rule whose context path is the whole
+    /// request is captured, the `/` that rule sees (not part of [`Self::path`]).
     path: Vec<u8>,
+    path_len: usize,
     host: Vec<u8>,
     host_done: bool,
     candidates: Vec<u32>,
@@ -148,7 +151,7 @@ pub struct MatchScratch {
 impl MatchScratch {
     /// The normalized request path of the last match.
     pub fn path(&self) -> &[u8] {
-        &self.path
+        &self.path[..self.path_len]
     }
 
     /// Capture group `i` (0-based) of the last winner, if it participated.
@@ -232,6 +235,7 @@ impl CompiledRouter {
         if !changed? {
             s.path.extend_from_slice(req.path);
         }
+        s.path_len = s.path.len();
         s.host_done = false;
         s.slots.reset();
         s.candidates.clear();
@@ -259,7 +263,7 @@ impl CompiledRouter {
         if rule.env_mask & (1u64 << (req.env.0 & 63)) == 0 {
             return Some(Failure::Environment);
         }
-        if !rule.methods.contains(rule::method_bit(req.method), req.method) {
+        if !rule.methods.any && !rule.methods.contains(rule::method_bit(req.method), req.method) {
             return Some(Failure::Method);
         }
         if !rule.hosts.is_empty() {
@@ -290,8 +294,10 @@ impl CompiledRouter {
 
     /// Reads the winner's captures into the scratch.
     fn capture(&self, rule: &Rule, s: &mut MatchScratch) -> bool {
-        if rule.ctx_len == s.path.len() && rule.ctx_len > 0 {
-            // The request is the context path itself: the rule sees "/".
+        // The request is the context path itself: the rule sees "/", which is kept
+        // past `path_len` so that captures can point into it.
+        s.path.truncate(s.path_len);
+        if rule.ctx_len == s.path_len && rule.ctx_len > 0 {
             s.path.push(b'/');
         }
         let base = rule.ctx_len;

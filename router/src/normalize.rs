@@ -54,18 +54,28 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// True when `path` is already in normal form, so it can be matched as is. The common
-/// case: no `%`, no `//`, no segment starting with `.`.
+/// case: no `%`, no `//`, no segment starting with `.`. Checked a word (8 bytes) at a
+/// time: a byte is flagged when it is `%`, or follows a `/` and is `.` (or `/` when
+/// slashes are merged).
 #[inline]
 fn is_normal(path: &[u8], opts: &NormalizeOptions) -> bool {
-    if memchr::memchr(b'%', path).is_some() {
-        return false;
-    }
-    let mut prev = 0u8;
-    for &b in path {
-        if prev == b'/' && (b == b'.' || (b == b'/' && opts.merge_slashes)) {
+    use crate::hash::{bytes_equal, load_word};
+    let mut after_slash = 0u64;
+    let mut at = 0;
+    while at < path.len() {
+        // Zero padding is none of '%', '.', '/'.
+        let (w, n) = load_word(path, at);
+        let slashes = bytes_equal(w, b'/');
+        let follows_slash = slashes << 8 | after_slash;
+        let mut bad = bytes_equal(w, b'.');
+        if opts.merge_slashes {
+            bad |= slashes;
+        }
+        if bytes_equal(w, b'%') | (follows_slash & bad) != 0 {
             return false;
         }
-        prev = b;
+        after_slash = slashes >> 56;
+        at += n;
     }
     true
 }
@@ -259,6 +269,36 @@ mod tests {
         assert_eq!(norm("/a%3fb%20c").unwrap(), "/a%3Fb%20c");
         assert_eq!(norm("a"), Err(PathError::NotAbsolute));
         assert_eq!(norm("/plain/path").unwrap(), "/plain/path");
+    }
+
+    #[test]
+    fn is_normal_agrees_with_a_byte_loop_at_every_offset() {
+        let slow = |p: &[u8], merge: bool| {
+            !p.contains(&b'%')
+                && !p
+                    .windows(2)
+                    .any(|w| w[0] == b'/' && (w[1] == b'.' || (w[1] == b'/' && merge)))
+        };
+        let base = b"/abcdefg/hijklmn/opqrstu/vwxyz01/";
+        for merge in [true, false] {
+            let opts = NormalizeOptions {
+                merge_slashes: merge,
+                ..Default::default()
+            };
+            for i in 1..base.len() {
+                for ins in [&b"."[..], b"/", b"%", b"/.", b"//", b"a.", b"./"] {
+                    let mut p = base[..i].to_vec();
+                    p.extend_from_slice(ins);
+                    p.extend_from_slice(&base[i..]);
+                    assert_eq!(
+                        is_normal(&p, &opts),
+                        slow(&p, merge),
+                        "{}",
+                        String::from_utf8_lossy(&p)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

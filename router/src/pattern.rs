@@ -33,9 +33,18 @@ pub(crate) struct PatternError {
 pub(crate) enum SegPart {
     /// These exact bytes.
     Lit(Box<[u8]>),
-    /// `[^/]+` (or `[^/]*`): the bytes up to the next `/` or the end. `Some(i)` when it is
-    /// capture group `i` (0-based, as in `{#group[i]}`).
-    Segment(Option<u16>),
+    /// `[^/]+` (`nonempty`) or `[^/]*`: the bytes up to the next `/` or the end.
+    /// `group` is `Some(i)` when it is capture group `i` (0-based, as in `{#group[i]}`).
+    Segment { group: Option<u16>, nonempty: bool },
+}
+
+/// One path segment of a pattern made of whole segments (see [`whole_segments`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SegMatch {
+    /// The segment is exactly these bytes (no `/`; may be empty).
+    Lit(Box<[u8]>),
+    /// Any segment (`[^/]*`), or any non-empty one (`[^/]+`) when `nonempty`.
+    Any { nonempty: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -104,23 +113,24 @@ fn collect_groups(hir: &Hir, groups: &mut usize, names: &mut Vec<(String, u16)>)
     }
 }
 
-/// True for `[^/]+` and `[^/]*` (any byte but `/`).
-fn is_segment_repeat(hir: &Hir) -> bool {
+/// `Some(nonempty)` for `[^/]+` and `[^/]*` (any byte but `/`).
+fn segment_repeat(hir: &Hir) -> Option<bool> {
     let HirKind::Repetition(r) = hir.kind() else {
-        return false;
+        return None;
     };
     if r.min > 1 || r.max.is_some() || !r.greedy {
-        return false;
+        return None;
     }
     let HirKind::Class(Class::Bytes(c)) = r.sub.kind() else {
-        return false;
+        return None;
     };
     let ranges = c.ranges();
-    ranges.len() == 2
+    let any_but_slash = ranges.len() == 2
         && ranges[0].start() == 0
         && ranges[0].end() == b'/' - 1
         && ranges[1].start() == b'/' + 1
-        && ranges[1].end() == 255
+        && ranges[1].end() == 255;
+    any_but_slash.then_some(r.min == 1)
 }
 
 fn shape_of(hir: &Hir) -> Shape {
@@ -134,17 +144,26 @@ fn shape_of(hir: &Hir) -> Shape {
     for sub in subs {
         match sub.kind() {
             HirKind::Literal(l) => parts.push(SegPart::Lit(l.0.clone())),
-            HirKind::Capture(c) if is_segment_repeat(&c.sub) => {
-                parts.push(SegPart::Segment(Some(c.index as u16 - 1)))
-            }
-            _ if is_segment_repeat(sub) => parts.push(SegPart::Segment(None)),
-            _ => return Shape::General,
+            HirKind::Capture(c) => match segment_repeat(&c.sub) {
+                Some(nonempty) => parts.push(SegPart::Segment {
+                    group: Some(c.index as u16 - 1),
+                    nonempty,
+                }),
+                None => return Shape::General,
+            },
+            _ => match segment_repeat(sub) {
+                Some(nonempty) => parts.push(SegPart::Segment {
+                    group: None,
+                    nonempty,
+                }),
+                None => return Shape::General,
+            },
         }
     }
     // A segment piece takes everything up to the next '/', so it must be followed by
     // the end or by a literal that starts with '/'.
     for w in parts.windows(2) {
-        if let [SegPart::Segment(_), next] = w {
+        if let [SegPart::Segment { .. }, next] = w {
             match next {
                 SegPart::Lit(l) if l.first() == Some(&b'/') => {}
                 _ => return Shape::General,
@@ -156,12 +175,64 @@ fn shape_of(hir: &Hir) -> Shape {
             .iter()
             .flat_map(|p| match p {
                 SegPart::Lit(l) => l.to_vec(),
-                SegPart::Segment(_) => Vec::new(),
+                SegPart::Segment { .. } => Vec::new(),
             })
             .collect();
         return Shape::Literal(lit);
     }
     Shape::Segments(parts)
+}
+
+/// The path segments of a segment pattern whose `[^/]` pieces each fill a whole
+/// segment (`/repos/([^/]+)/events`), or `None` (`/v([^/]+)`, or no leading `/`).
+/// Such patterns are matched segment by segment ([`crate::paths`]'s trie tier).
+pub(crate) fn whole_segments(parts: &[SegPart]) -> Option<Vec<SegMatch>> {
+    // Lay the pattern out as bytes, with 0xFF/0xFE bytes standing for the pieces, then
+    // split at '/'. A piece must be alone in its segment.
+    let mut segs = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut piece: Option<bool> = None;
+    let mut started = false;
+    let mut close = |cur: &mut Vec<u8>, piece: &mut Option<bool>| -> Option<()> {
+        match piece.take() {
+            Some(nonempty) if cur.is_empty() => segs.push(SegMatch::Any { nonempty }),
+            Some(_) => return None,
+            None => segs.push(SegMatch::Lit(std::mem::take(cur).into())),
+        }
+        cur.clear();
+        Some(())
+    };
+    for part in parts {
+        match part {
+            SegPart::Lit(l) => {
+                for &b in l.iter() {
+                    if !started {
+                        if b != b'/' {
+                            return None;
+                        }
+                        started = true;
+                    } else if b == b'/' {
+                        close(&mut cur, &mut piece)?;
+                    } else if piece.is_some() {
+                        return None;
+                    } else {
+                        cur.push(b);
+                    }
+                }
+            }
+            SegPart::Segment { nonempty, .. } => {
+                if !started || !cur.is_empty() || piece.is_some() {
+                    return None;
+                }
+                piece = Some(*nonempty);
+            }
+        }
+    }
+    if !started {
+        return None;
+    }
+    close(&mut cur, &mut piece)?;
+    Some(segs)
 }
 
 /// The literal first segments of every string `hir` can match, when they are finite
@@ -220,15 +291,45 @@ mod tests {
             parts,
             vec![
                 SegPart::Lit(b"/repos/".to_vec().into()),
-                SegPart::Segment(Some(0)),
+                SegPart::Segment {
+                    group: Some(0),
+                    nonempty: true
+                },
                 SegPart::Lit(b"/".to_vec().into()),
-                SegPart::Segment(Some(1)),
+                SegPart::Segment {
+                    group: Some(1),
+                    nonempty: true
+                },
                 SegPart::Lit(b"/events".to_vec().into()),
             ]
         );
         assert!(matches!(analyze("/a/([^/]+)x").unwrap().shape, Shape::General));
         assert!(matches!(analyze("/a/(.*)").unwrap().shape, Shape::General));
         assert!(matches!(analyze("/a/([0-9]+)").unwrap().shape, Shape::General));
+    }
+
+    #[test]
+    fn whole_segment_patterns_split_at_slashes() {
+        let f = |p: &str| match analyze(p).unwrap().shape {
+            Shape::Segments(parts) => whole_segments(&parts),
+            _ => panic!("{p}: not segments"),
+        };
+        let lit = |s: &str| SegMatch::Lit(s.as_bytes().into());
+        let plus = SegMatch::Any { nonempty: true };
+        assert_eq!(
+            f("/repos/([^/]+)/(?<r>[^/]*)/events/"),
+            Some(vec![
+                lit("repos"),
+                plus.clone(),
+                SegMatch::Any { nonempty: false },
+                lit("events"),
+                lit("")
+            ])
+        );
+        assert_eq!(f("/([^/]+)"), Some(vec![plus.clone()]));
+        assert_eq!(f("/a/x([^/]+)"), None);
+        assert_eq!(f("a/([^/]+)"), None);
+        assert_eq!(f("([^/]+)/a"), None);
     }
 
     #[test]

@@ -141,10 +141,9 @@ impl Rule {
                 for part in parts.iter() {
                     match part {
                         SegPart::Lit(l) => at += l.len(),
-                        SegPart::Segment(g) => {
-                            let rest = stripped.get(at..).unwrap_or_default();
-                            let end = at + memchr::memchr(b'/', rest).unwrap_or(rest.len());
-                            if let Some(g) = g {
+                        SegPart::Segment { group, .. } => {
+                            let end = crate::hash::segment_end(stripped, at);
+                            if let Some(g) = group {
                                 caps[*g as usize] = ((base + at) as u32, (base + end) as u32);
                             }
                             at = end;

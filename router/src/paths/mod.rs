@@ -2,33 +2,38 @@
 //!
 //! A single multi-pattern DFA over every rule does not scale (at 10,000 mixed rules a
 //! dense DFA is tens of MiB and misses cache on every byte; building it takes tens of
-//! seconds). So paths are indexed in tiers, all answered by the same left-to-right walk:
+//! seconds). So paths are indexed in tiers:
 //!
-//! 1. **Exact paths** and **segment-aware prefixes** (with the group's context path
-//!    folded in) live in one hash table. The walk hashes the path incrementally and
-//!    probes the table at every `/` boundary (prefixes, context paths) and at the end
-//!    (exact paths too). Regexes that are plain literals are compiled into this tier.
-//! 2. **Regexes** are grouped by context path, then partitioned by the literal first
-//!    segment they must start with (`/repos/[^/]+/…` → `repos`), with one partition for
+//! 1. **Exact paths** (regexes that are plain literals included) live in one hash
+//!    table, probed once with the whole path.
+//! 2. **Segment-aware prefixes and context paths** live in a second table, probed
+//!    only at the `/` boundaries where a key of that length exists (a bitset of key
+//!    lengths), and at the end.
+//! 3. **Whole-segment regexes** (`/repos/([^/]+)/events`: literal segments and
+//!    `[^/]+`/`[^/]*` pieces, the `{param}` routes of most APIs) go into a segment
+//!    trie per context path ([`trie`]), walked one segment at a time.
+//! 4. **Other regexes** are grouped by context path, then partitioned by the literal
+//!    first segment they must start with (`/v1/(.*)` → `v1`), with one partition for
 //!    regexes whose first segment is not literal. Each partition is one multi-pattern
 //!    DFA (`MatchKind::All`, anchored): walking the (context-stripped) path to its end
 //!    and taking the end-of-input transition yields every pattern that matches the
 //!    *whole* path. A request runs at most two partitions per context path that is a
-//!    prefix of it: its first segment's and the non-literal one.
+//!    prefix of it: its first segment's and the non-literal one ([`automata`]).
 //!
 //! Partitions are dense DFAs when they fit [`crate::BuildLimits::max_automaton_bytes`],
-//! else lazy (hybrid) DFAs whose caches live in the per-request scratch.
+//! else lazy (hybrid) DFAs whose caches live in the per-request scratch. A partition's
+//! NFA is bounded by its rules', each of which fits [`crate::BuildLimits::max_regex_bytes`].
 //!
 //! The tiers report candidate rule ids in no particular order; the router sorts them
 //! and checks them in rule order.
 
-use crate::hash::{mix, BytesTable};
-use regex_automata::dfa::{dense, Automaton, StartKind};
-use regex_automata::hybrid;
-use regex_automata::nfa::thompson;
-use regex_automata::util::primitives::StateID;
-use regex_automata::util::start;
-use regex_automata::{Anchored, MatchKind};
+mod automata;
+mod trie;
+
+use crate::hash::BytesTable;
+use crate::pattern::SegMatch;
+use automata::{LazyCaches, Partition, PartitionLimits};
+use trie::{SegmentTrie, TrieBuilder};
 
 const NONE: u32 = u32::MAX;
 
@@ -39,6 +44,8 @@ pub(crate) enum PathKey {
     Exact(Vec<u8>),
     /// The path equals these bytes or continues with `/` (empty = every path).
     Prefix(Vec<u8>),
+    /// The path with `ctx` stripped is these segments (see [`crate::pattern::whole_segments`]).
+    Segments { ctx: Vec<u8>, segs: Vec<SegMatch> },
     /// The path with `ctx` stripped matches `pattern` as a whole.
     Regex {
         ctx: Vec<u8>,
@@ -47,9 +54,9 @@ pub(crate) enum PathKey {
     },
 }
 
+/// A prefix-table entry: prefix rules and the context whose tiers run on the rest.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    exact: (u32, u32),
     prefix: (u32, u32),
     ctx: u32,
 }
@@ -57,42 +64,26 @@ struct Entry {
 impl Default for Entry {
     fn default() -> Self {
         Entry {
-            exact: (0, 0),
             prefix: (0, 0),
             ctx: NONE,
         }
     }
 }
 
+/// The regex tiers of one context path.
 #[derive(Clone, Debug)]
 struct Context {
+    /// Root of the context's segment trie, or NONE.
+    trie: u32,
     wild: u32,
     by_segment: BytesTable<u32>,
 }
 
-#[derive(Clone, Debug)]
-enum Engine {
-    Dense {
-        dfa: dense::DFA<Vec<u32>>,
-        start: Option<StateID>,
-    },
-    Lazy {
-        dfa: hybrid::dfa::DFA,
-        cache: usize,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct Partition {
-    engine: Engine,
-    /// Pattern id → rule id.
-    rules: Box<[u32]>,
-}
-
-/// Per-request state of the path index (lazy DFA caches).
+/// Per-request state of the path index.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PathScratch {
-    caches: Vec<Option<hybrid::dfa::Cache>>,
+    lazy: LazyCaches,
+    stack: Vec<(u32, u32)>,
 }
 
 /// Why the index could not be built.
@@ -103,143 +94,136 @@ pub(crate) struct IndexError {
     pub message: String,
 }
 
+/// A set of key lengths, to probe a table only at lengths some key has.
+#[derive(Clone, Debug, Default)]
+struct LengthSet {
+    words: Box<[u64]>,
+}
+
+impl LengthSet {
+    fn new(lens: impl Iterator<Item = usize>) -> LengthSet {
+        let mut words = Vec::new();
+        for l in lens {
+            if words.len() <= l / 64 {
+                words.resize(l / 64 + 1, 0u64);
+            }
+            words[l / 64] |= 1 << (l % 64);
+        }
+        LengthSet { words: words.into() }
+    }
+
+    /// One past the longest length (0 when empty).
+    fn end(&self) -> usize {
+        self.words.last().map_or(0, |w| {
+            (self.words.len() - 1) * 64 + 64 - w.leading_zeros() as usize
+        })
+    }
+
+    #[inline]
+    fn contains(&self, l: usize) -> bool {
+        self.words.get(l / 64).is_some_and(|w| w & (1 << (l % 64)) != 0)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct PathIndex {
+    /// Exact path → rules.
+    exact: BytesTable<(u32, u32)>,
+    exact_lens: LengthSet,
+    /// The entry of the empty key (prefix `/`, regexes without a context path).
     root: Entry,
-    table: BytesTable<Entry>,
+    /// Non-empty prefix and context keys.
+    prefix: BytesTable<Entry>,
+    prefix_lens: LengthSet,
+    /// No prefix probe is needed from this length on.
+    prefix_end: usize,
     pool: Box<[u32]>,
     contexts: Box<[Context]>,
+    trie: SegmentTrie,
     partitions: Box<[Partition]>,
     lazy_partitions: usize,
-    /// No boundary probe is needed past this length.
-    max_key: usize,
-}
-
-fn nfa_config(limit: usize) -> thompson::Config {
-    thompson::Config::new()
-        .which_captures(thompson::WhichCaptures::None)
-        .nfa_size_limit(Some(limit))
-}
-
-fn build_partition(
-    patterns: &[&str],
-    rules: Vec<u32>,
-    limit: usize,
-    lazy_count: &mut usize,
-) -> Result<Partition, IndexError> {
-    let dense = dense::Builder::new()
-        .syntax(crate::pattern::syntax_config())
-        .thompson(nfa_config(limit))
-        .configure(
-            dense::Config::new()
-                .match_kind(MatchKind::All)
-                .start_kind(StartKind::Anchored)
-                .dfa_size_limit(Some(limit))
-                .determinize_size_limit(Some(limit)),
-        )
-        .build_many(patterns);
-    let engine = match dense {
-        Ok(dfa) => {
-            let start = dfa.universal_start_state(Anchored::Yes);
-            Engine::Dense { dfa, start }
-        }
-        Err(_) => {
-            let lazy = hybrid::dfa::Builder::new()
-                .syntax(crate::pattern::syntax_config())
-                .thompson(nfa_config(limit))
-                .configure(
-                    hybrid::dfa::Config::new()
-                        .match_kind(MatchKind::All)
-                        .cache_capacity((limit / 4).max(1 << 20)),
-                )
-                .build_many(patterns);
-            match lazy {
-                Ok(dfa) => {
-                    *lazy_count += 1;
-                    Engine::Lazy {
-                        dfa,
-                        cache: *lazy_count - 1,
-                    }
-                }
-                Err(e) => {
-                    // Single out the rule that is too big on its own, if there is one.
-                    let culprit = patterns.iter().zip(&rules).find(|(p, _)| {
-                        hybrid::dfa::Builder::new()
-                            .syntax(crate::pattern::syntax_config())
-                            .thompson(nfa_config(limit))
-                            .build(p)
-                            .is_err()
-                    });
-                    return Err(IndexError {
-                        rule: culprit.map(|(_, r)| *r),
-                        message: format!("path automaton exceeds its size limit ({limit} bytes): {e}"),
-                    });
-                }
-            }
-        }
-    };
-    Ok(Partition {
-        engine,
-        rules: rules.into_boxed_slice(),
-    })
 }
 
 impl PathIndex {
-    pub(crate) fn build(keys: Vec<(u32, PathKey)>, limit: usize) -> Result<PathIndex, IndexError> {
+    pub(crate) fn build(
+        keys: Vec<(u32, PathKey)>,
+        max_automaton_bytes: usize,
+        max_regex_bytes: usize,
+    ) -> Result<PathIndex, IndexError> {
         use std::collections::BTreeMap;
-        // Gather per key: exact rules, prefix rules, regex rules by context then segment.
-        #[derive(Default)]
-        struct Acc {
-            exact: Vec<u32>,
-            prefix: Vec<u32>,
-            ctx: Option<usize>,
-        }
         #[derive(Default)]
         struct CtxAcc {
+            segs: Vec<(u32, Vec<SegMatch>)>,
             wild: Vec<(u32, String)>,
             by_segment: BTreeMap<Vec<u8>, Vec<(u32, String)>>,
         }
-        let mut accs: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
+        let mut exact: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
+        let mut prefix: BTreeMap<Vec<u8>, (Vec<u32>, Option<usize>)> = BTreeMap::new();
         let mut ctxs: Vec<CtxAcc> = Vec::new();
+        let mut ctx_of = |prefix: &mut BTreeMap<Vec<u8>, (Vec<u32>, Option<usize>)>, ctx: Vec<u8>| {
+            *prefix.entry(ctx).or_default().1.get_or_insert_with(|| {
+                ctxs.push(CtxAcc::default());
+                ctxs.len() - 1
+            })
+        };
+        let mut acc_of = Vec::new();
         for (rule, key) in keys {
             match key {
-                PathKey::Exact(k) => accs.entry(k).or_default().exact.push(rule),
-                PathKey::Prefix(k) => accs.entry(k).or_default().prefix.push(rule),
+                PathKey::Exact(k) => exact.entry(k).or_default().push(rule),
+                PathKey::Prefix(k) => prefix.entry(k).or_default().0.push(rule),
+                PathKey::Segments { ctx, segs } => {
+                    let ci = ctx_of(&mut prefix, ctx);
+                    acc_of.push((ci, rule, Ok(segs)));
+                }
                 PathKey::Regex {
                     ctx,
                     pattern,
                     first_segments,
                 } => {
-                    let acc = accs.entry(ctx).or_default();
-                    let ci = *acc.ctx.get_or_insert_with(|| {
-                        ctxs.push(CtxAcc::default());
-                        ctxs.len() - 1
-                    });
-                    match first_segments {
-                        Some(segs) => {
-                            for s in segs {
-                                ctxs[ci]
-                                    .by_segment
-                                    .entry(s)
-                                    .or_default()
-                                    .push((rule, pattern.clone()));
-                            }
-                        }
-                        None => ctxs[ci].wild.push((rule, pattern)),
-                    }
+                    let ci = ctx_of(&mut prefix, ctx);
+                    acc_of.push((ci, rule, Err((pattern, first_segments))));
                 }
             }
         }
+        for (ci, rule, what) in acc_of {
+            match what {
+                Ok(segs) => ctxs[ci].segs.push((rule, segs)),
+                Err((pattern, Some(firsts))) => {
+                    for s in firsts {
+                        ctxs[ci]
+                            .by_segment
+                            .entry(s)
+                            .or_default()
+                            .push((rule, pattern.clone()));
+                    }
+                }
+                Err((pattern, None)) => ctxs[ci].wild.push((rule, pattern)),
+            }
+        }
+        let limits = PartitionLimits {
+            automaton: max_automaton_bytes,
+            regex: max_regex_bytes,
+        };
         let mut partitions = Vec::new();
         let mut lazy = 0;
         let mut add_partition = |rules: Vec<(u32, String)>, lazy: &mut usize| -> Result<u32, IndexError> {
             let pats: Vec<&str> = rules.iter().map(|(_, p)| p.as_str()).collect();
             let ids = rules.iter().map(|(r, _)| *r).collect();
-            partitions.push(build_partition(&pats, ids, limit, lazy)?);
+            partitions.push(Partition::build(&pats, ids, limits, lazy)?);
             Ok(partitions.len() as u32 - 1)
         };
+        let mut trie = TrieBuilder::default();
         let mut contexts = Vec::with_capacity(ctxs.len());
         for c in ctxs {
+            let root = if c.segs.is_empty() {
+                NONE
+            } else {
+                let root = trie.root();
+                for (rule, segs) in &c.segs {
+                    trie.insert(root, segs, *rule);
+                }
+                root
+            };
             let wild = if c.wild.is_empty() {
                 NONE
             } else {
@@ -250,6 +234,7 @@ impl PathIndex {
                 segs.push((seg, add_partition(rules, &mut lazy)?));
             }
             contexts.push(Context {
+                trie: root,
                 wild,
                 by_segment: BytesTable::from_entries(segs),
             });
@@ -260,30 +245,34 @@ impl PathIndex {
             pool.extend_from_slice(v);
             (s, pool.len() as u32)
         };
+        let exact: Vec<(Vec<u8>, (u32, u32))> = exact.into_iter().map(|(k, v)| (k, range(&v))).collect();
         let mut root = Entry::default();
-        let mut entries = Vec::with_capacity(accs.len());
-        let mut max_key = 0;
-        for (key, acc) in accs {
+        let mut prefixes = Vec::with_capacity(prefix.len());
+        for (key, (rules, ctx)) in prefix {
             let e = Entry {
-                exact: range(&acc.exact),
-                prefix: range(&acc.prefix),
-                ctx: acc.ctx.map_or(NONE, |c| c as u32),
+                prefix: range(&rules),
+                ctx: ctx.map_or(NONE, |c| c as u32),
             };
             if key.is_empty() {
                 root = e;
             } else {
-                max_key = max_key.max(key.len());
-                entries.push((key, e));
+                prefixes.push((key, e));
             }
         }
+        let exact_lens = LengthSet::new(exact.iter().map(|(k, _)| k.len()));
+        let prefix_lens = LengthSet::new(prefixes.iter().map(|(k, _)| k.len()));
         Ok(PathIndex {
+            exact: BytesTable::from_entries(exact),
+            exact_lens,
             root,
-            table: BytesTable::from_entries(entries),
+            prefix_end: prefix_lens.end(),
+            prefix: BytesTable::from_entries(prefixes),
+            prefix_lens,
             pool: pool.into_boxed_slice(),
             contexts: contexts.into_boxed_slice(),
+            trie: trie.finish(),
             partitions: partitions.into_boxed_slice(),
             lazy_partitions: lazy,
-            max_key,
         })
     }
 
@@ -291,23 +280,27 @@ impl PathIndex {
     /// starting with `/`) to `out`, unordered, possibly with repeats.
     #[inline]
     pub(crate) fn candidates(&self, path: &[u8], scratch: &mut PathScratch, out: &mut Vec<u32>) {
+        if self.exact_lens.contains(path.len()) {
+            if let Some(&r) = self.exact.get(path) {
+                out.extend_from_slice(self.range(r));
+            }
+        }
         self.visit(&self.root, path, 0, out, scratch);
-        if self.table.is_empty() {
+        if self.prefix_end == 0 {
             return;
         }
-        let mut h = 0u64;
-        let probe_to = path.len().min(self.max_key + 1);
+        // Prefix and context keys: `path[..i]` where `path[i]` is '/', or the whole path,
+        // probed only at lengths some key has.
+        let probe_to = path.len().min(self.prefix_end);
         for (i, &b) in path[..probe_to].iter().enumerate() {
-            if b == b'/' && i > 0 {
-                if let Some(e) = self.table.get_hashed(h, &path[..i]) {
+            if b == b'/' && self.prefix_lens.contains(i) {
+                if let Some(e) = self.prefix.get(&path[..i]) {
                     self.visit(e, path, i, out, scratch);
                 }
             }
-            h = mix(h, b);
         }
-        if path.len() <= self.max_key {
-            if let Some(e) = self.table.get_hashed(h, path) {
-                out.extend_from_slice(self.range(e.exact));
+        if self.prefix_lens.contains(path.len()) {
+            if let Some(e) = self.prefix.get(path) {
                 self.visit(e, path, path.len(), out, scratch);
             }
         }
@@ -318,7 +311,7 @@ impl PathIndex {
         &self.pool[s as usize..e as usize]
     }
 
-    /// Prefix rules and the context's regex partitions of the entry for `path[..at]`.
+    /// Prefix rules and the context's regex tiers of the entry for `path[..at]`.
     #[inline]
     fn visit(&self, e: &Entry, path: &[u8], at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
         out.extend_from_slice(self.range(e.prefix));
@@ -333,88 +326,28 @@ impl PathIndex {
         } else {
             &path[at..]
         };
+        if ctx.trie != NONE {
+            self.trie.walk(ctx.trie, stripped, out, &mut scratch.stack);
+        }
         if !ctx.by_segment.is_empty() {
             let rest = &stripped[1..];
-            let seg = &rest[..memchr::memchr(b'/', rest).unwrap_or(rest.len())];
+            let seg = &rest[..rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())];
             if let Some(&p) = ctx.by_segment.get(seg) {
-                self.run(p, stripped, out, scratch);
+                self.partitions[p as usize].run(stripped, out, &mut scratch.lazy, self.lazy_partitions);
             }
         }
         if ctx.wild != NONE {
-            self.run(ctx.wild, stripped, out, scratch);
-        }
-    }
-
-    /// One partition's automaton over the whole of `hay`.
-    fn run(&self, p: u32, hay: &[u8], out: &mut Vec<u32>, scratch: &mut PathScratch) {
-        let part = &self.partitions[p as usize];
-        match &part.engine {
-            Engine::Dense { dfa, start } => {
-                let start = match start {
-                    Some(s) => *s,
-                    None => match dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    },
-                };
-                let mut s = start;
-                for &b in hay {
-                    s = dfa.next_state(s, b);
-                    if dfa.is_special_state(s) && (dfa.is_dead_state(s) || dfa.is_quit_state(s)) {
-                        return;
-                    }
-                }
-                s = dfa.next_eoi_state(s);
-                if dfa.is_match_state(s) {
-                    for i in 0..dfa.match_len(s) {
-                        out.push(part.rules[dfa.match_pattern(s, i).as_usize()]);
-                    }
-                }
-            }
-            Engine::Lazy { dfa, cache } => {
-                if scratch.caches.len() < self.lazy_partitions {
-                    scratch.caches.resize_with(self.lazy_partitions, || None);
-                }
-                let cache = scratch.caches[*cache].get_or_insert_with(|| dfa.create_cache());
-                let Ok(mut s) = dfa.start_state(cache, &start::Config::new().anchored(Anchored::Yes)) else {
-                    return;
-                };
-                for &b in hay {
-                    let Ok(next) = dfa.next_state(cache, s, b) else {
-                        return;
-                    };
-                    s = next;
-                    if s.is_dead() || s.is_quit() {
-                        return;
-                    }
-                }
-                let Ok(s) = dfa.next_eoi_state(cache, s) else {
-                    return;
-                };
-                if s.is_match() {
-                    for i in 0..dfa.match_len(cache, s) {
-                        out.push(part.rules[dfa.match_pattern(cache, s, i).as_usize()]);
-                    }
-                }
-            }
+            self.partitions[ctx.wild as usize].run(stripped, out, &mut scratch.lazy, self.lazy_partitions);
         }
     }
 
     /// Heap bytes of the tables and automata.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let parts: usize = self
-            .partitions
-            .iter()
-            .map(|p| {
-                p.rules.len() * 4
-                    + match &p.engine {
-                        Engine::Dense { dfa, .. } => dfa.memory_usage(),
-                        Engine::Lazy { dfa, .. } => dfa.memory_usage(),
-                    }
-            })
-            .sum();
+        let parts: usize = self.partitions.iter().map(Partition::heap_bytes).sum();
         parts
-            + self.table.heap_bytes()
+            + self.exact.heap_bytes()
+            + self.prefix.heap_bytes()
+            + self.trie.heap_bytes()
             + self.pool.len() * 4
             + self
                 .contexts
@@ -426,11 +359,5 @@ impl PathIndex {
     /// (partitions, of which lazy).
     pub(crate) fn partition_counts(&self) -> (usize, usize) {
         (self.partitions.len(), self.lazy_partitions)
-    }
-
-    /// Every key of the exact/prefix table, for analysis.
-    #[allow(dead_code)]
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.table.iter().map(|(k, _)| k)
     }
 }
