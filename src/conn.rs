@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Initial read buffer of a connection; grows for large heads and bodies, and is
 /// shrunk back after. Small so that idle keep-alive connections stay cheap.
-const INITIAL_BUF: usize = 4 * 1024;
+const INITIAL_BUF: usize = 2 * 1024;
 /// Read size while streaming a request body.
 const BODY_READ: usize = 32 * 1024;
 /// A request body up to this size is read and discarded when we answer locally, so
@@ -81,9 +81,12 @@ pub async fn serve(shard: Rc<Shard>, io: TcpStream, peer: SocketAddr) {
     // drain answers it rather than closing it unanswered.
     shard.in_flight.set(shard.in_flight.get() + 1);
     loop {
+        // Nothing per request is held while the connection waits idle: the head
+        // scratch is taken when bytes arrive, the snapshot view when the head is whole.
+        let mut hs = None;
+        let head = read_head(&shard, &mut c, &mut hs, first).await;
+        let mut hs = hs.unwrap_or_default();
         let view = shard.view();
-        let mut hs = shard.take_head_scratch();
-        let head = read_head(&mut c, &mut hs, &view, first).await;
         if first {
             shard.in_flight.set(shard.in_flight.get() - 1);
         }
@@ -147,8 +150,8 @@ enum HeadRead {
 /// Reads until a whole request head is in `c.buf` (from `c.pos == 0`). The first
 /// request of a connection must arrive within `client_header_timeout`; later ones may
 /// wait `keepalive_timeout` for their first byte, then `client_header_timeout`.
-async fn read_head(c: &mut Client, hs: &mut HeadScratch, view: &ShardView, first: bool) -> HeadRead {
-    let limits = &view.snap.config.limits;
+async fn read_head(shard: &Shard, c: &mut Client, hs: &mut Option<HeadScratch>, first: bool) -> HeadRead {
+    let limits = shard.view().snap.config.limits.clone();
     let head_limits = HeadLimits {
         max_header_bytes: limits.max_header_bytes,
         max_headers: limits.max_headers,
@@ -156,6 +159,7 @@ async fn read_head(c: &mut Client, hs: &mut HeadScratch, view: &ShardView, first
     let mut deadline = first.then(|| Instant::now() + limits.client_header_timeout);
     loop {
         if !c.buf.is_empty() {
+            let hs = hs.get_or_insert_with(|| shard.take_head_scratch());
             match parse_request_head(&c.buf, &head_limits, hs) {
                 Ok(Some(h)) => return HeadRead::Head(h),
                 Ok(None) => {}
