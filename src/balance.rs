@@ -114,3 +114,69 @@ impl Balancer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::snapshot::Snapshot;
+
+    fn snapshot(lb: &str, weights: &[u32]) -> Snapshot {
+        let members: Vec<String> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("{{ url = \"http://127.0.0.1:{}\", weight = {w} }}", 9001 + i))
+            .collect();
+        let toml = format!(
+            "[endpoint_groups.g]\nendpoints = [{}]\nlb = \"{lb}\"\n\n[[groups]]\nname = \"x\"\n\n[[groups.routes]]\nname = \"r\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['g']}}\"\n",
+            members.join(", ")
+        );
+        Snapshot::build(parse(&toml, "test.toml").expect("config"), 1).expect("snapshot")
+    }
+
+    fn picks(snap: &Snapshot, b: &Balancer, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let u = b.pick(snap, EndpointId(0)).expect("a member");
+                snap.upstreams[u as usize].addr.port()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_cycles_through_members() {
+        let snap = snapshot("round_robin", &[1, 1, 1]);
+        let b = Balancer::new(&snap, 0);
+        let p = picks(&snap, &b, 6);
+        assert_eq!(p, vec![9001, 9002, 9003, 9001, 9002, 9003]);
+    }
+
+    #[test]
+    fn weighted_is_smooth_and_proportional() {
+        let snap = snapshot("weighted", &[5, 1, 1]);
+        let b = Balancer::new(&snap, 0);
+        let p = picks(&snap, &b, 7);
+        // nginx's smooth weighted round robin: a a b a c a a.
+        assert_eq!(p, vec![9001, 9001, 9002, 9001, 9003, 9001, 9001]);
+        let many = picks(&snap, &b, 700);
+        assert_eq!(many.iter().filter(|&&x| x == 9001).count(), 500);
+    }
+
+    #[test]
+    fn p2c_prefers_the_member_with_fewer_in_flight() {
+        let snap = snapshot("p2c", &[1, 1]);
+        let b = Balancer::new(&snap, 7);
+        // Load the first member heavily: every pick that sees both must avoid it.
+        let first = snap.upstreams.iter().position(|u| u.addr.port() == 9001).unwrap() as UpstreamId;
+        for _ in 0..10 {
+            b.track(first, true);
+        }
+        let p = picks(&snap, &b, 50);
+        assert!(p.iter().all(|&x| x == 9002), "{p:?}");
+        for _ in 0..10 {
+            b.track(first, false);
+        }
+        let p = picks(&snap, &b, 200);
+        assert!(p.contains(&9001) && p.contains(&9002), "both used when equal");
+    }
+}

@@ -255,7 +255,9 @@ fn run_shard(
                 return;
             }
             Err(e) => {
-                log(format_args!("io_uring unavailable ({e}); using the epoll driver"));
+                // Said once for the process, not once per shard.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| log(format_args!("io_uring unavailable ({e}); using the epoll driver")));
                 None
             }
         }
