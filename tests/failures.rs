@@ -107,7 +107,19 @@ fn connect_timeout_is_504_within_connect_timeout() {
     let (bad, fillers) = common::full_backlog();
     let gw = gateway(&bad.url(), &good);
     let mut c = gw.client();
+    let fds_before = gw.open_fds();
     let (r, took) = timed_get(&mut c, "/bad");
+    // The timed-out connect is cancelled, not left in flight holding its socket
+    // until the kernel gives up on the SYN (minutes later).
+    let settle = std::time::Instant::now();
+    while gw.open_fds() > fds_before && settle.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        gw.open_fds(),
+        fds_before,
+        "the timed-out upstream socket is still open"
+    );
     drop(fillers);
     assert_error_body(&r, 504, "connect timed out");
     assert_within(
