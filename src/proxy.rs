@@ -174,24 +174,52 @@ pub async fn forward(
     }
 }
 
+/// Connects to `addr` within `timeout`.
+///
+/// The connect is started on a non-blocking socket and its completion awaited as a
+/// poll for writability. On timeout the half-open connection is aborted, which
+/// completes the poll: a dropped, still-pending operation would otherwise keep the
+/// socket open (for minutes, against a blackholed upstream).
 async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.set_nodelay(true);
-            Ok(conn)
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::Connect {
+    use socket2::{Domain, Socket, Type};
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Failure::Connect {
             status: 502,
             problem: "upstream refused the connection",
-        }),
-        Ok(Err(_)) => Err(Failure::Connect {
+        },
+        _ => Failure::Connect {
             status: 502,
             problem: "upstream connection failed",
-        }),
-        Err(_) => Err(Failure::Connect {
-            status: 504,
-            problem: "upstream connect timed out",
-        }),
+        },
+    };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(failed)?;
+    sock.set_nonblocking(true).map_err(failed)?;
+    let _ = sock.set_nodelay(true);
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) /* EINPROGRESS */ => {}
+        Err(e) => return Err(failed(e)),
+    }
+    // A second handle on the socket to read SO_ERROR once it is writable.
+    let probe = sock.try_clone().map_err(failed)?;
+    let conn = TcpStream::from_std(sock.into()).map_err(failed)?;
+    match monoio::time::timeout(timeout, conn.writable(false)).await {
+        Err(_) => {
+            // Abort the half-open connection (shutdown on a SYN_SENT socket
+            // disconnects it): the poll still in flight completes at once and lets
+            // go of the socket, instead of holding it until the kernel gives up.
+            let _ = probe.shutdown(std::net::Shutdown::Both);
+            return Err(Failure::Connect {
+                status: 504,
+                problem: "upstream connect timed out",
+            });
+        }
+        Ok(Err(e)) => return Err(failed(e)),
+        Ok(Ok(())) => {}
+    }
+    match probe.take_error() {
+        Ok(None) => Ok(conn),
+        Ok(Some(e)) | Err(e) => Err(failed(e)),
     }
 }
 

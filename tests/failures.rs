@@ -107,17 +107,20 @@ fn connect_timeout_is_504_within_connect_timeout() {
     let (bad, fillers) = common::full_backlog();
     let gw = gateway(&bad.url(), &good);
     let mut c = gw.client();
-    let fds_before = gw.open_fds();
+    // A request that works first, so the client connection (and a pooled upstream
+    // one) are open before counting.
+    assert_connection_still_works(&mut c);
+    let sockets_before = gw.open_sockets();
     let (r, took) = timed_get(&mut c, "/bad");
     // The timed-out connect is cancelled, not left in flight holding its socket
     // until the kernel gives up on the SYN (minutes later).
     let settle = std::time::Instant::now();
-    while gw.open_fds() > fds_before && settle.elapsed() < Duration::from_secs(1) {
+    while gw.open_sockets() > sockets_before && settle.elapsed() < Duration::from_secs(4) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        gw.open_fds(),
-        fds_before,
+        gw.open_sockets(),
+        sockets_before,
         "the timed-out upstream socket is still open"
     );
     drop(fillers);

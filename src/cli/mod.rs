@@ -1,0 +1,326 @@
+//! The command line: `ringway [run]`, `ringway check` and `ringway explain`.
+//!
+//! [`parse_args`] reads `std::env::args` (printing help or a usage error and exiting
+//! when asked to); [`check`] and [`explain`] do their work, print to stdout, and return
+//! the process exit code. Their `*_to` forms write to any `Write`, for tests.
+
+use crate::config::{self, Config, ConfigError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringway_router::analysis::{analyze, AnalysisLimits, FindingKind};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit code: success (`check`: the file is valid).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the config is invalid or unreadable (`check` with `--strict`: or has warnings).
+pub const EXIT_INVALID: i32 = 1;
+/// Exit code: the command line itself is wrong (a bad URL, header or environment).
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringway",
+    version,
+    about = "An HTTP API gateway: thread-per-core, io_uring, compiled routing.",
+    long_about = "An HTTP API gateway: thread-per-core, io_uring, compiled routing.\n\n\
+        With no command, `ringway` runs the gateway (same as `ringway run`). Without -c it \
+        serves the embedded default config: mock routes on 127.0.0.1:8080 that show the \
+        rule syntax. docs/configuration.md documents the config file.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Run the gateway (the default command).
+    Run(RunArgs),
+    /// Validate a config file, like `nginx -t`: errors as FILE:LINE:COL, plus warnings
+    /// about shadowed and overlapping routes. Exit 0 if valid, 1 if not.
+    Check(CheckArgs),
+    /// Show how a config routes one request: candidates, why each lost, the winner, its
+    /// captures, the rendered target and the status the client would get.
+    Explain(ExplainArgs),
+}
+
+/// `ringway run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The config file (TOML). Default: the embedded default config.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Output format of `check` and `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    Human,
+    /// One JSON object.
+    Json,
+}
+
+/// `ringway check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The config file to check. Default: the embedded default config.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// `ringway explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The config file. Default: the embedded default config.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The environment to route in. Default: the stage header's value among the -H
+    /// headers, else `server.environment`.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// A request header, as 'Name: value'. Repeatable. `-H 'host: …'` sets the Host
+    /// for an origin-form URL.
+    #[arg(short = 'H', long = "header", value_name = "'Name: value'")]
+    pub headers: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// The request method, case-sensitive (GET, POST, …).
+    #[arg(value_name = "METHOD")]
+    pub method: String,
+    /// The request target: absolute (http://api.example.com/store/v1?x=1, whose
+    /// authority is the Host) or origin-form (/store/v1?x=1).
+    #[arg(value_name = "URL")]
+    pub url: String,
+}
+
+/// What to do, from the command line.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Run { config: Option<PathBuf> },
+    Check(CheckArgs),
+    Explain(ExplainArgs),
+}
+
+/// Parses the process's arguments; prints help, the version or a usage error and exits
+/// when that is what they ask for.
+pub fn parse_args() -> Command {
+    command(Cli::parse())
+}
+
+/// Parses `args` (the first is the program name).
+pub fn parse_from<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args).map(command)
+}
+
+fn command(cli: Cli) -> Command {
+    match cli.command {
+        None => Command::Run {
+            config: cli.run.config,
+        },
+        Some(Sub::Run(r)) => Command::Run { config: r.config },
+        Some(Sub::Check(c)) => Command::Check(c),
+        Some(Sub::Explain(e)) => Command::Explain(e),
+    }
+}
+
+/// Loads `path`, or the embedded default when `None`.
+pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => config::load_file(p),
+        None => config::load_default(),
+    }
+}
+
+fn config_name(path: Option<&std::path::Path>) -> String {
+    path.map_or_else(
+        || "<embedded default.toml>".to_string(),
+        |p| p.display().to_string(),
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// check
+
+/// One warning about a valid config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// `shadowed`, `overlap` or `unmatchable`.
+    pub kind: &'static str,
+    pub message: String,
+    pub group: String,
+    pub route: String,
+    /// A normalized path that shows it (empty for `unmatchable`).
+    pub witness: String,
+    /// The other rules involved, as `group/route`.
+    pub others: Vec<String>,
+}
+
+/// Shadowed, overlapping and unmatchable routes of a loaded config, in rule order,
+/// from [`ringway_router::analysis::analyze`] with its default limits.
+pub fn warnings(config: &Config, file: &str) -> Vec<Warning> {
+    let analysis = analyze(&config.router, &AnalysisLimits::default());
+    let full = |i: usize| {
+        config
+            .routes
+            .get(i)
+            .map_or_else(|| format!("#{i}"), |r| format!("{}/{}", r.group, r.name))
+    };
+    let mut out = Vec::new();
+    for f in analysis.findings {
+        let Some(route) = config.routes.get(f.rule) else {
+            continue;
+        };
+        let (kind, message, others) = match &f.kind {
+            FindingKind::Shadowed { by } => {
+                let others: Vec<String> = by.iter().map(|&i| full(i)).collect();
+                let message = format!(
+                    "route never wins: {} take{} every request it matches, e.g. {}",
+                    others.join(", "),
+                    if others.len() == 1 { "s" } else { "" },
+                    f.witness
+                );
+                ("shadowed", message, others)
+            }
+            FindingKind::Overlap { with } => (
+                "overlap",
+                format!(
+                    "route overlaps the earlier {} (both match {}); the earlier one wins when its predicates hold",
+                    full(*with),
+                    f.witness
+                ),
+                vec![full(*with)],
+            ),
+            FindingKind::Unmatchable => (
+                "unmatchable",
+                "route can never match: no normalized request path matches its path".to_string(),
+                Vec::new(),
+            ),
+        };
+        out.push(Warning {
+            file: file.to_string(),
+            line: route.line,
+            column: route.column,
+            kind,
+            message,
+            group: route.group.clone(),
+            route: route.name.clone(),
+            witness: f.witness,
+            others,
+        });
+    }
+    out
+}
+
+/// `ringway check`: prints to stdout, returns the exit code.
+pub fn check(args: CheckArgs) -> i32 {
+    check_to(&args, &mut std::io::stdout().lock())
+}
+
+/// [`check`], writing to `out`.
+pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
+    let file = config_name(args.config.as_deref());
+    let (errors, warnings, summary) = match load(args.config.as_deref()) {
+        Ok(c) => {
+            let w = warnings(&c, &file);
+            let summary = format!(
+                "{file}: ok: {} route(s) in {} environment(s), {} endpoint(s), {} warning(s)",
+                c.routes.len(),
+                c.router.environments.len(),
+                c.endpoints.len(),
+                w.len()
+            );
+            (Vec::new(), w, summary)
+        }
+        Err(e) => {
+            let n = e.diagnostics().len();
+            (
+                e.diagnostics().to_vec(),
+                Vec::new(),
+                format!("{file}: invalid: {n} error(s)"),
+            )
+        }
+    };
+    let ok = errors.is_empty() && (!args.strict || warnings.is_empty());
+    let written = match args.format {
+        Format::Human => {
+            let mut s = String::new();
+            for e in &errors {
+                s += &format!("{e}\n");
+            }
+            for w in &warnings {
+                s += &format!(
+                    "{}:{}:{}: warning: {} (group '{}', route '{}')\n",
+                    w.file, w.line, w.column, w.message, w.group, w.route
+                );
+            }
+            if errors.is_empty() && !ok {
+                s += &format!("{summary} (failing: --strict)\n");
+            } else {
+                s += &format!("{summary}\n");
+            }
+            out.write_all(s.as_bytes())
+        }
+        Format::Json => {
+            let errors: Vec<Value> = errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "file": e.file(),
+                        "line": e.line(),
+                        "column": e.column(),
+                        "message": e.message(),
+                        "group": e.group(),
+                        "route": e.route(),
+                    })
+                })
+                .collect();
+            let warnings: Vec<Value> = warnings
+                .iter()
+                .map(|w| {
+                    json!({
+                        "file": w.file,
+                        "line": w.line,
+                        "column": w.column,
+                        "kind": w.kind,
+                        "message": w.message,
+                        "group": w.group,
+                        "route": w.route,
+                        "witness": w.witness,
+                        "others": w.others,
+                    })
+                })
+                .collect();
+            let v = json!({ "ok": ok, "errors": errors, "warnings": warnings });
+            writeln!(out, "{v}")
+        }
+    };
+    match (written, ok) {
+        (Err(_), _) | (_, false) => EXIT_INVALID,
+        (Ok(()), true) => EXIT_OK,
+    }
+}
+
+mod explain;
+#[cfg(test)]
+mod tests;
+
+pub use explain::{explain, explain_to, explain_value};
