@@ -428,6 +428,12 @@ fn positions_helpers() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("é\nx", 1), (1, 1));
     assert_eq!(line_col("é\nx", 2), (1, 2));
+    // The indexed form agrees with the scan at every offset.
+    let text = "a\nbé\n\nxyz\n";
+    let d = super::error::Diagnostics::new("f", text);
+    for at in 0..=text.len() + 1 {
+        assert_eq!(d.line_col(at), line_col(text, at), "offset {at}");
+    }
     let text = r#"x = "a\\b(""#;
     let span = 4..text.len();
     // The pattern is `a\b(`: byte 3 is `(`, at file byte 4 + 1 + 4.

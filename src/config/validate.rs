@@ -2,7 +2,7 @@
 //! routes turned into a [`RouterSpec`] that is compiled here, with every problem mapped
 //! back to the line and column it comes from.
 
-use super::error::{line_col, offset_in_string, Diagnostics};
+use super::error::{offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
 use super::resolve::{literal_origin, no_tls_yet, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream};
@@ -314,7 +314,7 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
         }
     };
     let envs = r.environments.as_ref().or(g.environments.as_ref());
-    let (line, column) = line_col(d.text, r.name.span().start);
+    let (line, column) = d.line_col(r.name.span().start);
     if d.len() > errors_before {
         return None;
     }
