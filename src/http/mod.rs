@@ -71,7 +71,7 @@ pub use chunked::{
 pub use head::{find_header, HeadError, HeadLimits, HeadScratch, HeaderSpan, Span, Version};
 pub use request::{parse_request_head, BodyFraming, RequestHead, TargetForm};
 pub use response::{parse_response_head, write_downstream_head, RespFraming, ResponseHead};
-pub use rewrite::{client_request_id, write_upstream_head, ForwardInfo};
+pub use rewrite::{client_request_id, itoa, write_upstream_head, ForwardInfo};
 
 #[cfg(test)]
 pub(crate) mod test_util {

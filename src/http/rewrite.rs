@@ -119,7 +119,7 @@ pub fn write_upstream_head(
 }
 
 /// `n` in decimal, written into the end of `tmp`.
-fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+pub fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
     let mut i = tmp.len();
     loop {
         i -= 1;
