@@ -14,6 +14,7 @@ use crate::snapshot::{ShardView, UpstreamId};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringway_router::{Origin, RequestView, RouteId};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -189,19 +190,30 @@ async fn read_head(shard: &Shard, c: &mut Client, hs: &mut Option<HeadScratch>, 
 
 /// What a request turned out to need, decided synchronously from the head.
 enum Decision {
-    Local {
-        route: Option<RouteId>,
-        status: u16,
-    },
-    Error {
-        status: u16,
-        problem: String,
-    },
+    /// Answer with the route's mock response.
+    Mock { route: RouteId, status: u16 },
+    /// Proxy to `upstream`; `target` is the rendered path and query.
     Proxy {
         route: RouteId,
         upstream: UpstreamId,
         target: Vec<u8>,
     },
+    /// Answer an error: no route matched, the path or stage is bad, or the route has
+    /// no upstream to go to. The body names the problem and the request id.
+    Refuse {
+        route: Option<RouteId>,
+        status: u16,
+        problem: Cow<'static, str>,
+    },
+}
+
+impl Decision {
+    fn route(&self) -> Option<RouteId> {
+        match self {
+            Decision::Mock { route, .. } | Decision::Proxy { route, .. } => Some(*route),
+            Decision::Refuse { route, .. } => *route,
+        }
+    }
 }
 
 /// One request: route → (local answer | proxy). Returns whether the client
@@ -225,15 +237,9 @@ async fn serve_request(
         query: head.query.map(|q| q.slice(&c.buf)),
     });
     let decision = route(shard, view, c, hs, &head);
+    let routed = decision.route();
     let upstream = match &decision {
         Decision::Proxy { upstream, .. } => Some(*upstream),
-        _ => None,
-    };
-    let routed = match &decision {
-        Decision::Proxy { route, .. }
-        | Decision::Local {
-            route: Some(route), ..
-        } => Some(*route),
         _ => None,
     };
     let (keep, status) = match decision {
@@ -242,46 +248,25 @@ async fn serve_request(
             shard.give_small(target);
             r
         }
-        Decision::Local { route, status } => {
-            let snap = &view.snap;
-            let (headers, body): (&[(String, String)], &[u8]) = match route
-                .and_then(|r| snap.config.routes.get(r.index()))
-                .and_then(|r| r.mock.as_ref())
-            {
+        Decision::Mock { route, status } => {
+            let mock = view
+                .snap
+                .config
+                .routes
+                .get(route.index())
+                .and_then(|r| r.mock.as_ref());
+            let (headers, body): (&[(String, String)], &[u8]) = match mock {
                 Some(m) => (&m.headers, &m.body),
                 None => (&[], b""),
             };
-            if route.is_none() {
-                shard.stats.no_match.inc();
-                let msg = b"ringway: no route matches this request\n";
-                respond_local(
-                    shard,
-                    c,
-                    &head,
-                    &LocalResponse {
-                        status,
-                        headers: &[],
-                        body: msg,
-                    },
-                    &id,
-                )
-                .await
-            } else {
-                respond_local(
-                    shard,
-                    c,
-                    &head,
-                    &LocalResponse {
-                        status,
-                        headers,
-                        body,
-                    },
-                    &id,
-                )
-                .await
-            }
+            let resp = LocalResponse {
+                status,
+                headers,
+                body,
+            };
+            respond_local(shard, c, &head, &resp, &id).await
         }
-        Decision::Error { status, problem } => {
+        Decision::Refuse { status, problem, .. } => {
             let body = error_body(&problem, id.as_bytes());
             let resp = LocalResponse {
                 status,
@@ -329,7 +314,8 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
             Some(v) => match std::str::from_utf8(v).ok().and_then(|v| view.router.env_id(v)) {
                 Some(e) => e,
                 None => {
-                    return Decision::Error {
+                    return Decision::Refuse {
+                        route: None,
                         status: 400,
                         problem: "unknown stage (environment) requested".into(),
                     }
@@ -359,16 +345,19 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
         .map(|h| (h.name.slice(buf), h.value.slice(buf)));
     let route = match view.router.match_request(&req, headers, &mut ms) {
         Err(e) => {
-            return Decision::Error {
+            return Decision::Refuse {
+                route: None,
                 status: 400,
-                problem: e.to_string(),
+                problem: e.to_string().into(),
             }
         }
         Ok(None) => {
-            return Decision::Local {
+            shard.stats.no_match.inc();
+            return Decision::Refuse {
                 route: None,
                 status: snap.config.server.no_match_status,
-            }
+                problem: "no route matches this request".into(),
+            };
         }
         Ok(Some(r)) => r,
     };
@@ -378,8 +367,8 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
         .get(route.index())
         .and_then(|r| r.mock.as_ref())
     {
-        return Decision::Local {
-            route: Some(route),
+        return Decision::Mock {
+            route,
             status: m.status,
         };
     }
@@ -397,7 +386,8 @@ fn route(shard: &Shard, view: &ShardView, c: &Client, hs: &HeadScratch, head: &R
         },
         None => {
             shard.give_small(target);
-            Decision::Error {
+            Decision::Refuse {
+                route: Some(route),
                 status: 503,
                 problem: "no upstream endpoint available for this route".into(),
             }

@@ -167,6 +167,8 @@ fn no_match_is_400_by_default() {
     let r = c.get("/nowhere");
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.text().contains("no route"), "{}", r.text());
+    let id = r.header("x-request-id").expect("a request id");
+    assert!(r.text().contains(&format!("request-id: {id}")), "{}", r.text());
     // Not a framing error: the connection stays usable.
     assert_eq!(c.get("/health").status, 200);
 }
