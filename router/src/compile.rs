@@ -116,32 +116,48 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                         keys.push((id, PathKey::Exact(k)));
                         CaptureKind::None
                     }
-                    shape => {
-                        let segs = match &shape {
-                            Shape::Segments(parts) => pattern::whole_segments(parts),
-                            _ => None,
-                        };
-                        let key = match segs {
-                            Some(segs) => PathKey::Segments {
-                                ctx: ctx.clone().into_bytes(),
-                                segs,
-                            },
-                            None => PathKey::Regex {
-                                ctx: ctx.clone().into_bytes(),
-                                pattern: p.clone(),
-                                first_segments: info.first_segments,
-                            },
-                        };
-                        keys.push((id, key));
-                        match shape {
-                            Shape::Segments(parts) => CaptureKind::Segments(parts.into()),
-                            _ if info.groups == 0 => CaptureKind::None,
-                            _ => CaptureKind::Regex {
-                                pattern: p.as_str().into(),
-                                re: OnceLock::new(),
-                            },
+                    shape => match info.segments {
+                        Some(segs) => {
+                            let rest = match segs.segs.last() {
+                                Some(pattern::SegMatch::Rest { .. }) => segs.segs.len() as u16 - 1,
+                                _ => u16::MAX,
+                            };
+                            keys.push((
+                                id,
+                                PathKey::Segments {
+                                    ctx: ctx.clone().into_bytes(),
+                                    segs: segs.segs,
+                                    regex: (p.clone(), info.first_segments),
+                                },
+                            ));
+                            if info.groups == 0 {
+                                CaptureKind::None
+                            } else {
+                                CaptureKind::BySegment {
+                                    caps: segs.caps.into(),
+                                    rest,
+                                }
+                            }
                         }
-                    }
+                        None => {
+                            keys.push((
+                                id,
+                                PathKey::Regex {
+                                    ctx: ctx.clone().into_bytes(),
+                                    pattern: p.clone(),
+                                    first_segments: info.first_segments,
+                                },
+                            ));
+                            match shape {
+                                Shape::Segments(parts) => CaptureKind::Segments(parts.into()),
+                                _ if info.groups == 0 => CaptureKind::None,
+                                _ => CaptureKind::Regex {
+                                    pattern: p.as_str().into(),
+                                    re: OnceLock::new(),
+                                },
+                            }
+                        }
+                    },
                 };
                 (info.groups, info.names, capture, p.clone())
             }

@@ -2,8 +2,8 @@
 //!
 //! Paths and header names are short, so a multiply-rotate hash over the bytes (the
 //! rustc `FxHasher` family) beats SipHash by a wide margin. Tables hash a word (8
-//! bytes) at a time; [`scan_segment`] finds a path segment's end and hashes it in the
-//! same pass.
+//! bytes) at a time; [`hash_segment`] hashes a path segment in a padded buffer
+//! without any bounds arithmetic.
 
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
@@ -101,7 +101,6 @@ fn mix_word(h: u64, w: u64) -> u64 {
 }
 
 /// The hash of `bytes` from `seed`, a word at a time (the last one zero-padded).
-/// Agrees with [`scan_segment`] on bytes without `/`.
 #[inline]
 pub(crate) fn hash_words(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = seed;
@@ -114,33 +113,39 @@ pub(crate) fn hash_words(seed: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// The end of the segment of `hay` that starts at `start` (the next `/` or the end)
-/// and its [`hash_words`] from `seed`, in one pass a word at a time.
-#[inline]
-pub(crate) fn scan_segment(hay: &[u8], start: usize, seed: u64) -> (usize, u64) {
-    let mut h = seed;
+/// Bytes after the end of a padded buffer (see [`crate::scan::ScannedPath`]), so that an
+/// 8-byte load from any position up to the end is in bounds.
+pub(crate) const PAD: usize = 8;
+
+/// The 8 bytes of `buf` at `at`, little-endian. `buf` must extend [`PAD`] bytes past
+/// the data being read.
+#[inline(always)]
+pub(crate) fn word_at(buf: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The low `n` bytes (`n <= 8`) of a word.
+#[inline(always)]
+pub(crate) fn low_bytes(w: u64, n: usize) -> u64 {
+    w & u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+}
+
+/// The hash of the segment `buf[start..end]` from `seed` and its first word (the low
+/// `min(len, 8)` bytes), read a word at a time from a padded buffer. Every word is
+/// mixed, the last one (possibly empty) masked to the segment.
+#[inline(always)]
+pub(crate) fn hash_segment(seed: u64, buf: &[u8], start: usize, end: usize) -> (u64, u64) {
     let mut at = start;
-    loop {
-        let (w, n) = load_word(hay, at);
-        if n == 0 {
-            return (at, h);
-        }
-        let valid = if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
-        let slashes = bytes_equal(w, b'/') & valid;
-        if slashes == 0 {
-            h = mix_word(h, w);
-            if n < 8 {
-                return (at + n, h);
-            }
-            at += 8;
-        } else {
-            let k = (slashes.trailing_zeros() / 8) as usize;
-            if k > 0 {
-                h = mix_word(h, w & ((1u64 << (8 * k)) - 1));
-            }
-            return (at + k, h);
-        }
+    let mut h = seed;
+    while end - at > 8 {
+        h = mix_word(h, word_at(buf, at));
+        at += 8;
     }
+    let last = low_bytes(word_at(buf, at), end - at);
+    let first = if at == start { last } else { word_at(buf, start) };
+    (mix_word(h, last), first)
 }
 
 /// Final avalanche so the low bits used for the bucket depend on every byte.
@@ -306,18 +311,20 @@ mod tests {
     }
 
     #[test]
-    fn segment_scan_agrees_with_word_hash() {
+    fn segment_hash_is_the_same_at_any_offset_and_padding() {
         let path = b"/repos/rust-lang/rust/releases/1.51.0/x/abcdefgh/abcdefghi/";
+        let mut buf = path.to_vec();
+        buf.extend_from_slice(&[0xAA; PAD]);
         let mut at = 0;
         while at < path.len() {
-            let (end, h) = scan_segment(path, at + 1, 7);
-            let want = path[at + 1..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(path.len(), |p| at + 1 + p);
-            assert_eq!(end, want);
-            assert_eq!(h, hash_words(7, &path[at + 1..end]));
-            assert_eq!(segment_end(path, at + 1), end);
+            let end = segment_end(path, at + 1);
+            let seg = &path[at + 1..end];
+            let mut own = seg.to_vec();
+            own.resize(seg.len() + PAD, 0);
+            assert_eq!(
+                hash_segment(7, &buf, at + 1, end),
+                hash_segment(7, &own, 0, seg.len())
+            );
             at = end;
         }
         for b in 0..=255u8 {

@@ -57,9 +57,11 @@
 //!
 //! # How it is built
 //!
-//! - [`paths`](crate::paths): the tiered path index (hash table for exact paths,
-//!   prefixes and context paths; multi-pattern DFAs partitioned by first segment for
-//!   regexes) that finds every rule whose path matcher holds in one walk of the path.
+//! - [`paths`](crate::paths): the tiered path index (hash table for prefixes and
+//!   context paths; a segment trie for exact paths and whole-segment regexes, with
+//!   small shared DFAs for segment classes such as `v[0-9]+`; multi-pattern DFAs
+//!   partitioned by first segment for other regexes) that finds every rule whose path
+//!   matcher holds. The path is read once per request ([`scan`](crate::scan)).
 //! - [`predicate`](crate::predicate): the perfect-hashed slot table for query and
 //!   header predicates.
 //! - [`template`](crate::template): target templates, parsed and checked at build time.
@@ -82,6 +84,7 @@ mod paths;
 mod pattern;
 mod predicate;
 mod rule;
+mod scan;
 mod spec;
 mod template;
 
@@ -137,8 +140,7 @@ pub const NO_HEADERS: std::iter::Empty<(&[u8], &[u8])> = std::iter::empty();
 pub struct MatchScratch {
     /// The normalized path, then, only while a rule whose context path is the whole
     /// request is captured, the `/` that rule sees (not part of [`Self::path`]).
-    path: Vec<u8>,
-    path_len: usize,
+    scan: scan::ScannedPath,
     host: Vec<u8>,
     host_done: bool,
     candidates: Vec<u32>,
@@ -151,13 +153,13 @@ pub struct MatchScratch {
 impl MatchScratch {
     /// The normalized request path of the last match.
     pub fn path(&self) -> &[u8] {
-        &self.path[..self.path_len]
+        self.scan.path()
     }
 
     /// Capture group `i` (0-based) of the last winner, if it participated.
     pub fn group(&self, i: usize) -> Option<&[u8]> {
         match self.caps.get(i) {
-            Some(&(s, e)) if (s, e) != UNSET => self.path.get(s as usize..e as usize),
+            Some(&(s, e)) if (s, e) != UNSET => self.scan.span(s as usize, e as usize),
             _ => None,
         }
     }
@@ -228,18 +230,12 @@ impl CompiledRouter {
 
     /// Normalizes the path and collects the sorted path candidates.
     fn prepare(&self, req: &RequestView<'_>, s: &mut MatchScratch) -> Result<(), PathError> {
-        s.path.clear();
-        let mut norm = std::mem::take(&mut s.path);
-        let changed = normalize::normalize_path(req.path, &self.normalize, &mut norm);
-        s.path = norm;
-        if !changed? {
-            s.path.extend_from_slice(req.path);
-        }
-        s.path_len = s.path.len();
+        s.scan.read(req.path, &self.normalize)?;
         s.host_done = false;
         s.slots.reset();
         s.candidates.clear();
-        self.index.candidates(&s.path, &mut s.paths, &mut s.candidates);
+        self.index
+            .candidates(s.scan.hay(), &mut s.paths, &mut s.candidates);
         if s.candidates.len() > 1 {
             s.candidates.sort_unstable();
         }
@@ -295,16 +291,17 @@ impl CompiledRouter {
     /// Reads the winner's captures into the scratch.
     fn capture(&self, rule: &Rule, s: &mut MatchScratch) -> bool {
         // The request is the context path itself: the rule sees "/", which is kept
-        // past `path_len` so that captures can point into it.
-        s.path.truncate(s.path_len);
-        if rule.ctx_len == s.path_len && rule.ctx_len > 0 {
-            s.path.push(b'/');
-        }
+        // past the path so that captures can point into it.
         let base = rule.ctx_len;
         let MatchScratch {
-            path, caps, re_slots, ..
+            scan, caps, re_slots, ..
         } = s;
-        rule.captures(&path[base..], base, caps, re_slots)
+        let extra = usize::from(base == scan.len() && base > 0);
+        if extra == 1 {
+            scan.put_trailing_slash();
+        }
+        let path = scan.span(0, scan.len() + extra).unwrap_or_default();
+        rule.captures(path, scan.hay(), base, caps, re_slots)
     }
 
     /// Renders the target of `route` (the last winner in `s`) into `out`: path and

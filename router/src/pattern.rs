@@ -38,13 +38,71 @@ pub(crate) enum SegPart {
     Segment { group: Option<u16>, nonempty: bool },
 }
 
-/// One path segment of a pattern made of whole segments (see [`whole_segments`]).
+/// One path segment of a pattern made of whole segments (see [`segment_shape`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SegMatch {
     /// The segment is exactly these bytes (no `/`; may be empty).
     Lit(Box<[u8]>),
     /// Any segment (`[^/]*`), or any non-empty one (`[^/]+`) when `nonempty`.
     Any { nonempty: bool },
+    /// A regex that cannot match `/` (`v[0-9]+`), matched against the whole segment.
+    /// Capture-free: a group around the whole segment is recorded separately.
+    Class(Box<Hir>),
+    /// Last: the segment and everything after it (`(.*)`), every byte in `set`, at
+    /// least one when `nonempty`.
+    Rest { set: ByteSet, nonempty: bool },
+}
+
+/// A set of bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn of(class: &Class) -> ByteSet {
+        let mut bits = [0u64; 4];
+        let mut add = |lo: u32, hi: u32| {
+            for b in lo..=hi.min(255) {
+                bits[b as usize / 64] |= 1 << (b % 64);
+            }
+        };
+        match class {
+            Class::Bytes(c) => c
+                .ranges()
+                .iter()
+                .for_each(|r| add(r.start().into(), r.end().into())),
+            Class::Unicode(c) => c
+                .ranges()
+                .iter()
+                .for_each(|r| add(r.start().into(), r.end().into())),
+        }
+        ByteSet(bits)
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, b: u8) -> bool {
+        self.0[b as usize / 64] & (1 << (b % 64)) != 0
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.0 == [u64::MAX; 4]
+    }
+
+    /// Every byte but `b`.
+    pub(crate) fn is_all_but(&self, b: u8) -> bool {
+        let mut all = [u64::MAX; 4];
+        all[b as usize / 64] &= !(1 << (b % 64));
+        self.0 == all
+    }
+}
+
+/// A pattern made of whole segments: each a literal, `[^/]+`/`[^/]*`, a regex that
+/// cannot match `/`, or, last, a rest (`(.*)`). Its capture groups each wrap a whole
+/// segment (or the rest), so they are read off by segment index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentShape {
+    pub segs: Vec<SegMatch>,
+    /// (segment index, 0-based group).
+    pub caps: Vec<(u16, u16)>,
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +125,8 @@ pub(crate) struct PatternInfo {
     /// Literal first segments every match starts with (`/repos/...` → `repos`), or
     /// `None` when the first segment is not a literal.
     pub first_segments: Option<Vec<Vec<u8>>>,
+    /// The pattern as whole segments, when it is one.
+    pub segments: Option<SegmentShape>,
 }
 
 pub(crate) fn analyze(pattern: &str) -> Result<PatternInfo, PatternError> {
@@ -88,11 +148,13 @@ pub(crate) fn analyze(pattern: &str) -> Result<PatternInfo, PatternError> {
     collect_groups(&hir, &mut groups, &mut names);
     let shape = shape_of(&hir);
     let first_segments = first_segments(&hir);
+    let segments = segment_shape(&hir);
     Ok(PatternInfo {
         groups,
         names,
         shape,
         first_segments,
+        segments,
     })
 }
 
@@ -183,56 +245,114 @@ fn shape_of(hir: &Hir) -> Shape {
     Shape::Segments(parts)
 }
 
-/// The path segments of a segment pattern whose `[^/]` pieces each fill a whole
-/// segment (`/repos/([^/]+)/events`), or `None` (`/v([^/]+)`, or no leading `/`).
-/// Such patterns are matched segment by segment ([`crate::paths`]'s trie tier).
-pub(crate) fn whole_segments(parts: &[SegPart]) -> Option<Vec<SegMatch>> {
-    // Lay the pattern out as bytes, with 0xFF/0xFE bytes standing for the pieces, then
-    // split at '/'. A piece must be alone in its segment.
-    let mut segs = Vec::new();
-    let mut cur: Vec<u8> = Vec::new();
-    let mut piece: Option<bool> = None;
-    let mut started = false;
-    let mut close = |cur: &mut Vec<u8>, piece: &mut Option<bool>| -> Option<()> {
-        match piece.take() {
-            Some(nonempty) if cur.is_empty() => segs.push(SegMatch::Any { nonempty }),
-            Some(_) => return None,
-            None => segs.push(SegMatch::Lit(std::mem::take(cur).into())),
-        }
-        cur.clear();
-        Some(())
+/// One element of a pattern laid out for splitting at `/`.
+enum Item<'a> {
+    Byte(u8),
+    Piece(&'a Hir),
+}
+
+fn has_captures(hir: &Hir) -> bool {
+    hir.properties().explicit_captures_len() > 0
+}
+
+/// True when no string `hir` matches contains `/` and it has no look-around.
+fn slash_free(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty => true,
+        HirKind::Literal(l) => !l.0.contains(&b'/'),
+        HirKind::Class(c) => !ByteSet::of(c).contains(b'/'),
+        HirKind::Look(_) => false,
+        HirKind::Repetition(r) => slash_free(&r.sub),
+        HirKind::Capture(c) => slash_free(&c.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(slash_free),
+    }
+}
+
+/// `Some((set, nonempty))` for `C*` / `C+` (greedy or not) over a byte class.
+fn rest_repeat(hir: &Hir) -> Option<(ByteSet, bool)> {
+    let HirKind::Repetition(r) = hir.kind() else {
+        return None;
     };
-    for part in parts {
-        match part {
-            SegPart::Lit(l) => {
-                for &b in l.iter() {
-                    if !started {
-                        if b != b'/' {
-                            return None;
-                        }
-                        started = true;
-                    } else if b == b'/' {
-                        close(&mut cur, &mut piece)?;
-                    } else if piece.is_some() {
-                        return None;
-                    } else {
-                        cur.push(b);
-                    }
-                }
-            }
-            SegPart::Segment { nonempty, .. } => {
-                if !started || !cur.is_empty() || piece.is_some() {
+    let HirKind::Class(c) = r.sub.kind() else {
+        return None;
+    };
+    (r.min <= 1 && r.max.is_none()).then(|| (ByteSet::of(c), r.min == 1))
+}
+
+/// One segment's items (between two `/`, or after the last): its matcher and group.
+fn segment(items: &[Item<'_>], last: bool) -> Option<(SegMatch, Option<u16>)> {
+    if let [Item::Piece(p)] = items {
+        let (inner, group) = match p.kind() {
+            HirKind::Capture(c) if !has_captures(&c.sub) => (&*c.sub, Some(c.index as u16 - 1)),
+            _ if !has_captures(p) => (*p, None),
+            _ => return None,
+        };
+        return if let Some(nonempty) = segment_repeat(inner) {
+            Some((SegMatch::Any { nonempty }, group))
+        } else if slash_free(inner) {
+            Some((SegMatch::Class(Box::new(inner.clone())), group))
+        } else if last {
+            rest_repeat(inner).map(|(set, nonempty)| (SegMatch::Rest { set, nonempty }, group))
+        } else {
+            None
+        };
+    }
+    let mut lit = Vec::new();
+    let mut hirs = Vec::new();
+    for item in items {
+        match item {
+            Item::Byte(b) => lit.push(*b),
+            Item::Piece(p) => {
+                if has_captures(p) || !slash_free(p) {
                     return None;
                 }
-                piece = Some(*nonempty);
+                if !lit.is_empty() {
+                    hirs.push(Hir::literal(std::mem::take(&mut lit)));
+                }
+                hirs.push((*p).clone());
             }
         }
     }
-    if !started {
-        return None;
+    if hirs.is_empty() {
+        return Some((SegMatch::Lit(lit.into()), None));
     }
-    close(&mut cur, &mut piece)?;
-    Some(segs)
+    if !lit.is_empty() {
+        hirs.push(Hir::literal(lit));
+    }
+    Some((SegMatch::Class(Box::new(Hir::concat(hirs))), None))
+}
+
+/// The pattern as whole path segments (`/repos/([^/]+)/v[0-9]+/(.*)`), or `None`
+/// (`/v([0-9]+)`: a group inside a segment; `/a(/.*)?`; no leading `/`). Such patterns
+/// are matched segment by segment ([`crate::paths`]'s trie tier).
+pub(crate) fn segment_shape(hir: &Hir) -> Option<SegmentShape> {
+    let subs: &[Hir] = match hir.kind() {
+        HirKind::Concat(subs) => subs,
+        _ => std::slice::from_ref(hir),
+    };
+    let mut items = Vec::new();
+    for sub in subs {
+        match sub.kind() {
+            HirKind::Literal(l) => items.extend(l.0.iter().map(|&b| Item::Byte(b))),
+            _ => items.push(Item::Piece(sub)),
+        }
+    }
+    let Some(Item::Byte(b'/')) = items.first() else {
+        return None;
+    };
+    let parts: Vec<&[Item<'_>]> = items[1..].split(|i| matches!(i, Item::Byte(b'/'))).collect();
+    let mut shape = SegmentShape {
+        segs: Vec::with_capacity(parts.len()),
+        caps: Vec::new(),
+    };
+    for (k, part) in parts.iter().enumerate() {
+        let (m, group) = segment(part, k + 1 == parts.len())?;
+        if let Some(g) = group {
+            shape.caps.push((k as u16, g));
+        }
+        shape.segs.push(m);
+    }
+    Some(shape)
 }
 
 /// The literal first segments of every string `hir` can match, when they are finite
@@ -308,12 +428,19 @@ mod tests {
         assert!(matches!(analyze("/a/([0-9]+)").unwrap().shape, Shape::General));
     }
 
+    fn shape_of_pattern(p: &str) -> Option<SegmentShape> {
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(p)
+            .unwrap();
+        segment_shape(&hir)
+    }
+
     #[test]
     fn whole_segment_patterns_split_at_slashes() {
-        let f = |p: &str| match analyze(p).unwrap().shape {
-            Shape::Segments(parts) => whole_segments(&parts),
-            _ => panic!("{p}: not segments"),
-        };
+        let f = |p: &str| shape_of_pattern(p).map(|s| s.segs);
         let lit = |s: &str| SegMatch::Lit(s.as_bytes().into());
         let plus = SegMatch::Any { nonempty: true };
         assert_eq!(
@@ -327,9 +454,32 @@ mod tests {
             ])
         );
         assert_eq!(f("/([^/]+)"), Some(vec![plus.clone()]));
-        assert_eq!(f("/a/x([^/]+)"), None);
         assert_eq!(f("a/([^/]+)"), None);
         assert_eq!(f("([^/]+)/a"), None);
+        // A group inside a segment, a group that may not participate, a '/'-matching
+        // piece that is not last, look-around: not whole segments.
+        assert_eq!(f("/a/x([^/]+)"), None);
+        assert_eq!(f("/a/(a)?(b)?"), None);
+        assert_eq!(f("/(.*)/a"), None);
+        assert_eq!(f("/a(/.*)?"), None);
+        assert_eq!(f("/a/\\bx"), None);
+        assert_eq!(f("/v1/ecome.*"), None);
+    }
+
+    #[test]
+    fn class_and_rest_segments_with_their_groups() {
+        let s = shape_of_pattern("/svc1/v[0-9]+/res2/([0-9]+)/(.*)").unwrap();
+        assert_eq!(s.caps, vec![(3, 0), (4, 1)]);
+        assert!(matches!(&s.segs[1], SegMatch::Class(_)));
+        assert!(matches!(&s.segs[3], SegMatch::Class(_)));
+        let SegMatch::Rest { set, nonempty } = &s.segs[4] else {
+            panic!("{:?}", s.segs[4])
+        };
+        assert!(set.is_all_but(b'\n') && !nonempty);
+        let s = shape_of_pattern("/(?<v>a|b)/(?s:.+)").unwrap();
+        assert_eq!(s.caps, vec![(0, 0)]);
+        assert!(matches!(&s.segs[1], SegMatch::Rest { set, nonempty: true } if set.is_full()));
+        assert!(shape_of_pattern("/api/(?<version>v[0-9]+)/ecome.*").is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One compiled rule: the matchers checked after the path index named it a candidate,
 //! and how its captures are read.
 
+use crate::paths::Hay;
 use crate::pattern::SegPart;
 use crate::predicate::Predicate;
 use crate::template::Template;
@@ -94,6 +95,10 @@ pub(crate) enum CaptureKind {
     None,
     /// Literals and `[^/]+` pieces: split at `/`.
     Segments(Box<[SegPart]>),
+    /// Whole-segment patterns ([`crate::pattern::SegmentShape`]): groups by segment
+    /// index, (segment, group) in segment order; the group of segment `rest` runs to
+    /// the end of the path.
+    BySegment { caps: Box<[(u16, u16)]>, rest: u16 },
     /// A regex; its capture engine is built on first use (one-pass DFA when the
     /// pattern allows, which the meta regex picks for anchored searches).
     Regex {
@@ -123,17 +128,20 @@ pub(crate) struct Rule {
 pub(crate) const UNSET: (u32, u32) = (u32::MAX, u32::MAX);
 
 impl Rule {
-    /// Reads the captures of `stripped` (a suffix of the scratch path starting at
-    /// `base`) into `caps`. Returns false if the regex unexpectedly does not match.
+    /// Reads the captures of `path[base..]` (the scratch path, with the rule's
+    /// context path of length `base` stripped) into `caps`. `hay` is the scratch path
+    /// as the index read it. Returns false if the regex unexpectedly does not match.
     pub(crate) fn captures(
         &self,
-        stripped: &[u8],
+        path: &[u8],
+        hay: Hay<'_>,
         base: usize,
         caps: &mut Vec<(u32, u32)>,
         slots: &mut Vec<Option<NonMaxUsize>>,
     ) -> bool {
         caps.clear();
         caps.resize(self.groups as usize, UNSET);
+        let stripped = &path[base..];
         match &self.capture {
             CaptureKind::None => true,
             CaptureKind::Segments(parts) => {
@@ -149,6 +157,30 @@ impl Rule {
                             at = end;
                         }
                     }
+                }
+                true
+            }
+            CaptureKind::BySegment { caps: segs, rest } => {
+                if base == hay.len {
+                    // The rule sees "/": one empty segment, just past the path.
+                    for &(_, g) in segs.iter() {
+                        caps[g as usize] = ((base + 1) as u32, (base + 1) as u32);
+                    }
+                    return true;
+                }
+                // `at`: the '/' that starts segment `k`.
+                let (mut at, mut k) = (base, 0);
+                for &(seg, g) in segs.iter() {
+                    while k < seg {
+                        at = hay.segment_end(at + 1);
+                        k += 1;
+                    }
+                    let end = if seg == *rest {
+                        hay.len
+                    } else {
+                        hay.segment_end(at + 1)
+                    };
+                    caps[g as usize] = ((at + 1) as u32, end as u32);
                 }
                 true
             }

@@ -38,7 +38,7 @@ const VALUES: [&str; 6] = ["1", "2", "12", "a", "", "1+2"];
 /// One regex segment: a literal or a pattern for one path segment. `groups` numbers
 /// named groups so names stay unique within a regex.
 fn regex_segment(rng: &mut Rng, names: &mut usize) -> String {
-    match rng.below(12) {
+    match rng.below(16) {
         0..=3 => rng.pick(&SEGS).to_string(),
         4 if rng.below(2) == 0 => "[^/]+".into(),
         // `[^/]*` pieces (the segment trie's "any, even empty" edge).
@@ -51,6 +51,13 @@ fn regex_segment(rng: &mut Rng, names: &mut usize) -> String {
         8 => "([0-9]+)".into(),
         9 => "(a|b)".into(),
         10 => "v[0-9]+".into(),
+        // Class segments of the segment trie: regexes that cannot match '/', bare or
+        // as one group around the whole segment; and ones that are not (a group
+        // inside the segment).
+        11 => "(?i:AB?)".into(),
+        12 => "(v?[0-9]*)".into(),
+        13 => "[a-c][0-9]?".into(),
+        14 => "v([0-9]+)".into(),
         _ => "(a)?(b)?".into(),
     }
 }
@@ -64,11 +71,13 @@ fn random_regex(rng: &mut Rng, min: usize) -> String {
         p.push('/');
         p.push_str(&regex_segment(rng, &mut names));
     }
-    match rng.below(8) {
+    match rng.below(10) {
         0 => p.push_str("/?"),
         1 => p.push_str("(/.*)?"),
         2 => p.push_str(".*"),
         3 => p.push_str("/(.*)"),
+        // Rest pieces of the segment trie: `.` excludes '\n'; other byte classes.
+        8 => p.push_str(rng.pick(&["/.*", "/(.+)", "/(?s:.*)", "/([^c]*)", "/(.*?)"])),
         4 => {
             let alt = format!("/{}", regex_segment(rng, &mut names));
             p = format!("(?:{p}|{alt})");
@@ -175,9 +184,12 @@ fn random_request(rng: &mut Rng) -> Request {
     }
     for _ in 0..rng.below(5) {
         path.push('/');
-        path.push_str(match rng.below(10) {
+        path.push_str(match rng.below(11) {
             0 => "x",
             1 => "123",
+            // '.' in a rest piece does not match a newline.
+            10 if rng.chance(1, 3) => "a\nb",
+            10 => "AB",
             2 if rng.chance(1, 4) => ".",
             3 if rng.chance(1, 4) => "..",
             _ => rng.pick(&SEGS),

@@ -28,12 +28,13 @@ fn view(path: &str) -> RequestView<'_> {
 }
 
 /// Before: `max_automaton_bytes` also bounded the partition's NFA, so 400 rules under
-/// one first segment failed to build, with no rule named.
+/// one first segment failed to build, with no rule named. (`(/.*)` keeps the rules out
+/// of the segment trie.)
 #[test]
 fn a_partition_whose_nfa_exceeds_the_automaton_limit_goes_lazy() {
     let spec = RouterSpec {
         rules: (0..400)
-            .map(|i| rule(i, format!("/api/v[0-9]+/res{i}/([0-9]+)/(.*)")))
+            .map(|i| rule(i, format!("/api/v[0-9]+/res{i}/([0-9]+)(/.*)")))
             .collect(),
         limits: BuildLimits {
             max_automaton_bytes: 64 << 10,
@@ -49,8 +50,35 @@ fn a_partition_whose_nfa_exceeds_the_automaton_limit_goes_lazy() {
         let got = router.match_request(&view(&path), NO_HEADERS, &mut s).unwrap();
         assert_eq!(got, Some(RouteId(i as u32)), "{path}");
         assert_eq!(s.group(0), Some(&b"42"[..]));
-        assert_eq!(s.group(1), Some(&b"a/b"[..]));
+        assert_eq!(s.group(1), Some(&b"/a/b"[..]));
     }
+}
+
+/// A segment regex whose DFA exceeds the automaton limit is matched by the automaton
+/// tier (here lazily) instead of the segment trie, with the same captures.
+#[test]
+fn a_class_segment_without_a_small_dfa_goes_to_the_automaton_tier() {
+    let spec = RouterSpec {
+        rules: vec![
+            rule(0, "/x/(?:a|b)*a(?:a|b){12}/([0-9]+)".into()),
+            rule(1, "/x/([a-z]+)/([0-9]+)".into()),
+        ],
+        limits: BuildLimits {
+            max_automaton_bytes: 64 << 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let router = CompiledRouter::build(&spec).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(router.stats().automaton_partitions, 1, "{:?}", router.stats());
+    let mut s = MatchScratch::default();
+    let path = format!("/x/a{}/42", "b".repeat(12));
+    let got = router.match_request(&view(&path), NO_HEADERS, &mut s).unwrap();
+    assert_eq!(got, Some(RouteId(0)));
+    assert_eq!(s.group(0), Some(&b"42"[..]));
+    let path = format!("/x/{}/42", "b".repeat(13));
+    let got = router.match_request(&view(&path), NO_HEADERS, &mut s).unwrap();
+    assert_eq!(got, Some(RouteId(1)));
 }
 
 #[test]

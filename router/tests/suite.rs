@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 /// Automaton limits tried in turn for the lazy run. The limit bounds a partition's NFA
 /// as well as its dense DFA, so no single value makes every partition lazy: the first
 /// limit that builds is used; a tiny partition may stay dense (its DFA is smaller than
-/// its NFA), but most files must get lazy partitions.
+/// its NFA). Whole-segment rules stay in the segment trie under any limit (unless a
+/// class segment's DFA exceeds it), so only the files with general regexes go lazy.
 const LAZY_LIMITS: [usize; 12] = [400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000, 3000, 6000];
 
 #[derive(Debug, Deserialize)]
@@ -300,7 +301,9 @@ fn data_suite_with_lazy_automata() {
         with_lazy += usize::from(lazy > 0);
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-    assert!(with_lazy >= 4, "only {with_lazy} files got lazy partitions");
+    // Most rules of most files are whole-segment patterns, matched by the segment trie
+    // under any limit; the files with general regexes must get lazy partitions.
+    assert!(with_lazy >= 2, "only {with_lazy} files got lazy partitions");
 }
 
 /// The suite must catch a wrong expectation: flip one case's winner and see it fail.

@@ -4,15 +4,16 @@
 //! dense DFA is tens of MiB and misses cache on every byte; building it takes tens of
 //! seconds). So paths are indexed in tiers:
 //!
-//! 1. **Exact paths** (regexes that are plain literals included) live in one hash
-//!    table, probed once with the whole path.
-//! 2. **Segment-aware prefixes and context paths** live in a second table, probed
+//! 1. **Segment-aware prefixes and context paths** live in a hash table, probed
 //!    only at the `/` boundaries where a key of that length exists (a bitset of key
 //!    lengths), and at the end.
-//! 3. **Whole-segment regexes** (`/repos/([^/]+)/events`: literal segments and
-//!    `[^/]+`/`[^/]*` pieces, the `{param}` routes of most APIs) go into a segment
-//!    trie per context path ([`trie`]), walked one segment at a time.
-//! 4. **Other regexes** are grouped by context path, then partitioned by the literal
+//! 2. **Exact paths and whole-segment regexes** go into a segment trie per context
+//!    path ([`trie`]), walked one segment at a time: exact paths (regexes that are
+//!    plain literals included) as all-literal patterns under the root, regexes such as
+//!    `/repos/([^/]+)/events` or `/svc/v[0-9]+/([0-9]+)/(.*)` — literal segments,
+//!    `[^/]+`/`[^/]*`, regexes that cannot match `/`, and a trailing `(.*)` — under
+//!    their context path.
+//! 3. **Other regexes** are grouped by context path, then partitioned by the literal
 //!    first segment they must start with (`/v1/(.*)` → `v1`), with one partition for
 //!    regexes whose first segment is not literal. Each partition is one multi-pattern
 //!    DFA (`MatchKind::All`, anchored): walking the (context-stripped) path to its end
@@ -33,9 +34,13 @@ mod trie;
 use crate::hash::BytesTable;
 use crate::pattern::SegMatch;
 use automata::{LazyCaches, Partition, PartitionLimits};
-use trie::{SegmentTrie, TrieBuilder};
+pub(crate) use trie::Hay;
+use trie::{SegmentTrie, TrieBuilder, ROOT_HAY};
 
 const NONE: u32 = u32::MAX;
+
+/// A regex and its literal first segments, as in [`PathKey::Regex`].
+pub(crate) type RegexKey = (String, Option<Vec<Vec<u8>>>);
 
 /// How one rule's path enters the index (context path already folded in).
 #[derive(Clone, Debug)]
@@ -44,8 +49,14 @@ pub(crate) enum PathKey {
     Exact(Vec<u8>),
     /// The path equals these bytes or continues with `/` (empty = every path).
     Prefix(Vec<u8>),
-    /// The path with `ctx` stripped is these segments (see [`crate::pattern::whole_segments`]).
-    Segments { ctx: Vec<u8>, segs: Vec<SegMatch> },
+    /// The path with `ctx` stripped is these segments (see
+    /// [`crate::pattern::segment_shape`]); `regex` is the same rule as a
+    /// [`PathKey::Regex`], for when a class segment has no small DFA.
+    Segments {
+        ctx: Vec<u8>,
+        segs: Vec<SegMatch>,
+        regex: RegexKey,
+    },
     /// The path with `ctx` stripped matches `pattern` as a whole.
     Regex {
         ctx: Vec<u8>,
@@ -127,9 +138,6 @@ impl LengthSet {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PathIndex {
-    /// Exact path → rules.
-    exact: BytesTable<(u32, u32)>,
-    exact_lens: LengthSet,
     /// The entry of the empty key (prefix `/`, regexes without a context path).
     root: Entry,
     /// Non-empty prefix and context keys.
@@ -153,11 +161,10 @@ impl PathIndex {
         use std::collections::BTreeMap;
         #[derive(Default)]
         struct CtxAcc {
-            segs: Vec<(u32, Vec<SegMatch>)>,
+            segs: Vec<(u32, Vec<SegMatch>, Option<RegexKey>)>,
             wild: Vec<(u32, String)>,
             by_segment: BTreeMap<Vec<u8>, Vec<(u32, String)>>,
         }
-        let mut exact: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
         let mut prefix: BTreeMap<Vec<u8>, (Vec<u32>, Option<usize>)> = BTreeMap::new();
         let mut ctxs: Vec<CtxAcc> = Vec::new();
         let mut ctx_of = |prefix: &mut BTreeMap<Vec<u8>, (Vec<u32>, Option<usize>)>, ctx: Vec<u8>| {
@@ -169,11 +176,19 @@ impl PathIndex {
         let mut acc_of = Vec::new();
         for (rule, key) in keys {
             match key {
-                PathKey::Exact(k) => exact.entry(k).or_default().push(rule),
+                PathKey::Exact(k) => {
+                    // An all-literal pattern under the root: "/a/b/" → a, b, "".
+                    let segs = k[1..]
+                        .split(|&b| b == b'/')
+                        .map(|s| SegMatch::Lit(s.into()))
+                        .collect();
+                    let ci = ctx_of(&mut prefix, Vec::new());
+                    acc_of.push((ci, rule, Ok((segs, None))));
+                }
                 PathKey::Prefix(k) => prefix.entry(k).or_default().0.push(rule),
-                PathKey::Segments { ctx, segs } => {
+                PathKey::Segments { ctx, segs, regex } => {
                     let ci = ctx_of(&mut prefix, ctx);
-                    acc_of.push((ci, rule, Ok(segs)));
+                    acc_of.push((ci, rule, Ok((segs, Some(regex)))));
                 }
                 PathKey::Regex {
                     ctx,
@@ -187,7 +202,7 @@ impl PathIndex {
         }
         for (ci, rule, what) in acc_of {
             match what {
-                Ok(segs) => ctxs[ci].segs.push((rule, segs)),
+                Ok((segs, regex)) => ctxs[ci].segs.push((rule, segs, regex)),
                 Err((pattern, Some(firsts))) => {
                     for s in firsts {
                         ctxs[ci]
@@ -214,13 +229,26 @@ impl PathIndex {
         };
         let mut trie = TrieBuilder::default();
         let mut contexts = Vec::with_capacity(ctxs.len());
-        for c in ctxs {
+        for mut c in ctxs {
             let root = if c.segs.is_empty() {
                 NONE
             } else {
                 let root = trie.root();
-                for (rule, segs) in &c.segs {
-                    trie.insert(root, segs, *rule);
+                for (rule, segs, regex) in std::mem::take(&mut c.segs) {
+                    if !trie.insert(root, &segs, rule, max_automaton_bytes) {
+                        // A class segment without a small DFA: the automaton tier.
+                        let Some((pattern, firsts)) = regex else {
+                            continue;
+                        };
+                        match firsts {
+                            Some(firsts) => {
+                                for s in firsts {
+                                    c.by_segment.entry(s).or_default().push((rule, pattern.clone()));
+                                }
+                            }
+                            None => c.wild.push((rule, pattern)),
+                        }
+                    }
                 }
                 root
             };
@@ -245,7 +273,6 @@ impl PathIndex {
             pool.extend_from_slice(v);
             (s, pool.len() as u32)
         };
-        let exact: Vec<(Vec<u8>, (u32, u32))> = exact.into_iter().map(|(k, v)| (k, range(&v))).collect();
         let mut root = Entry::default();
         let mut prefixes = Vec::with_capacity(prefix.len());
         for (key, (rules, ctx)) in prefix {
@@ -259,11 +286,8 @@ impl PathIndex {
                 prefixes.push((key, e));
             }
         }
-        let exact_lens = LengthSet::new(exact.iter().map(|(k, _)| k.len()));
         let prefix_lens = LengthSet::new(prefixes.iter().map(|(k, _)| k.len()));
         Ok(PathIndex {
-            exact: BytesTable::from_entries(exact),
-            exact_lens,
             root,
             prefix_end: prefix_lens.end(),
             prefix: BytesTable::from_entries(prefixes),
@@ -276,32 +300,29 @@ impl PathIndex {
         })
     }
 
-    /// Appends the ids of every rule whose path matcher holds for `path` (normalized,
-    /// starting with `/`) to `out`, unordered, possibly with repeats.
+    /// Appends the ids of every rule whose path matcher holds for the path of `hay`
+    /// (normalized, starting with `/`, `hay.start == 0`) to `out`, unordered, possibly
+    /// with repeats.
     #[inline]
-    pub(crate) fn candidates(&self, path: &[u8], scratch: &mut PathScratch, out: &mut Vec<u32>) {
-        if self.exact_lens.contains(path.len()) {
-            if let Some(&r) = self.exact.get(path) {
-                out.extend_from_slice(self.range(r));
-            }
-        }
-        self.visit(&self.root, path, 0, out, scratch);
+    pub(crate) fn candidates(&self, hay: Hay<'_>, scratch: &mut PathScratch, out: &mut Vec<u32>) {
+        self.visit(&self.root, hay, 0, out, scratch);
         if self.prefix_end == 0 {
             return;
         }
         // Prefix and context keys: `path[..i]` where `path[i]` is '/', or the whole path,
         // probed only at lengths some key has.
+        let path = &hay.buf[..hay.len];
         let probe_to = path.len().min(self.prefix_end);
         for (i, &b) in path[..probe_to].iter().enumerate() {
             if b == b'/' && self.prefix_lens.contains(i) {
                 if let Some(e) = self.prefix.get(&path[..i]) {
-                    self.visit(e, path, i, out, scratch);
+                    self.visit(e, hay, i, out, scratch);
                 }
             }
         }
         if self.prefix_lens.contains(path.len()) {
             if let Some(e) = self.prefix.get(path) {
-                self.visit(e, path, path.len(), out, scratch);
+                self.visit(e, hay, path.len(), out, scratch);
             }
         }
     }
@@ -313,22 +334,26 @@ impl PathIndex {
 
     /// Prefix rules and the context's regex tiers of the entry for `path[..at]`.
     #[inline]
-    fn visit(&self, e: &Entry, path: &[u8], at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
+    fn visit(&self, e: &Entry, hay: Hay<'_>, at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
         out.extend_from_slice(self.range(e.prefix));
         if e.ctx == NONE {
             return;
         }
         let ctx = &self.contexts[e.ctx as usize];
-        let stripped: &[u8] = if at == 0 {
-            path
-        } else if at == path.len() {
-            b"/"
+        // The path with the context stripped; the request being the context path
+        // itself is "/".
+        let hay = if at < hay.len {
+            Hay { start: at, ..hay }
         } else {
-            &path[at..]
+            ROOT_HAY
         };
         if ctx.trie != NONE {
-            self.trie.walk(ctx.trie, stripped, out, &mut scratch.stack);
+            self.trie.walk(ctx.trie, hay, out, &mut scratch.stack);
         }
+        if ctx.by_segment.is_empty() && ctx.wild == NONE {
+            return;
+        }
+        let stripped = &hay.buf[hay.start..hay.len];
         if !ctx.by_segment.is_empty() {
             let rest = &stripped[1..];
             let seg = &rest[..rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())];
@@ -345,7 +370,6 @@ impl PathIndex {
     pub(crate) fn heap_bytes(&self) -> usize {
         let parts: usize = self.partitions.iter().map(Partition::heap_bytes).sum();
         parts
-            + self.exact.heap_bytes()
             + self.prefix.heap_bytes()
             + self.trie.heap_bytes()
             + self.pool.len() * 4

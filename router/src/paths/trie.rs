@@ -1,19 +1,72 @@
-//! The segment-trie tier: regexes made of whole path segments, each a literal or a
-//! `[^/]+` / `[^/]*` piece (`/repos/([^/]+)/([^/]+)/events`, the `{param}` routes of
-//! most APIs), matched one segment at a time as matchit does, instead of one byte at a
-//! time through a DFA.
+//! The segment-trie tier: paths and regexes made of whole path segments, matched one
+//! segment at a time as matchit does, instead of one byte at a time through a DFA.
 //!
-//! Every trie node is a path position (a number of segments, under a context path); its
+//! A pattern enters the trie when it splits at its literal `/` bytes into segments that
+//! are each one of ([`SegMatch`]):
+//!
+//! - a **literal** (`repos`; exact paths are all-literal patterns);
+//! - **any segment**: `[^/]+` or `[^/]*` (the `{param}` routes of most APIs);
+//! - a **class**: any regex that cannot match `/` (`v[0-9]+`, `([0-9]+)`, `(a|b)`),
+//!   matched against the whole segment by a small dense DFA shared by every node that
+//!   uses the same regex;
+//! - last, a **rest**: `(.*)`, `.+` or another repetition of a byte class containing `/`,
+//!   matched against everything after the `/` that starts it.
+//!
+//! Every trie node is a path position (a number of segments, under a context path). Its
 //! literal children live in one hash table for the whole router, keyed by (node,
-//! segment bytes), so a step is one hash of the segment and one probe, and the
-//! tables of every context share their cache lines. A node has at most one `[^/]+`
-//! child and one `[^/]*` child. A path can follow several branches at once (a literal
-//! child and a piece child); the walk visits all of them, with an explicit stack in the
+//! segment bytes); a slot holds the parent, the key's length and first 8 bytes, so a
+//! step is one hash of the segment, one probe and, for segments up to 8 bytes, no
+//! further memory. A node has at most one `[^/]+` and one `[^/]*` child, and a list of
+//! class and rest children. A path can follow several branches at once (a literal child
+//! and a class child); the walk visits all of them, with an explicit stack in the
 //! scratch, since every rule that matches is a candidate.
+//!
+//! The walk reads the request through a [`Hay`]: the path in a padded buffer and a
+//! bitmask of its `/` bytes, both made once per request ([`crate::scan`]), so finding
+//! a segment's end is a bit scan and hashing it reads whole words.
 
 use super::NONE;
-use crate::hash::{bytes_eq, finish, hash_words, scan_segment, segment_end};
-use crate::pattern::SegMatch;
+use crate::hash::{bytes_equal, hash_segment, low_bytes, word_at, PAD};
+use crate::pattern::{ByteSet, SegMatch};
+use regex_automata::dfa::{dense, Automaton, StartKind};
+use regex_automata::nfa::thompson;
+use regex_automata::util::primitives::StateID;
+use regex_automata::Anchored;
+use regex_syntax::hir::Hir;
+use std::collections::HashMap;
+
+/// A path as the walk reads it. `buf[start]` is the `/` that starts the (context-
+/// stripped) path, `buf[len]` its end; `buf` extends [`PAD`] bytes past `len` and
+/// `slashes` has bit `i` set when `buf[i]` is `/`, and bit `len` set as a sentinel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hay<'a> {
+    pub buf: &'a [u8],
+    pub slashes: &'a [u64],
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Hay<'_> {
+    /// The first `/` (or the end) at or after `p`, which must be at most `len`.
+    #[inline(always)]
+    pub(crate) fn segment_end(&self, p: usize) -> usize {
+        let mut i = p / 64;
+        let mut w = self.slashes[i] & (u64::MAX << (p % 64));
+        while w == 0 {
+            i += 1;
+            w = self.slashes[i];
+        }
+        i * 64 + w.trailing_zeros() as usize
+    }
+}
+
+/// The path `/` alone: what a rule whose context path is the whole request sees.
+pub(crate) const ROOT_HAY: Hay<'static> = Hay {
+    buf: &[b'/', 0, 0, 0, 0, 0, 0, 0, 0],
+    slashes: &[0b11],
+    start: 0,
+    len: 1,
+};
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -21,15 +74,91 @@ struct Node {
     ends: (u32, u32),
     plus: u32,
     star: u32,
+    /// Class and rest children: a range of `SegmentTrie::pieces`.
+    pieces: (u32, u32),
     /// The node has literal children (else its segment need not be hashed).
     lits: bool,
 }
 
+/// A literal edge, stored in its hash slot. `parent == NONE` marks an empty slot.
 #[derive(Clone, Copy, Debug)]
-struct Edge {
+struct Slot {
+    /// The key's first 8 bytes (fewer zero-padded).
+    first: u64,
     parent: u32,
+    len: u32,
     child: u32,
-    key: (u32, u32),
+    /// Index in `SegmentTrie::words` of the key's words after the first.
+    rest: u32,
+}
+
+const EMPTY: Slot = Slot {
+    first: 0,
+    parent: NONE,
+    len: 0,
+    child: NONE,
+    rest: 0,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Piece {
+    /// Index in `SegmentTrie::classes`.
+    Class(u32),
+    /// Index in `SegmentTrie::rests`.
+    Rest(u32),
+}
+
+/// A class segment's DFA: anchored, run over exactly the segment's bytes.
+#[derive(Clone, Debug)]
+struct ClassDfa {
+    dfa: dense::DFA<Vec<u32>>,
+    start: StateID,
+}
+
+impl ClassDfa {
+    #[inline]
+    fn matches(&self, seg: &[u8]) -> bool {
+        let mut s = self.start;
+        for &b in seg {
+            s = self.dfa.next_state(s, b);
+            if self.dfa.is_special_state(s) && (self.dfa.is_dead_state(s) || self.dfa.is_quit_state(s)) {
+                return false;
+            }
+        }
+        self.dfa.is_match_state(self.dfa.next_eoi_state(s))
+    }
+}
+
+/// A rest piece: every byte of the rest in `set`, and at least one when `nonempty`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Rest {
+    set: ByteSet,
+    nonempty: bool,
+}
+
+impl Rest {
+    /// Whether `hay.buf[from..hay.len]` matches.
+    #[inline]
+    fn matches(&self, hay: &Hay<'_>, from: usize) -> bool {
+        if self.nonempty && from == hay.len {
+            return false;
+        }
+        if self.set.is_full() {
+            return true;
+        }
+        if self.set.is_all_but(b'\n') {
+            let mut at = from;
+            while at < hay.len {
+                let w = low_bytes(word_at(hay.buf, at), (hay.len - at).min(8));
+                if bytes_equal(w, b'\n') != 0 {
+                    return false;
+                }
+                at += 8;
+            }
+            return true;
+        }
+        hay.buf[from..hay.len].iter().all(|&b| self.set.contains(b))
+    }
 }
 
 /// Every context's segment trie, in shared arrays.
@@ -37,19 +166,32 @@ struct Edge {
 pub(super) struct SegmentTrie {
     nodes: Vec<Node>,
     ends: Vec<u32>,
-    /// `(finished hash as u32, edge index + 1)`; 0 = empty.
-    slots: Box<[(u32, u32)]>,
+    pieces: Vec<(Piece, u32)>,
+    classes: Vec<ClassDfa>,
+    rests: Vec<Rest>,
+    slots: Box<[Slot]>,
     mask: usize,
-    edges: Vec<Edge>,
-    keys: Vec<u8>,
+    words: Vec<u64>,
+}
+
+#[derive(Default)]
+struct BuildNode {
+    plus: u32,
+    star: u32,
+    ends: Vec<u32>,
+    pieces: Vec<(Piece, u32)>,
 }
 
 /// Builds a [`SegmentTrie`].
 #[derive(Default)]
 pub(super) struct TrieBuilder {
-    /// (plus, star, ends) per node.
-    nodes: Vec<(u32, u32, Vec<u32>)>,
-    children: std::collections::HashMap<(u32, Box<[u8]>), u32>,
+    nodes: Vec<BuildNode>,
+    children: HashMap<(u32, Box<[u8]>), u32>,
+    classes: Vec<ClassDfa>,
+    /// Class regex (as printed) → index in `classes`, or `None` when it has no DFA
+    /// within the size limit.
+    class_ids: HashMap<String, Option<u32>>,
+    rests: Vec<Rest>,
 }
 
 #[inline(always)]
@@ -59,53 +201,146 @@ fn seed(node: u32) -> u64 {
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// `key` padded for [`hash_segment`].
+fn padded(key: &[u8]) -> Vec<u8> {
+    let mut v = key.to_vec();
+    v.resize(key.len() + PAD, 0);
+    v
+}
+
+fn class_dfa(hir: &Hir, max_bytes: usize) -> Option<ClassDfa> {
+    let nfa = thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .which_captures(thompson::WhichCaptures::None)
+                .nfa_size_limit(Some(max_bytes)),
+        )
+        .build_from_hir(hir)
+        .ok()?;
+    let dfa = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .dfa_size_limit(Some(max_bytes))
+                .determinize_size_limit(Some(max_bytes)),
+        )
+        .build_from_nfa(&nfa)
+        .ok()?;
+    // Class regexes have no look-around, so the start state is universal.
+    let start = dfa.universal_start_state(Anchored::Yes)?;
+    Some(ClassDfa { dfa, start })
+}
+
 impl TrieBuilder {
-    /// A new root (one per context path).
-    pub(super) fn root(&mut self) -> u32 {
-        self.nodes.push((NONE, NONE, Vec::new()));
+    fn node(&mut self) -> u32 {
+        self.nodes.push(BuildNode {
+            plus: NONE,
+            star: NONE,
+            ..Default::default()
+        });
         self.nodes.len() as u32 - 1
     }
 
-    pub(super) fn insert(&mut self, root: u32, segs: &[SegMatch], rule: u32) {
+    /// A new root (one per context path).
+    pub(super) fn root(&mut self) -> u32 {
+        self.node()
+    }
+
+    /// Adds `rule` with pattern `segs` under `root`. Returns false, adding nothing, when
+    /// a class segment has no DFA within `max_dfa_bytes` (the rule then goes to the
+    /// automaton tier).
+    pub(super) fn insert(&mut self, root: u32, segs: &[SegMatch], rule: u32, max_dfa_bytes: usize) -> bool {
+        let mut pieces = Vec::new();
+        for seg in segs {
+            match seg {
+                SegMatch::Class(hir) => {
+                    let key = hir.to_string();
+                    let id = match self.class_ids.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let id = class_dfa(hir, max_dfa_bytes).map(|d| {
+                                self.classes.push(d);
+                                self.classes.len() as u32 - 1
+                            });
+                            self.class_ids.insert(key, id);
+                            id
+                        }
+                    };
+                    match id {
+                        Some(id) => pieces.push(Piece::Class(id)),
+                        None => return false,
+                    }
+                }
+                SegMatch::Rest { set, nonempty } => {
+                    let r = Rest {
+                        set: set.clone(),
+                        nonempty: *nonempty,
+                    };
+                    let id = match self.rests.iter().position(|x| *x == r) {
+                        Some(i) => i,
+                        None => {
+                            self.rests.push(r);
+                            self.rests.len() - 1
+                        }
+                    };
+                    pieces.push(Piece::Rest(id as u32));
+                }
+                SegMatch::Lit(_) | SegMatch::Any { .. } => {}
+            }
+        }
+        let mut pieces = pieces.into_iter();
         let mut node = root;
         for seg in segs {
-            let next = match seg {
+            let n = node as usize;
+            let existing = match seg {
                 SegMatch::Lit(l) => self.children.get(&(node, l.clone())).copied(),
-                SegMatch::Any { nonempty: true } => Some(self.nodes[node as usize].0),
-                SegMatch::Any { nonempty: false } => Some(self.nodes[node as usize].1),
+                SegMatch::Any { nonempty: true } => Some(self.nodes[n].plus),
+                SegMatch::Any { nonempty: false } => Some(self.nodes[n].star),
+                SegMatch::Class(_) | SegMatch::Rest { .. } => {
+                    let p = pieces.next().unwrap_or(Piece::Rest(0));
+                    let found = self.nodes[n].pieces.iter().find(|(q, _)| *q == p).map(|x| x.1);
+                    Some(found.unwrap_or_else(|| {
+                        let c = self.node();
+                        self.nodes[n].pieces.push((p, c));
+                        c
+                    }))
+                }
             }
-            .filter(|&n| n != NONE);
-            node = match next {
-                Some(n) => n,
+            .filter(|&c| c != NONE);
+            node = match existing {
+                Some(c) => c,
                 None => {
-                    self.nodes.push((NONE, NONE, Vec::new()));
-                    let n = self.nodes.len() as u32 - 1;
+                    let c = self.node();
                     match seg {
                         SegMatch::Lit(l) => {
-                            self.children.insert((node, l.clone()), n);
+                            self.children.insert((node, l.clone()), c);
                         }
-                        SegMatch::Any { nonempty: true } => self.nodes[node as usize].0 = n,
-                        SegMatch::Any { nonempty: false } => self.nodes[node as usize].1 = n,
+                        SegMatch::Any { nonempty: true } => self.nodes[n].plus = c,
+                        _ => self.nodes[n].star = c,
                     }
-                    n
+                    c
                 }
             };
         }
-        self.nodes[node as usize].2.push(rule);
+        self.nodes[node as usize].ends.push(rule);
+        true
     }
 
     pub(super) fn finish(self) -> SegmentTrie {
         let mut ends = Vec::new();
+        let mut pieces = Vec::new();
         let mut nodes: Vec<Node> = self
             .nodes
             .into_iter()
-            .map(|(plus, star, rules)| {
-                let s = ends.len() as u32;
-                ends.extend(rules);
+            .map(|b| {
+                let (s, p) = (ends.len() as u32, pieces.len() as u32);
+                ends.extend(b.ends);
+                pieces.extend(b.pieces);
                 Node {
                     ends: (s, ends.len() as u32),
-                    plus,
-                    star,
+                    plus: b.plus,
+                    star: b.star,
+                    pieces: (p, pieces.len() as u32),
                     lits: false,
                 }
             })
@@ -116,85 +351,119 @@ impl TrieBuilder {
         let mut children: Vec<_> = self.children.into_iter().collect();
         children.sort_unstable();
         let cap = (children.len() * 2).next_power_of_two().max(8);
-        let mut slots = vec![(0u32, 0u32); cap].into_boxed_slice();
-        let mut edges = Vec::with_capacity(children.len());
-        let mut keys = Vec::new();
+        let mut slots = vec![EMPTY; cap].into_boxed_slice();
+        let mut words = Vec::new();
         for ((parent, key), child) in children {
-            let h = finish(hash_words(seed(parent), &key));
-            let mut i = (h as usize) & (cap - 1);
-            while slots[i].1 != 0 {
+            let buf = padded(&key);
+            let (h, first) = hash_segment(seed(parent), &buf, 0, key.len());
+            let mut i = (finish32(h) as usize) & (cap - 1);
+            while slots[i].parent != NONE {
                 i = (i + 1) & (cap - 1);
             }
-            let k = keys.len() as u32;
-            keys.extend_from_slice(&key);
-            edges.push(Edge {
+            let rest = words.len() as u32;
+            let mut at = 8;
+            while at < key.len() {
+                words.push(low_bytes(word_at(&buf, at), (key.len() - at).min(8)));
+                at += 8;
+            }
+            slots[i] = Slot {
+                first,
                 parent,
+                len: key.len() as u32,
                 child,
-                key: (k, keys.len() as u32),
-            });
-            slots[i] = (h as u32, edges.len() as u32);
+                rest,
+            };
         }
         SegmentTrie {
             nodes,
             ends,
+            pieces,
+            classes: self.classes,
+            rests: self.rests,
             slots,
             mask: cap - 1,
-            edges,
-            keys,
+            words,
         }
     }
 }
 
+/// The bucket bits of a segment hash.
+#[inline(always)]
+fn finish32(h: u64) -> u64 {
+    h ^ (h >> 31)
+}
+
 impl SegmentTrie {
-    /// The literal child of `node` for segment `seg`, whose unfinished hash from
-    /// `seed(node)` is `raw`.
+    /// The literal child of `node` for the segment `hay.buf[start..end]`.
     #[inline]
-    fn child(&self, node: u32, seg: &[u8], raw: u64) -> u32 {
-        let h = finish(raw);
-        let mut i = (h as usize) & self.mask;
+    fn child(&self, node: u32, hay: &Hay<'_>, start: usize, end: usize) -> u32 {
+        let (h, first) = hash_segment(seed(node), hay.buf, start, end);
+        let len = (end - start) as u32;
+        let mut i = (finish32(h) as usize) & self.mask;
         loop {
-            let (sh, idx) = self.slots[i];
-            if idx == 0 {
-                return NONE;
+            let s = &self.slots[i];
+            if s.parent == node
+                && s.len == len
+                && s.first == first
+                && (len <= 8 || self.rest_eq(s, hay, start))
+            {
+                return s.child;
             }
-            if sh == h as u32 {
-                let e = &self.edges[idx as usize - 1];
-                if e.parent == node && bytes_eq(&self.keys[e.key.0 as usize..e.key.1 as usize], seg) {
-                    return e.child;
-                }
+            if s.parent == NONE {
+                return NONE;
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Appends the rules of every pattern under `root` that matches `hay` (a path
-    /// starting with `/`) as a whole. `stack` is scratch.
-    pub(super) fn walk(&self, root: u32, hay: &[u8], out: &mut Vec<u32>, stack: &mut Vec<(u32, u32)>) {
+    /// Whether the key of `s` (longer than 8 bytes) equals the segment at `start`
+    /// past their first words.
+    fn rest_eq(&self, s: &Slot, hay: &Hay<'_>, start: usize) -> bool {
+        let len = s.len as usize;
+        let mut at = 8;
+        let mut k = s.rest as usize;
+        while at < len {
+            if self.words[k] != low_bytes(word_at(hay.buf, start + at), (len - at).min(8)) {
+                return false;
+            }
+            at += 8;
+            k += 1;
+        }
+        true
+    }
+
+    #[inline]
+    fn emit(&self, node: u32, out: &mut Vec<u32>) {
+        let (s, e) = self.nodes[node as usize].ends;
+        out.extend_from_slice(&self.ends[s as usize..e as usize]);
+    }
+
+    /// Appends the rules of every pattern under `root` that matches the path of `hay`
+    /// as a whole. `stack` is scratch.
+    pub(super) fn walk(&self, root: u32, hay: Hay<'_>, out: &mut Vec<u32>, stack: &mut Vec<(u32, u32)>) {
         stack.clear();
         // (node, index of the '/' that starts the node's next segment)
-        let (mut node, mut at) = (root, 0usize);
+        let (mut node, mut at) = (root, hay.start);
         loop {
             let start = at + 1;
             let n = self.nodes[node as usize];
-            let (end, lit) = if n.lits {
-                let (end, raw) = scan_segment(hay, start, seed(node));
-                (end, self.child(node, &hay[start..end], raw))
+            let end = hay.segment_end(start);
+            let lit = if n.lits {
+                self.child(node, &hay, start, end)
             } else {
-                (segment_end(hay, start), NONE)
+                NONE
             };
             let plus = if end > start { n.plus } else { NONE };
-            let star = n.star;
             let mut next = NONE;
-            if end == hay.len() {
-                for c in [lit, plus, star] {
+            if end == hay.len {
+                for c in [lit, plus, n.star] {
                     if c != NONE {
-                        let (s, e) = self.nodes[c as usize].ends;
-                        out.extend_from_slice(&self.ends[s as usize..e as usize]);
+                        self.emit(c, out);
                     }
                 }
             } else {
                 next = lit;
-                for c in [plus, star] {
+                for c in [plus, n.star] {
                     if c == NONE {
                     } else if next == NONE {
                         next = c;
@@ -202,6 +471,9 @@ impl SegmentTrie {
                         stack.push((c, end as u32));
                     }
                 }
+            }
+            if n.pieces.0 != n.pieces.1 {
+                self.pieces(n, &hay, start, end, &mut next, out, stack);
             }
             if next != NONE {
                 (node, at) = (next, end);
@@ -213,11 +485,46 @@ impl SegmentTrie {
         }
     }
 
+    /// The class and rest children of `n` for the segment `start..end`: rests and
+    /// (at the last segment) classes emit their rules, other classes are followed.
+    #[allow(clippy::too_many_arguments)]
+    fn pieces(
+        &self,
+        n: Node,
+        hay: &Hay<'_>,
+        start: usize,
+        end: usize,
+        next: &mut u32,
+        out: &mut Vec<u32>,
+        stack: &mut Vec<(u32, u32)>,
+    ) {
+        for &(p, c) in &self.pieces[n.pieces.0 as usize..n.pieces.1 as usize] {
+            match p {
+                Piece::Class(d) => {
+                    if !self.classes[d as usize].matches(&hay.buf[start..end]) {
+                    } else if end == hay.len {
+                        self.emit(c, out);
+                    } else if *next == NONE {
+                        *next = c;
+                    } else {
+                        stack.push((c, end as u32));
+                    }
+                }
+                Piece::Rest(r) => {
+                    if self.rests[r as usize].matches(hay, start) {
+                        self.emit(c, out);
+                    }
+                }
+            }
+        }
+    }
+
     pub(super) fn heap_bytes(&self) -> usize {
         self.nodes.len() * std::mem::size_of::<Node>()
             + self.ends.len() * 4
-            + self.slots.len() * 8
-            + self.edges.len() * std::mem::size_of::<Edge>()
-            + self.keys.len()
+            + self.pieces.len() * std::mem::size_of::<(Piece, u32)>()
+            + self.classes.iter().map(|c| c.dfa.memory_usage()).sum::<usize>()
+            + self.slots.len() * std::mem::size_of::<Slot>()
+            + self.words.len() * 8
     }
 }
