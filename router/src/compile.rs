@@ -289,6 +289,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             BuildError::new(rule, ErrorSite::Path { offset: None }, e.message).size_limit()
         })?;
     Ok(CompiledRouter {
+        hot: rules.iter().map(Rule::hot).collect(),
         rules: rules.into(),
         index,
         slots: slot_table,

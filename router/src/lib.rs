@@ -97,7 +97,7 @@ pub use template::Origin;
 
 use predicate::{SlotTable, SlotValues};
 use regex_automata::util::primitives::NonMaxUsize;
-use rule::{Rule, UNSET};
+use rule::{Hot, Rule, ANY_METHOD, UNSET};
 
 /// A rule's position in [`RouterSpec::rules`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,6 +173,8 @@ impl MatchScratch {
 /// The compiled, immutable router. Clone it into every shard.
 #[derive(Clone, Debug)]
 pub struct CompiledRouter {
+    /// What the match loop reads of each rule, by rule id.
+    hot: Box<[Hot]>,
     rules: Box<[Rule]>,
     index: paths::PathIndex,
     slots: SlotTable,
@@ -213,6 +215,8 @@ impl CompiledRouter {
     {
         self.prepare(req, s)?;
         let mut headers = Some(headers);
+        let env = 1u64 << (req.env.0 & 63);
+        let mut method = None;
         let mut prev = u32::MAX;
         for i in 0..s.candidates.len() {
             let c = s.candidates[i];
@@ -220,8 +224,16 @@ impl CompiledRouter {
                 continue;
             }
             prev = c;
-            let rule = &self.rules[c as usize];
-            if self.first_failure(rule, req, &mut headers, s, false).is_none() && self.capture(rule, s) {
+            let h = self.hot[c as usize];
+            let holds = if h.slow {
+                self.first_failure(&self.rules[c as usize], req, &mut headers, s, false)
+                    .is_none()
+            } else {
+                h.env_mask & env != 0
+                    && (h.methods == ANY_METHOD
+                        || h.methods & *method.get_or_insert_with(|| rule::method_bit(req.method)) != 0)
+            };
+            if holds && self.capture(&self.rules[c as usize], s) {
                 return Ok(Some(RouteId(c)));
             }
         }
@@ -245,6 +257,7 @@ impl CompiledRouter {
     /// The first matcher of `rule` (after its path) that fails, or `None`. A failed
     /// predicate is described only when `describe` is set (explain): describing
     /// allocates, and matching must not.
+    #[inline(never)]
     fn first_failure<'h, H>(
         &self,
         rule: &Rule,
@@ -289,6 +302,7 @@ impl CompiledRouter {
     }
 
     /// Reads the winner's captures into the scratch.
+    #[inline(never)]
     fn capture(&self, rule: &Rule, s: &mut MatchScratch) -> bool {
         // The request is the context path itself: the rule sees "/", which is kept
         // past the path so that captures can point into it.

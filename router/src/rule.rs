@@ -107,6 +107,20 @@ pub(crate) enum CaptureKind {
     },
 }
 
+/// What the match loop reads of every candidate: a small copy of the rule's
+/// environment and method matchers, and whether anything else must be checked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hot {
+    pub env_mask: u64,
+    /// The standard methods accepted ([`ANY_METHOD`] when the rule names none).
+    pub methods: u16,
+    /// The rule has hosts, predicates or extension methods: run the full check.
+    pub slow: bool,
+}
+
+/// [`Hot::methods`] of a rule that accepts every method.
+pub(crate) const ANY_METHOD: u16 = u16::MAX;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
     pub name: Box<str>,
@@ -121,6 +135,20 @@ pub(crate) struct Rule {
     pub capture: CaptureKind,
     pub predicates: Box<[Predicate]>,
     pub target: Option<Template>,
+}
+
+impl Rule {
+    pub(crate) fn hot(&self) -> Hot {
+        Hot {
+            env_mask: self.env_mask,
+            methods: if self.methods.any {
+                ANY_METHOD
+            } else {
+                self.methods.mask
+            },
+            slow: !self.hosts.is_empty() || !self.predicates.is_empty() || !self.methods.other.is_empty(),
+        }
+    }
 }
 
 /// A capture span (start, end) into the scratch path; `UNSET` when the group did not
@@ -168,18 +196,21 @@ impl Rule {
                     }
                     return true;
                 }
-                // `at`: the '/' that starts segment `k`.
-                let (mut at, mut k) = (base, 0);
+                // `at`: the '/' that starts segment `k`; `next`: the one after it (or
+                // the end), which starts segment `k + 1`.
+                let mut slashes = hay.slashes_from(base);
+                let mut at = slashes.next_slash();
+                let mut next = slashes.next_slash();
+                let mut k = 0;
                 for &(seg, g) in segs.iter() {
                     while k < seg {
-                        at = hay.segment_end(at + 1);
+                        at = next;
+                        if seg != *rest || k + 1 < seg {
+                            next = slashes.next_slash();
+                        }
                         k += 1;
                     }
-                    let end = if seg == *rest {
-                        hay.len
-                    } else {
-                        hay.segment_end(at + 1)
-                    };
+                    let end = if seg == *rest { hay.len } else { next };
                     caps[g as usize] = ((at + 1) as u32, end as u32);
                 }
                 true

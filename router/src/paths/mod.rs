@@ -335,7 +335,9 @@ impl PathIndex {
     /// Prefix rules and the context's regex tiers of the entry for `path[..at]`.
     #[inline]
     fn visit(&self, e: &Entry, hay: Hay<'_>, at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
-        out.extend_from_slice(self.range(e.prefix));
+        if e.prefix.0 != e.prefix.1 {
+            out.extend_from_slice(self.range(e.prefix));
+        }
         if e.ctx == NONE {
             return;
         }

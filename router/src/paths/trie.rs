@@ -46,6 +46,41 @@ pub(crate) struct Hay<'a> {
     pub len: usize,
 }
 
+/// The `/` positions of a [`Hay`] from some point on, in order, then its end (the
+/// sentinel): one bit scan each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slashes<'a> {
+    words: &'a [u64],
+    i: usize,
+    w: u64,
+}
+
+impl Slashes<'_> {
+    /// The next `/` (or the end). Not to be called past the end.
+    #[inline(always)]
+    pub(crate) fn next_slash(&mut self) -> usize {
+        while self.w == 0 {
+            self.i += 1;
+            self.w = self.words[self.i];
+        }
+        let p = self.i * 64 + self.w.trailing_zeros() as usize;
+        self.w &= self.w - 1;
+        p
+    }
+}
+
+impl<'a> Hay<'a> {
+    /// The `/` bytes at or after `p` (at most `len`), then the end.
+    #[inline(always)]
+    pub(crate) fn slashes_from(&self, p: usize) -> Slashes<'a> {
+        Slashes {
+            words: self.slashes,
+            i: p / 64,
+            w: self.slashes[p / 64] & (u64::MAX << (p % 64)),
+        }
+    }
+}
+
 impl Hay<'_> {
     /// The first `/` (or the end) at or after `p`, which must be at most `len`.
     #[inline(always)]
@@ -435,7 +470,11 @@ impl SegmentTrie {
     #[inline]
     fn emit(&self, node: u32, out: &mut Vec<u32>) {
         let (s, e) = self.nodes[node as usize].ends;
-        out.extend_from_slice(&self.ends[s as usize..e as usize]);
+        if e == s + 1 {
+            out.push(self.ends[s as usize]);
+        } else if e != s {
+            out.extend_from_slice(&self.ends[s as usize..e as usize]);
+        }
     }
 
     /// Appends the rules of every pattern under `root` that matches the path of `hay`
@@ -446,7 +485,7 @@ impl SegmentTrie {
         let (mut node, mut at) = (root, hay.start);
         loop {
             let start = at + 1;
-            let n = self.nodes[node as usize];
+            let n = &self.nodes[node as usize];
             let end = hay.segment_end(start);
             let lit = if n.lits {
                 self.child(node, &hay, start, end)
@@ -488,9 +527,10 @@ impl SegmentTrie {
     /// The class and rest children of `n` for the segment `start..end`: rests and
     /// (at the last segment) classes emit their rules, other classes are followed.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn pieces(
         &self,
-        n: Node,
+        n: &Node,
         hay: &Hay<'_>,
         start: usize,
         end: usize,
