@@ -100,7 +100,8 @@ pub struct ShardStats {
     pub version: Counter,
     /// Access log writes (or opens) that failed; their lines are lost.
     pub access_log_errors: Counter,
-    routes: Mutex<HashMap<(String, String), Arc<Histogram>>>,
+    /// group → route → histogram. Two levels so lookups borrow their keys.
+    routes: Mutex<HashMap<String, HashMap<String, Arc<Histogram>>>>,
     upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
 }
 
@@ -109,13 +110,24 @@ impl ShardStats {
         self.version.set(v);
     }
 
-    /// The histogram of route `group/name` (created on first use).
-    pub fn route(&self, group: &str, name: &str) -> Arc<Histogram> {
+    /// The histograms of the routes `(group, name)`, in order, created on first use.
+    /// Called by a shard when it installs a snapshot: one lock for all routes, and no
+    /// allocation for routes that already have one.
+    pub fn routes<'a>(&self, names: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Arc<Histogram>> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes
-            .entry((group.to_string(), name.to_string()))
-            .or_default()
-            .clone()
+        names
+            .map(|(group, name)| {
+                if let Some(h) = routes.get(group).and_then(|g| g.get(name)) {
+                    return h.clone();
+                }
+                routes
+                    .entry(group.to_string())
+                    .or_default()
+                    .entry(name.to_string())
+                    .or_default()
+                    .clone()
+            })
+            .collect()
     }
 
     /// The counters of upstream `addr` (created on first use).
@@ -124,10 +136,18 @@ impl ShardStats {
         ups.entry(addr.to_string()).or_default().clone()
     }
 
-    /// Visits every route histogram.
+    /// Visits every route histogram. The registry is copied (names and handles) under
+    /// its lock and visited after, so a scrape never holds up a shard installing a
+    /// snapshot.
     pub fn for_each_route(&self, mut f: impl FnMut(&str, &str, &Histogram)) {
-        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        for ((g, r), h) in routes.iter() {
+        let copy: Vec<(String, String, Arc<Histogram>)> = {
+            let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes
+                .iter()
+                .flat_map(|(g, rs)| rs.iter().map(move |(r, h)| (g.clone(), r.clone(), h.clone())))
+                .collect()
+        };
+        for (g, r, h) in &copy {
             f(g, r, h);
         }
     }

@@ -120,12 +120,12 @@ impl ShardView {
     pub fn new(snap: Arc<Snapshot>, seed: u64, stats: &ShardStats) -> ShardView {
         let router = snap.router().clone();
         let balancer = crate::balance::Balancer::new(&snap, seed);
-        let route_stats = snap
-            .config
-            .routes
-            .iter()
-            .map(|r| stats.route(&r.group, &r.name))
-            .collect();
+        let route_stats = stats.routes(
+            snap.config
+                .routes
+                .iter()
+                .map(|r| (r.group.as_str(), r.name.as_str())),
+        );
         let upstream_stats = snap
             .upstreams
             .iter()
