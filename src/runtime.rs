@@ -287,7 +287,7 @@ async fn shard_main(
     shard.stats.set_version(shard.view().snap.version);
     // One stop channel per listen address (closing the sender stops its accept loop)
     // and one for the shard's other tasks.
-    let mut stops: HashMap<SocketAddr, async_channel::Sender<()>> = HashMap::new();
+    let mut stops: HashMap<SocketAddr, AcceptLoop> = HashMap::new();
     let (tasks_stop, tasks_stopped) = async_channel::bounded::<()>(1);
     for (addr, l) in listeners {
         if let Err(e) = listen(&shard, &mut stops, addr, l) {
@@ -312,7 +312,14 @@ async fn shard_main(
             Control::ReopenLog => shard.access_log.borrow_mut().reopen(),
             Control::Drain(deadline) => {
                 shard.draining.set(true);
-                stops.clear();
+                // Stop every accept loop and wait until each has finished: a loop
+                // whose cancelled accept still took a connection has spawned its
+                // task (counted in flight) by then, so nothing accepted is dropped.
+                let loops: Vec<AcceptLoop> = stops.drain().map(|(_, l)| l).collect();
+                for l in loops {
+                    drop(l.stop);
+                    l.done.await;
+                }
                 drop(tasks_stop);
                 while shard.in_flight.get() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(5)).await;
@@ -324,17 +331,23 @@ async fn shard_main(
     }
 }
 
+/// A running accept loop: dropping `stop` ends it; `done` completes when it has.
+struct AcceptLoop {
+    stop: async_channel::Sender<()>,
+    done: monoio::task::JoinHandle<()>,
+}
+
 /// Starts an accept loop for `l`, stopped by dropping its entry in `stops`.
 fn listen(
     shard: &Rc<Shard>,
-    stops: &mut HashMap<SocketAddr, async_channel::Sender<()>>,
+    stops: &mut HashMap<SocketAddr, AcceptLoop>,
     addr: SocketAddr,
     l: std::net::TcpListener,
 ) -> std::io::Result<()> {
     let l = monoio::net::TcpListener::from_std(l)?;
-    let (tx, rx) = async_channel::bounded::<()>(1);
-    stops.insert(addr, tx);
-    monoio::spawn(accept_loop(shard.clone(), l, rx));
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let done = monoio::spawn(accept_loop(shard.clone(), l, stopped));
+    stops.insert(addr, AcceptLoop { stop, done });
     Ok(())
 }
 

@@ -148,7 +148,7 @@ fn mock_config(body: &str) -> String {
 
 fn get_body(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").ok()?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).ok()?;
