@@ -60,6 +60,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    /// The shards' counters, in shard order.
+    pub fn shard_stats(&self) -> &[Arc<ShardStats>] {
+        &self.shards
+    }
+
     /// The state at startup: `snap` is being served by the shards with these counters.
     pub fn new(snap: Arc<Snapshot>, shards: Vec<Arc<ShardStats>>) -> AdminState {
         AdminState {

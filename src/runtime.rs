@@ -15,7 +15,7 @@ use crate::admin::AdminState;
 use crate::config::{self, Config};
 use crate::metrics::ShardStats;
 use crate::shard::{Shard, ShardId};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PreparedView, Snapshot};
 use crate::watch::ConfigWatcher;
 use monoio::io::Canceller;
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub enum Control {
     /// Switch to this snapshot between requests.
-    Install(Arc<Snapshot>),
+    Install(Box<PreparedView>),
     /// Stop accepting, finish in-flight requests until the deadline, then stop.
     Drain(Instant),
     /// Start accepting on this (already bound) listener for `addr`.
@@ -300,7 +300,7 @@ async fn shard_main(
     drop(ready);
     while let Ok(msg) = rx.recv().await {
         match msg {
-            Control::Install(snap) => shard.install(snap),
+            Control::Install(prepared) => shard.install(*prepared),
             Control::Listen(addr, l) => {
                 if let Err(e) = listen(&shard, &mut stops, addr, l) {
                     log(format_args!("shard {}: cannot listen on {addr}: {e}", shard.id.0));
@@ -486,8 +486,11 @@ fn control_loop(
                 if apply_listeners(&next, &mut listening, &controls) {
                     snap = next;
                     admin.reload_succeeded(snap.clone());
-                    for c in &controls {
-                        let _ = c.try_send(Control::Install(snap.clone()));
+                    // Each shard's router clone and counters are made here, off
+                    // the shards, so installing costs them nothing per rule.
+                    for (c, stats) in controls.iter().zip(admin.shard_stats()) {
+                        let prepared = PreparedView::new(snap.clone(), stats);
+                        let _ = c.try_send(Control::Install(Box::new(prepared)));
                     }
                 } else {
                     admin.reload_failed(format!(

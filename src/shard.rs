@@ -8,7 +8,7 @@ use crate::access_log::AccessLog;
 use crate::http::HeadScratch;
 use crate::metrics::ShardStats;
 use crate::pool::ConnPool;
-use crate::snapshot::{ShardView, Snapshot};
+use crate::snapshot::{PreparedView, ShardView, Snapshot};
 use ringway_router::MatchScratch;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -49,7 +49,7 @@ const MAX_POOLED_SMALL: usize = 256;
 
 impl Shard {
     pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
-        let view = ShardView::new(snap, id.0 as u64 + 1, &stats);
+        let view = ShardView::new(PreparedView::new(snap, &stats), id.0 as u64 + 1);
         let access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
         Shard {
             id,
@@ -74,9 +74,10 @@ impl Shard {
         self.view.borrow().clone()
     }
 
-    /// Switches to a new snapshot; requests in flight finish on the old one.
-    pub fn install(&self, snap: Arc<Snapshot>) {
-        let view = ShardView::new(snap, self.id.0 as u64 + self.seq.get(), &self.stats);
+    /// Switches to a new snapshot, prepared off this thread; requests in flight
+    /// finish on the old one.
+    pub fn install(&self, prepared: PreparedView) {
+        let view = ShardView::new(prepared, self.id.0 as u64 + self.seq.get());
         self.stats.set_version(view.snap.version);
         self.access_log
             .borrow_mut()

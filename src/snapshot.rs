@@ -116,10 +116,21 @@ pub struct ShardView {
     pub upstream_stats: Vec<Arc<UpstreamStats>>,
 }
 
-impl ShardView {
-    pub fn new(snap: Arc<Snapshot>, seed: u64, stats: &ShardStats) -> ShardView {
+/// What a shard needs to switch to a snapshot, prepared off the shard (by the control
+/// thread on reload): the shard's own router clone and its per-route and per-upstream
+/// counters. Installing it is then a few pointer moves between two requests, however
+/// many rules the snapshot has.
+#[derive(Debug)]
+pub struct PreparedView {
+    pub snap: Arc<Snapshot>,
+    pub router: CompiledRouter,
+    pub route_stats: Vec<Arc<Histogram>>,
+    pub upstream_stats: Vec<Arc<UpstreamStats>>,
+}
+
+impl PreparedView {
+    pub fn new(snap: Arc<Snapshot>, stats: &ShardStats) -> PreparedView {
         let router = snap.router().clone();
-        let balancer = crate::balance::Balancer::new(&snap, seed);
         let route_stats = stats.routes(
             snap.config
                 .routes
@@ -131,12 +142,24 @@ impl ShardView {
             .iter()
             .map(|u| stats.upstream(&u.addr.to_string()))
             .collect();
-        ShardView {
+        PreparedView {
             snap,
             router,
-            balancer,
             route_stats,
             upstream_stats,
+        }
+    }
+}
+
+impl ShardView {
+    pub fn new(p: PreparedView, seed: u64) -> ShardView {
+        let balancer = crate::balance::Balancer::new(&p.snap, seed);
+        ShardView {
+            snap: p.snap,
+            router: p.router,
+            balancer,
+            route_stats: p.route_stats,
+            upstream_stats: p.upstream_stats,
         }
     }
 }
