@@ -401,6 +401,7 @@ async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
             _ = monoio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.recv() => return,
         }
+        shard.release_retired();
         let view = shard.view();
         let idle = view.snap.config.upstream.idle_timeout;
         let alive = |k: &crate::pool::PoolKey| view.snap.upstreams.iter().any(|u| u.addr == k.addr);
@@ -429,6 +430,8 @@ fn control_loop(
         .copied()
         .zip(bound_addrs())
         .collect();
+    let (graveyard, buried) = std::sync::mpsc::channel::<Box<dyn Send>>();
+    let _ = GRAVEYARD.set(graveyard);
     let mut draining = false;
     let mut reload_at: Option<Instant> = None;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -500,7 +503,21 @@ fn control_loop(
                 }
             }
         }
+        while let Ok(garbage) = buried.try_recv() {
+            drop(garbage);
+        }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Where shards send what is expensive to free (old snapshot views); the control
+/// thread drops it.
+static GRAVEYARD: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn Send>>> = std::sync::OnceLock::new();
+
+/// Frees `garbage` on the control thread (or here, when there is none).
+pub fn retire(garbage: Box<dyn Send>) {
+    if let Some(g) = GRAVEYARD.get() {
+        let _ = g.send(garbage);
     }
 }
 
