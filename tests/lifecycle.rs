@@ -5,26 +5,14 @@
 
 mod common;
 
-use common::{Backend, Client, Reply};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{Backend, Client, Gateway, Reply};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A ringway process whose config file, signals and output the test controls.
-struct Proc {
-    child: Child,
-    file: PathBuf,
-    dir: PathBuf,
-    addr: SocketAddr,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -38,99 +26,11 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-impl Proc {
-    /// Starts ringway on `file` (already written) and waits for its first listener.
-    fn start_file(dir: PathBuf, file: PathBuf) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .args(["run", "-c"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringway");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut p = Proc {
-            child,
-            file,
-            dir,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            lines,
-            stderr,
-        };
-        p.addr = p.next_listening(Duration::from_secs(10));
-        p
-    }
-
-    fn start(config: &str) -> Proc {
-        let dir = temp_dir("cfg");
-        let file = dir.join("ringway.toml");
-        std::fs::write(&file, config).expect("write config");
-        Proc::start_file(dir, file)
-    }
-
-    /// The next `ringway listening on ADDR` line.
-    fn next_listening(&self, within: Duration) -> SocketAddr {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(a) = l.strip_prefix("ringway listening on ") {
-                        return a.trim().parse().expect("address");
-                    }
-                }
-                Err(_) => panic!("no listening line within {within:?}; stderr:\n{}", self.stderr()),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
-    }
-
-    /// Waits for the process to exit; its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The address of the next `ringway listening on ADDR` line.
+fn next_listening(gw: &Gateway, within: Duration) -> SocketAddr {
+    match gw.stdout_line("ringway listening on ", within) {
+        Some(a) => a.trim().parse().expect("address"),
+        None => panic!("no listening line within {within:?}; stderr:\n{}", gw.stderr()),
     }
 }
 
@@ -180,19 +80,19 @@ fn rename_over(path: &Path, text: &str) {
 
 #[test]
 fn reload_on_in_place_write() {
-    let p = Proc::start(&mock_config("one"));
+    let p = Gateway::start(&mock_config("one"));
     wait_for_body(p.addr, "one", Duration::from_secs(2));
-    std::fs::write(&p.file, mock_config("two")).unwrap();
+    std::fs::write(p.config_file(), mock_config("two")).unwrap();
     wait_for_body(p.addr, "two", Duration::from_secs(5));
     assert!(p.stderr().contains("reloaded: version 2"), "{}", p.stderr());
 }
 
 #[test]
 fn reload_on_rename_over() {
-    let p = Proc::start(&mock_config("one"));
-    rename_over(&p.file, &mock_config("two"));
+    let p = Gateway::start(&mock_config("one"));
+    rename_over(p.config_file(), &mock_config("two"));
     wait_for_body(p.addr, "two", Duration::from_secs(5));
-    rename_over(&p.file, &mock_config("three"));
+    rename_over(p.config_file(), &mock_config("three"));
     wait_for_body(p.addr, "three", Duration::from_secs(5));
 }
 
@@ -205,7 +105,7 @@ fn reload_on_configmap_symlink_swap() {
     std::fs::write(dir.join("..v1/ringway.toml"), mock_config("one")).unwrap();
     std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/ringway.toml", dir.join("ringway.toml")).unwrap();
-    let p = Proc::start_file(dir.clone(), dir.join("ringway.toml"));
+    let p = Gateway::start_file(dir.clone(), dir.join("ringway.toml"));
     wait_for_body(p.addr, "one", Duration::from_secs(2));
     std::fs::create_dir_all(dir.join("..v2")).unwrap();
     std::fs::write(dir.join("..v2/ringway.toml"), mock_config("two")).unwrap();
@@ -216,8 +116,12 @@ fn reload_on_configmap_symlink_swap() {
 
 #[test]
 fn broken_config_keeps_the_running_one_and_says_where() {
-    let p = Proc::start(&mock_config("one"));
-    std::fs::write(&p.file, "[server]\nlisten = [\"127.0.0.1:0\"]\nbogus_key = 1\n").unwrap();
+    let p = Gateway::start(&mock_config("one"));
+    std::fs::write(
+        p.config_file(),
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nbogus_key = 1\n",
+    )
+    .unwrap();
     let start = Instant::now();
     while !p.stderr().contains("reload failed") {
         assert!(
@@ -228,7 +132,7 @@ fn broken_config_keeps_the_running_one_and_says_where() {
         thread::sleep(Duration::from_millis(20));
     }
     let err = p.stderr();
-    let file = p.file.display().to_string();
+    let file = p.config_file().display().to_string();
     assert!(
         err.contains(&format!("{file}:3:")),
         "error must name FILE:LINE: {err}"
@@ -236,20 +140,20 @@ fn broken_config_keeps_the_running_one_and_says_where() {
     // Still serving the old config.
     assert_eq!(get_body(p.addr, "/which").as_deref(), Some("one"));
     // A fixed config is picked up again.
-    std::fs::write(&p.file, mock_config("fixed")).unwrap();
+    std::fs::write(p.config_file(), mock_config("fixed")).unwrap();
     wait_for_body(p.addr, "fixed", Duration::from_secs(5));
 }
 
 #[test]
 fn sighup_reloads_and_unchanged_bytes_do_not() {
-    let p = Proc::start(&mock_config("one"));
+    let p = Gateway::start(&mock_config("one"));
     p.signal("HUP");
     thread::sleep(Duration::from_millis(200));
     assert!(
         !p.stderr().contains("reloaded"),
         "an unchanged file must not make a new version"
     );
-    std::fs::write(&p.file, mock_config("two")).unwrap();
+    std::fs::write(p.config_file(), mock_config("two")).unwrap();
     p.signal("HUP");
     wait_for_body(p.addr, "two", Duration::from_secs(5));
 }
@@ -261,18 +165,18 @@ fn free_port() -> SocketAddr {
 
 #[test]
 fn listeners_are_added_and_removed_without_touching_the_others() {
-    let p = Proc::start(&mock_config("one"));
+    let p = Gateway::start(&mock_config("one"));
     let extra = free_port();
     let both = config_with(&["127.0.0.1:0", &extra.to_string()], "two");
     // Keep the original address: rewrite with the bound port instead of 0.
     let first = p.addr.to_string();
-    std::fs::write(&p.file, both.replacen("127.0.0.1:0", &first, 1)).unwrap();
-    let added = p.next_listening(Duration::from_secs(5));
+    std::fs::write(p.config_file(), both.replacen("127.0.0.1:0", &first, 1)).unwrap();
+    let added = next_listening(&p, Duration::from_secs(5));
     assert_eq!(added, extra);
     wait_for_body(extra, "two", Duration::from_secs(5));
     assert_eq!(get_body(p.addr, "/which").as_deref(), Some("two"));
     // Remove the original one; the extra keeps serving.
-    std::fs::write(&p.file, config_with(&[&extra.to_string()], "three")).unwrap();
+    std::fs::write(p.config_file(), config_with(&[&extra.to_string()], "three")).unwrap();
     wait_for_body(extra, "three", Duration::from_secs(5));
     let start = Instant::now();
     while TcpStream::connect(p.addr).is_ok() {
@@ -294,7 +198,7 @@ fn drain_answers_accepted_requests_then_exits_zero() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\ndrain_timeout = \"5s\"\n[endpoints]\nb = \"{}\"\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"all\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['b']}}\"\n",
         slow.url()
     );
-    let mut p = Proc::start(&config);
+    let mut p = Gateway::start(&config);
     let addr = p.addr;
     let inflight: Vec<_> = (0..4)
         .map(|_| {
@@ -327,7 +231,7 @@ fn second_signal_exits_at_once() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\ndrain_timeout = \"30s\"\n[upstream]\nresponse_timeout = \"30s\"\n[endpoints]\nb = \"{}\"\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"all\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['b']}}\"\n",
         hang.url()
     );
-    let mut p = Proc::start(&config);
+    let mut p = Gateway::start(&config);
     let mut c = Client::connect(p.addr);
     c.send(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n");
     thread::sleep(Duration::from_millis(150));
@@ -356,7 +260,7 @@ fn handover_between_two_processes_drops_nothing() {
     let dir = temp_dir("handover");
     let file = dir.join("ringway.toml");
     std::fs::write(&file, &config).unwrap();
-    let mut old = Proc::start_file(dir.clone(), file.clone());
+    let mut old = Gateway::start_file(dir.clone(), file.clone());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|_| {
@@ -376,7 +280,7 @@ fn handover_between_two_processes_drops_nothing() {
         .collect();
     thread::sleep(Duration::from_millis(300));
     let new_dir = temp_dir("handover-new");
-    let new = Proc::start_file(new_dir, file.clone());
+    let new = Gateway::start_file(new_dir, file.clone());
     assert_eq!(new.addr, port);
     thread::sleep(Duration::from_millis(300));
     old.signal("TERM");

@@ -61,6 +61,12 @@ impl Gateway {
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let file = dir.join("ringway.toml");
         std::fs::write(&file, toml).expect("write config");
+        Gateway::start_file(dir, file)
+    }
+
+    /// Runs `ringway -c FILE` on a config file already in place (owned by `dir`,
+    /// which is removed on drop), waiting for its first listening line.
+    pub fn start_file(dir: PathBuf, file: PathBuf) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
             .arg("-c")
             .arg(&file)
@@ -115,6 +121,7 @@ impl Gateway {
                 Err(_) => {
                     let status = gw.child.try_wait().ok().flatten();
                     thread::sleep(Duration::from_millis(50));
+                    let toml = std::fs::read_to_string(&gw.file).unwrap_or_default();
                     panic!(
                         "ringway did not start within {START_TIMEOUT:?} (exit: {status:?})\nconfig:\n{toml}\nstderr:\n{}",
                         gw.stderr()
@@ -161,6 +168,19 @@ impl Gateway {
             .arg(self.child.id().to_string())
             .status();
         assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; its exit code, or None if it is still running
+    /// after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// The rest of the next stdout line that starts with `prefix`, skipping others;
