@@ -1,18 +1,26 @@
-//! A shard: one pinned OS thread running one monoio runtime, owning its listeners,
-//! its view of the current snapshot, its upstream pools and its counters. Nothing
-//! here is shared with other shards on the request path: the `RefCell`s and `Cell`s
-//! are touched by this thread only, and the counters are written only by it (the
-//! admin side reads them).
+//! A shard's state: what one pinned monoio runtime owns — its view of the current
+//! snapshot, its upstream pools, its buffer pools, its counters and access log.
+//! Nothing here is shared with other shards on the request path: the `RefCell`s and
+//! `Cell`s are touched by this thread only, and the counters are written only by it
+//! (the admin side reads them).
+//!
+//! The thread, its runtime and its accept loops are `runtime/`'s; the connections it
+//! serves are `downstream/`'s; both reach this state through an `Rc<Shard>`.
 
-use crate::access_log::AccessLog;
 use crate::http::HeadScratch;
-use crate::metrics::ShardStats;
-use crate::pool::ConnPool;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::ShardStats;
 use crate::snapshot::{PreparedView, ShardView, Snapshot};
+use crate::upstream::ConnPool;
 use ringway_router::MatchScratch;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
+
+/// Where a shard sends what is expensive to free (replaced snapshot views): the
+/// control thread drops it there, off the request path.
+pub type Retire = Sender<Box<dyn Send>>;
 
 /// A shard's index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +41,9 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// This shard's access log buffer and file.
     pub access_log: RefCell<AccessLog>,
+    retire: Retire,
     seq: Cell<u64>,
-    prefix: u32,
+    prefix: u64,
     pub draining: Cell<bool>,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
@@ -50,7 +59,15 @@ const MAX_POOLED_BUFS: usize = 32;
 const MAX_POOLED_SMALL: usize = 256;
 
 impl Shard {
-    pub fn new(id: ShardId, snap: Arc<Snapshot>, stats: Arc<ShardStats>, prefix: u32) -> Shard {
+    /// A shard serving `snap`; `prefix` is the instance's request-id prefix (see
+    /// [`instance_prefix`]).
+    pub fn new(
+        id: ShardId,
+        snap: Arc<Snapshot>,
+        stats: Arc<ShardStats>,
+        prefix: u64,
+        retire: Retire,
+    ) -> Shard {
         let view = ShardView::new(PreparedView::new(snap, &stats), id.0 as u64 + 1);
         let access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
         Shard {
@@ -64,6 +81,7 @@ impl Shard {
             heads: RefCell::new(Vec::new()),
             stats,
             access_log: RefCell::new(access_log),
+            retire,
             seq: Cell::new(0),
             prefix,
             draining: Cell::new(false),
@@ -96,7 +114,10 @@ impl Shard {
         let mut retired = self.retired.borrow_mut();
         for rc in std::mem::take(&mut *retired) {
             match Rc::try_unwrap(rc) {
-                Ok(view) => crate::runtime::retire(Box::new(view)),
+                Ok(view) => {
+                    // Without a control thread (it has exited) the view is dropped here.
+                    let _ = self.retire.send(Box::new(view));
+                }
                 Err(rc) => retired.push(rc),
             }
         }
@@ -155,28 +176,66 @@ impl Shard {
         }
     }
 
-    /// A new request id: process prefix, shard, sequence, in hex (`5f3a9c01-0-1a`).
+    /// A new request id: instance prefix, shard, sequence, in hex
+    /// (`5f3a9c01d2e4-0-1a`).
     pub fn next_request_id(&self) -> RequestId {
         let n = self.seq.get() + 1;
         self.seq.set(n);
-        let mut id = RequestId { buf: [0; 32], len: 0 };
-        id.push_hex(u64::from(self.prefix), 8);
+        let mut id = RequestId {
+            buf: [0; RequestId::MAX],
+            len: 0,
+        };
+        id.push_hex(self.prefix, 12);
         id.push(b'-');
         id.push_hex(self.id.0 as u64, 1);
         id.push(b'-');
         id.push_hex(n, 1);
         id
     }
+
+    /// The request's id: the client's `x-request-id` when it sent a usable one (see
+    /// [`crate::http::client_request_id`]), else a new one.
+    pub fn request_id(&self, client: Option<&[u8]>) -> RequestId {
+        match client {
+            Some(v) if v.len() <= RequestId::MAX => {
+                let mut id = RequestId {
+                    buf: [0; RequestId::MAX],
+                    len: v.len(),
+                };
+                id.buf[..v.len()].copy_from_slice(v);
+                id
+            }
+            _ => self.next_request_id(),
+        }
+    }
 }
 
-/// A request id, on the stack.
+/// A request-id prefix for this instance, unique across restarts and hosts (48
+/// bits). The process id alone repeats (every container's gateway is PID 1), and so
+/// does a start time on clocks that agree; the standard library's per-process
+/// random hash keys (from the OS's random source) make the difference.
+pub fn instance_prefix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.finish() & 0xffff_ffff_ffff
+}
+
+/// A request id, on the stack: ours, or the client's when it sent a usable one.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestId {
-    buf: [u8; 32],
+    buf: [u8; RequestId::MAX],
     len: usize,
 }
 
 impl RequestId {
+    /// The longest id kept from a client (longer ones are replaced by ours).
+    pub const MAX: usize = 128;
+
     fn push(&mut self, b: u8) {
         if self.len < self.buf.len() {
             self.buf[self.len] = b;

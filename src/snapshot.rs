@@ -4,22 +4,13 @@
 //! to every shard; each shard makes its own [`ShardView`] (its own router clone and
 //! balancer state) and switches to it between requests.
 
-use crate::config::{Config, EndpointDef, Lb, UpstreamAddr};
-use crate::metrics::{Histogram, ShardStats, UpstreamStats};
+use crate::config::{Config, EndpointDef, UpstreamAddr};
+use crate::observe::metrics::{Histogram, ShardStats, UpstreamStats};
+use crate::upstream::{Balancer, Endpoint, UpstreamId};
 use ringway_router::{CompiledRouter, EnvId, Origin};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Where a proxied request can go: one resolved upstream address.
-pub type UpstreamId = u32;
-
-/// An endpoint as the data path sees it.
-#[derive(Debug)]
-pub enum Endpoint {
-    Single(UpstreamId),
-    Group { lb: Lb, members: Vec<(UpstreamId, u32)> },
-}
 
 /// One config version, compiled.
 #[derive(Debug)]
@@ -47,7 +38,7 @@ impl Snapshot {
         let mut intern = |u: &UpstreamAddr| -> UpstreamId {
             *by_addr.entry((u.addr, u.authority.clone())).or_insert_with(|| {
                 upstreams.push(u.clone());
-                upstreams.len() as UpstreamId - 1
+                UpstreamId(upstreams.len() as u32 - 1)
             })
         };
         let endpoints = config
@@ -98,6 +89,12 @@ impl Snapshot {
         &self.config.compiled
     }
 
+    /// The resolved address `id` names.
+    #[inline]
+    pub fn upstream(&self, id: UpstreamId) -> &UpstreamAddr {
+        &self.upstreams[id.index()]
+    }
+
     /// A stable hash of what the snapshot was built from.
     pub fn hash(&self) -> u64 {
         self.config.source.hash()
@@ -109,7 +106,7 @@ impl Snapshot {
 pub struct ShardView {
     pub snap: Arc<Snapshot>,
     pub router: CompiledRouter,
-    pub balancer: crate::balance::Balancer,
+    pub balancer: Balancer,
     /// Indexed by `RouteId`.
     pub route_stats: Vec<Arc<Histogram>>,
     /// Indexed by `UpstreamId`.
@@ -153,7 +150,7 @@ impl PreparedView {
 
 impl ShardView {
     pub fn new(p: PreparedView, seed: u64) -> ShardView {
-        let balancer = crate::balance::Balancer::new(&p.snap, seed);
+        let balancer = Balancer::new(&p.snap.endpoints, p.snap.upstreams.len(), seed);
         ShardView {
             snap: p.snap,
             router: p.router,
@@ -161,5 +158,11 @@ impl ShardView {
             route_stats: p.route_stats,
             upstream_stats: p.upstream_stats,
         }
+    }
+
+    /// The counters of upstream `id`.
+    #[inline]
+    pub fn upstream_stats(&self, id: UpstreamId) -> &UpstreamStats {
+        &self.upstream_stats[id.index()]
     }
 }

@@ -59,6 +59,8 @@ fn bench_head(c: &mut Criterion, name: &str, head: &[u8]) {
         proto: b"http",
         request_id: b"01HZX3J5Q8K2M4N6P8R0T2V4W6",
         keep_client_host: false,
+        drop_expect: false,
+        replace_request_id: false,
     };
     let mut scratch = HeadScratch::new();
     let mut out = Vec::with_capacity(4096);

@@ -3,6 +3,10 @@
 //! prefix tiers, context paths, predicates (query and headers), segment captures
 //! (class and rest segments included), general-regex captures and lazy-DFA partitions.
 
+// A global allocator cannot be written without unsafe; the SAFETY comment below says
+// why this one is sound.
+#![allow(unsafe_code)]
+
 use ringway_router::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -8,7 +8,7 @@
 //! ringway_no_match_total 3
 //! ```
 
-use crate::metrics::{HistogramSum, LATENCY_BUCKETS_US};
+use crate::observe::metrics::{HistogramSum, LATENCY_BUCKETS_US};
 use std::fmt::{Display, Write};
 
 /// The `Content-Type` of the format.

@@ -3,7 +3,9 @@
 
 use super::{load, ExplainArgs, Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::config::{Config, EndpointDef};
-use ringway_router::{Failure, MatchScratch, Origin, RequestView, RouteId};
+use crate::proxy::decide::{decide, Decision, Dest, Refusal, RequestParts};
+use crate::snapshot::Snapshot;
+use ringway_router::{EnvId, Failure, MatchScratch, RequestView};
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -97,49 +99,23 @@ pub fn explain_to(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) 
 }
 
 /// The explanation of one request as a JSON object (see `docs/configuration.md`).
+///
+/// The verdict — environment, winning rule, target, status — is the gateway's own
+/// [`decide`]; the router's `explain` adds why each other candidate lost.
 pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, String> {
-    let router = &config.compiled;
+    let snap = Snapshot::build(config.clone(), 0)?;
+    let router = snap.router();
     let req = parse_request(&args.url, &args.headers)?;
-    // The environment: --env, else the stage header, else the default.
-    let stage = config.server.stage_header.as_deref().and_then(|s| {
-        req.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(s))
-            .map(|(_, v)| v.clone())
-    });
-    let environment = match (&args.env, stage) {
-        (Some(e), _) => {
-            if router.env_id(e).is_none() {
-                return Err(format!(
-                    "unknown environment '{e}' (the config has: {})",
-                    config.router.environments.join(", ")
-                ));
-            }
-            e.clone()
-        }
-        (None, Some(s)) if router.env_id(&s).is_some() => s,
-        (None, Some(s)) => {
-            // As the gateway does: a request asking for an environment that does not
-            // exist is answered 400, never routed in another environment.
-            return Ok(json!({
-                "environment": s,
-                "method": args.method,
-                "host": req.host,
-                "normalized_path": null,
-                "candidates": [],
-                "rule": null,
-                "captures": [],
-                "target": null,
-                "status": 400,
-                "error": format!("the stage header names '{s}', which is not an environment of this config"),
-            }));
-        }
-        (None, None) => config.server.environment.clone(),
+    let env = match &args.env {
+        Some(e) => Some(router.env_id(e).ok_or_else(|| {
+            format!(
+                "unknown environment '{e}' (the config has: {})",
+                config.router.environments.join(", ")
+            )
+        })?),
+        None => None,
     };
-    let env = router
-        .env_id(&environment)
-        .ok_or_else(|| format!("environment '{environment}' is not in the router"))?;
-    let view = RequestView {
+    let parts = RequestParts {
         method: args.method.as_bytes(),
         host: req.host.as_deref().map(str::as_bytes),
         path: req.path.as_bytes(),
@@ -152,24 +128,72 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
         .collect();
     let mut scratch = MatchScratch::default();
+    let mut target = Vec::new();
+    let decision = decide(
+        &snap,
+        router,
+        &parts,
+        headers.iter().copied(),
+        &mut scratch,
+        &mut target,
+    );
+    let env_name = |e: EnvId| config.router.environments.get(e.0 as usize).cloned();
     let mut v = json!({
-        "environment": environment,
         "method": args.method,
         "host": req.host,
     });
-    let ex = match router.explain(&view, &headers, &mut scratch) {
-        Ok(ex) => ex,
-        Err(e) => {
-            v["normalized_path"] = Value::Null;
-            v["candidates"] = json!([]);
-            v["rule"] = Value::Null;
-            v["captures"] = json!([]);
-            v["target"] = Value::Null;
-            v["status"] = json!(400);
-            v["error"] = json!(format!("the path cannot be normalized: {e}"));
+    let refused = |v: &mut Value, status: u16, error: String| {
+        v["normalized_path"] = Value::Null;
+        v["candidates"] = json!([]);
+        v["rule"] = Value::Null;
+        v["captures"] = json!([]);
+        v["target"] = Value::Null;
+        v["status"] = json!(status);
+        v["error"] = json!(error);
+    };
+    let env = match decision {
+        Decision::Refuse {
+            refusal: Refusal::UnknownStage,
+            ..
+        } => {
+            // As the gateway does: a request asking for an environment that does not
+            // exist is answered 400, never routed in another environment.
+            let stage = config.server.stage_header.as_deref().and_then(|s| {
+                req.headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(s))
+                    .map(|(_, v)| v.clone())
+            });
+            let s = stage.unwrap_or_default();
+            v["environment"] = json!(s);
+            let error = format!("the stage header names '{s}', which is not an environment of this config");
+            refused(&mut v, 400, error);
             return Ok(v);
         }
+        Decision::Refuse {
+            refusal: Refusal::BadPath(e),
+            env,
+            ..
+        } => {
+            v["environment"] = json!(env.and_then(env_name));
+            refused(&mut v, 400, format!("the path cannot be normalized: {e}"));
+            return Ok(v);
+        }
+        Decision::Mock { env, .. } | Decision::Proxy { env, .. } => env,
+        Decision::Refuse { env, .. } => env.unwrap_or(snap.default_env),
     };
+    v["environment"] = json!(env_name(env));
+    // Why the others lost: the router's account of the same match.
+    let view = RequestView {
+        method: parts.method,
+        host: parts.host,
+        path: parts.path,
+        query: parts.query,
+        env,
+    };
+    let ex = router
+        .explain(&view, &headers, &mut MatchScratch::default())
+        .map_err(|e| format!("the path cannot be normalized: {e}"))?;
     v["normalized_path"] = json!(ex.normalized_path);
     v["candidates"] = ex
         .candidates
@@ -188,42 +212,44 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         .iter()
         .map(|c| json!({ "index": c.index, "name": c.name, "value": c.value }))
         .collect();
-    let Some(winner) = ex.winner else {
-        v["rule"] = Value::Null;
-        v["target"] = Value::Null;
-        v["status"] = json!(config.server.no_match_status);
-        return Ok(v);
+    v["rule"] = match decision.route() {
+        Some(r) => {
+            let (group, name) = router.route_name(r);
+            json!(format!("{group}/{name}"))
+        }
+        None => Value::Null,
     };
-    let (group, name) = router.route_name(winner);
-    v["rule"] = json!(format!("{group}/{name}"));
-    let route = config.routes.get(winner.index());
-    if let Some(mock) = route.and_then(|r| r.mock.as_ref()) {
-        v["target"] = json!({ "mock": mock.status });
-        v["status"] = json!(mock.status);
-        return Ok(v);
+    match decision {
+        Decision::Mock { route, .. } => {
+            let status = config
+                .routes
+                .get(route.index())
+                .and_then(|r| r.mock.as_ref())
+                .map_or(500, |m| m.status);
+            v["target"] = json!({ "mock": status });
+            v["status"] = json!(status);
+        }
+        Decision::Proxy { dest, .. } => {
+            let (target, upstream) = proxy_target(&snap, dest, &String::from_utf8_lossy(&target));
+            v["target"] = json!(target);
+            v["upstream"] = upstream;
+            v["status"] = Value::Null;
+        }
+        Decision::Refuse { refusal, .. } => {
+            v["target"] = Value::Null;
+            v["status"] = json!(refusal.status(config.server.no_match_status));
+            if refusal != Refusal::NoMatch {
+                v["error"] = json!(refusal.problem());
+            }
+        }
     }
-    let (target, upstream) = proxy_target(config, winner, &scratch, view.query);
-    v["target"] = json!(target);
-    v["upstream"] = upstream;
-    v["status"] = Value::Null;
     Ok(v)
 }
 
-/// The rendered target URL of a proxy route, and what it resolves to.
-fn proxy_target(
-    config: &Config,
-    winner: RouteId,
-    scratch: &MatchScratch,
-    query: Option<&[u8]>,
-) -> (String, Value) {
-    let mut buf = Vec::new();
-    let origin = config
-        .compiled
-        .render_target(winner, scratch, query, &mut buf)
-        .cloned();
-    let path = String::from_utf8_lossy(&buf).into_owned();
-    match origin {
-        Some(Origin::Endpoint(id)) => match config.endpoints.get(id.0 as usize) {
+/// The rendered target URL of a proxy decision, and what it resolves to.
+fn proxy_target(snap: &Snapshot, dest: Dest, path: &str) -> (String, Value) {
+    match dest {
+        Dest::Endpoint(id) => match snap.config.endpoints.get(id.0 as usize) {
             Some(EndpointDef::Single { name, upstream }) => (
                 format!("http://{}{path}", upstream.authority),
                 json!({ "endpoint": name, "members": [format!("http://{}", upstream.authority)],
@@ -239,21 +265,16 @@ fn proxy_target(
                     })).collect::<Vec<_>>(),
                 }),
             ),
-            None => (path, Value::Null),
+            None => (path.to_string(), Value::Null),
         },
-        Some(Origin::Url { tls, authority }) => {
-            let scheme = if tls { "https" } else { "http" };
-            let addr = config
-                .literal_origins
-                .iter()
-                .find(|o| o.authority == authority)
-                .map(|o| o.addr.to_string());
+        Dest::Upstream(u) => {
+            let up = snap.upstream(u);
+            let scheme = if up.tls { "https" } else { "http" };
             (
-                format!("{scheme}://{authority}{path}"),
-                json!({ "literal": authority, "address": addr }),
+                format!("{scheme}://{}{path}", up.authority),
+                json!({ "literal": up.authority, "address": up.addr.to_string() }),
             )
         }
-        None => (path, Value::Null),
     }
 }
 

@@ -229,10 +229,31 @@ pub struct MockResponse {
     pub body: Vec<u8>,
 }
 
-/// Reads and validates a config file.
+/// Reads, parses and validates the config file at `path`. Errors name the file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let (bytes, hash) = read_hashed(path)?;
+    parse_file(path, bytes, hash)
+}
+
+/// As [`load_file`], but `Ok(None)` without parsing anything when the file's bytes
+/// hash to `hash` (the running config's [`ConfigSource::hash`]): a reload of an
+/// unchanged file costs one read, not a parse, DNS lookups and a router compile.
+pub fn load_file_if_changed(path: &Path, hash: u64) -> Result<Option<Config>, ConfigError> {
+    let (bytes, now) = read_hashed(path)?;
+    if now == hash {
+        return Ok(None);
+    }
+    parse_file(path, bytes, now).map(Some)
+}
+
+fn read_hashed(path: &Path) -> Result<(Vec<u8>, u64), ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::io(&path.display().to_string(), &e))?;
+    let hash = fnv1a(&bytes);
+    Ok((bytes, hash))
+}
+
+fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::io(&name, &e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigError::io(
             &name,
@@ -242,7 +263,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let mut config = parse(&text, &name)?;
     config.source = ConfigSource::File {
         path: path.to_path_buf(),
-        hash: config.source.hash(),
+        hash,
     };
     Ok(config)
 }

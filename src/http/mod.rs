@@ -18,6 +18,9 @@
 //!   sent to the client.
 //! - `chunked.rs`: [`ChunkedTracker`] finds the end of a chunked body that
 //!   is relayed verbatim.
+//! - `body.rs`: [`BodyFramer`], the one body-framing state machine for
+//!   request and response bodies (length, chunked, until close), with
+//!   in-place de-chunking for HTTP/1.0 clients.
 //!
 //! # Flow of one request
 //!
@@ -25,13 +28,13 @@
 //!    returns `Some` (or an error: answer `err.status()` and close).
 //! 2. Route on `head.host` and `head.path`; build `path_and_query`.
 //! 3. [`write_upstream_head`] into the upstream buffer; send it, then the body:
-//!    `head.framing` says how long it is — `Length(n)` bytes, or until a
-//!    [`ChunkedTracker`] fed with the body bytes reports `done`. Bytes after
-//!    the body are the next pipelined request.
+//!    a [`BodyFramer`] made from `head.framing` and fed the body bytes says
+//!    where it ends. Bytes after the body are the next pipelined request.
 //! 4. Read the upstream's head with [`parse_response_head`]. An interim
 //!    response ([`ResponseHead::is_interim`]) is forwarded and step 4
 //!    repeated.
-//! 5. [`write_downstream_head`], then relay the body by `framing`.
+//! 5. [`write_downstream_head`], then relay the body, again through a
+//!    [`BodyFramer`] (made from the response's `framing`).
 //!    Return the upstream connection to the pool only if `keep_alive`;
 //!    keep the client connection only if
 //!    [`ResponseHead::downstream_keep_alive`] says so.
@@ -53,11 +56,14 @@
 //!     proto: b"http",
 //!     request_id: b"0001",
 //!     keep_client_host: false,
+//!     drop_expect: false,
+//!     replace_request_id: false,
 //! };
 //! write_upstream_head(&mut out, buf, &head, scratch.headers(), b"/users?id=7", b"10.0.0.2:8080", &info);
 //! assert!(out.starts_with(b"GET /users?id=7 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\n"));
 //! ```
 
+mod body;
 mod chunked;
 mod fields;
 mod head;
@@ -65,13 +71,19 @@ mod request;
 mod response;
 mod rewrite;
 
+pub use body::BodyFramer;
 pub use chunked::{
     ChunkError, ChunkedTracker, Progress, MAX_CHUNK_LINE, MAX_CHUNK_SIZE, MAX_TRAILER_SECTION,
 };
 pub use head::{find_header, HeadError, HeadLimits, HeadScratch, HeaderSpan, Span, Version};
 pub use request::{parse_request_head, BodyFraming, RequestHead, TargetForm};
-pub use response::{parse_response_head, write_downstream_head, RespFraming, ResponseHead};
-pub use rewrite::{client_request_id, itoa, write_upstream_head, ForwardInfo};
+pub use response::{
+    parse_response_head, write_downstream_head, write_downstream_head_with, DownstreamHead, RespFraming,
+    ResponseHead,
+};
+pub use rewrite::{
+    client_request_id, is_usable_request_id, itoa, write_upstream_head, ForwardInfo, MAX_REQUEST_ID,
+};
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -139,18 +139,26 @@ pub fn parse_response_head(
     }))
 }
 
+/// How [`write_downstream_head_with`] edits the upstream's head.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DownstreamHead<'a> {
+    /// The client connection stays open after this response (else
+    /// `connection: close` is added).
+    pub client_keep_alive: bool,
+    /// The body is de-chunked for the client (an HTTP/1.0 client): drop
+    /// Transfer-Encoding, as the body that follows is the bare data.
+    pub dechunk: bool,
+    /// Fields added at the end (e.g. `x-request-id`; an HTTP/1.0 keep-alive
+    /// client also needs `connection: keep-alive` here).
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+}
+
 /// Writes the head sent to the client for an upstream response: an
 /// `HTTP/1.1` status line with the upstream's status and reason, the
 /// upstream's fields minus hop-by-hop ones (Connection and the fields it
 /// names, Keep-Alive, Proxy-Connection, TE, Upgrade), `connection: close`
 /// when the client connection will close after this response, then
-/// `extra` (e.g. `x-request-id`; an HTTP/1.0 keep-alive client also needs
-/// `connection: keep-alive` here).
-///
-/// Transfer-Encoding is kept, the chunked body being relayed verbatim; a
-/// Content-Length next to it is dropped (RFC 9112 §6.3: "an intermediary
-/// that chooses to forward the message MUST first remove the received
-/// Content-Length field").
+/// `extra`. As [`write_downstream_head_with`] with no de-chunking.
 pub fn write_downstream_head(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -158,6 +166,28 @@ pub fn write_downstream_head(
     headers: &[HeaderSpan],
     client_keep_alive: bool,
     extra: &[(&[u8], &[u8])],
+) {
+    let opts = DownstreamHead {
+        client_keep_alive,
+        dechunk: false,
+        extra,
+    };
+    write_downstream_head_with(out, buf, head, headers, &opts)
+}
+
+/// Writes the head sent to the client for an upstream response, edited as
+/// `opts` says (see [`write_downstream_head`] for what is always done).
+///
+/// Transfer-Encoding is kept, the chunked body being relayed verbatim,
+/// unless `opts.dechunk`; a Content-Length next to it is dropped (RFC 9112
+/// §6.3: "an intermediary that chooses to forward the message MUST first
+/// remove the received Content-Length field").
+pub fn write_downstream_head_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderSpan],
+    opts: &DownstreamHead<'_>,
 ) {
     let status = head.status.min(999);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -174,15 +204,18 @@ pub fn write_downstream_head(
     let has_te = headers.iter().any(|h| name_is(buf, h.name, b"transfer-encoding"));
     for h in headers {
         let name = h.name.slice(buf);
-        if filter.drops(name) || (has_te && name_is(buf, h.name, b"content-length")) {
+        if filter.drops(name)
+            || (has_te && name_is(buf, h.name, b"content-length"))
+            || (opts.dechunk && name_is(buf, h.name, b"transfer-encoding"))
+        {
             continue;
         }
         push_field(out, name, h.value.slice(buf));
     }
-    if !head.is_interim() && !head.downstream_keep_alive(client_keep_alive) {
+    if !head.is_interim() && !head.downstream_keep_alive(opts.client_keep_alive) {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    for (name, value) in extra {
+    for (name, value) in opts.extra {
         push_field(out, name, value);
     }
     out.extend_from_slice(b"\r\n");

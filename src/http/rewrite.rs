@@ -14,18 +14,36 @@ pub struct ForwardInfo<'a> {
     pub client_ip: &'a [u8],
     /// The scheme the client used: `http` (or `https` behind TLS).
     pub proto: &'a [u8],
-    /// Sent as `x-request-id` when the client sent none; see
-    /// [`client_request_id`] to reuse the client's instead.
+    /// Sent as `x-request-id` when the client sent none (or when
+    /// `replace_request_id`); see [`client_request_id`] to reuse the client's.
     pub request_id: &'a [u8],
     /// Send the client's Host upstream instead of the upstream authority.
     pub keep_client_host: bool,
+    /// Drop the client's `Expect` field: the proxy answers `100 Continue`
+    /// itself, so the upstream must not wait to send its own.
+    pub drop_expect: bool,
+    /// Drop the client's `x-request-id` fields and send `request_id`
+    /// instead (the client's id was not usable).
+    pub replace_request_id: bool,
 }
 
-/// The client's non-empty `x-request-id`, if it sent one. The proxy logs
-/// and echoes that id rather than minting one; [`write_upstream_head`]
+/// Longest client `x-request-id` kept.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `x-request-id`, if it sent a usable one: 1 to
+/// [`MAX_REQUEST_ID`] bytes of letters, digits and `-._:+/=@`, so that it
+/// is safe in a header, a log line and an error body. The proxy logs and
+/// echoes that id rather than minting one; [`write_upstream_head`]
 /// forwards it untouched.
 pub fn client_request_id<'b>(buf: &'b [u8], headers: &[HeaderSpan]) -> Option<&'b [u8]> {
-    find_header(buf, headers, b"x-request-id").filter(|v| !v.is_empty())
+    find_header(buf, headers, b"x-request-id").filter(|v| is_usable_request_id(v))
+}
+
+/// Whether a client's `x-request-id` value can be adopted as the request id.
+pub fn is_usable_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:+/=@".contains(b))
 }
 
 /// Writes the upstream request head for the request parsed from `buf`.
@@ -38,7 +56,9 @@ pub fn client_request_id<'b>(buf: &'b [u8], headers: &[HeaderSpan]) -> Option<&'
 ///   fields (Connection and the fields it names, Keep-Alive, TE, Upgrade,
 ///   Proxy-Connection) and X-Forwarded-For. Content-Length and
 ///   Transfer-Encoding are kept; a repeated or list-valued Content-Length
-///   is sent once as its single value. Expect is kept.
+///   is sent once as its single value. Expect is kept unless
+///   `info.drop_expect`; x-request-id is kept unless
+///   `info.replace_request_id`.
 /// - `x-forwarded-for`: the client's values, merged, then `client_ip`.
 /// - `x-forwarded-proto`, `x-forwarded-host` (the client's host) and
 ///   `x-request-id` when the client sent none.
@@ -76,6 +96,11 @@ pub fn write_upstream_head(
         }
         if name_is(buf, h.name, b"x-forwarded-for") {
             has_xff = true;
+            continue;
+        }
+        if (info.drop_expect && name_is(buf, h.name, b"expect"))
+            || (info.replace_request_id && name_is(buf, h.name, b"x-request-id"))
+        {
             continue;
         }
         if name_is(buf, h.name, b"content-length") {
@@ -143,6 +168,8 @@ mod tests {
         proto: b"http",
         request_id: b"rid-1",
         keep_client_host: false,
+        drop_expect: false,
+        replace_request_id: false,
     };
 
     fn rewrite(raw: &[u8], pq: &[u8], info: &ForwardInfo) -> String {
@@ -271,6 +298,52 @@ mod tests {
                     String::from_utf8_lossy(&out)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn drop_expect_drops_only_that_field() {
+        let raw = b"POST / HTTP/1.1\r\nhost: a\r\nExpect: 100-continue\r\nexpected: x\r\nContent-Length: 1\r\n\r\nz";
+        let info = ForwardInfo {
+            drop_expect: true,
+            ..INFO
+        };
+        let got = rewrite(raw, b"/", &info);
+        assert!(!got.to_ascii_lowercase().contains("expect:"), "{got}");
+        assert!(got.contains("\r\nexpected: x\r\n"), "{got}");
+        assert!(rewrite(raw, b"/", &INFO).contains("\r\nExpect: 100-continue\r\n"));
+    }
+
+    #[test]
+    fn unusable_client_request_id_is_replaced_by_ours() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: bad id\"quoted\"\r\n\r\n";
+        let info = ForwardInfo {
+            replace_request_id: true,
+            ..INFO
+        };
+        let got = rewrite(raw, b"/", &info);
+        assert_eq!(got.matches("equest-").count(), 1, "{got}");
+        assert!(got.contains("\r\nx-request-id: rid-1\r\n"), "{got}");
+    }
+
+    #[test]
+    fn usable_request_ids_are_bounded_and_safe() {
+        assert!(is_usable_request_id(b"abc-123"));
+        assert!(is_usable_request_id(b"5f3a9c01d2e4-0-1a"));
+        assert!(is_usable_request_id(b"trace=00-4bf9:b7ad/1@x.y+z_w"));
+        assert!(is_usable_request_id(&[b'a'; MAX_REQUEST_ID]));
+        assert!(!is_usable_request_id(&[b'a'; MAX_REQUEST_ID + 1]));
+        assert!(!is_usable_request_id(b""));
+        for bad in [
+            &b"a b"[..],
+            b"a\"b",
+            b"a\\b",
+            b"a\x00",
+            b"\xc3\xa9",
+            b"a,b",
+            b"<x>",
+        ] {
+            assert!(!is_usable_request_id(bad), "{bad:?}");
         }
     }
 }

@@ -252,6 +252,9 @@ pub struct Scripted {
     pub connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     _listener: Option<TcpListener>,
+    /// A bound socket that never listens: holds the port (so no other test's
+    /// bind to port 0 can take it) while connects to it are refused.
+    _reserved: Option<socket2::Socket>,
 }
 
 impl Scripted {
@@ -283,6 +286,7 @@ impl Scripted {
             }
         });
         Scripted {
+            _reserved: None,
             addr,
             connections,
             stop,
@@ -302,14 +306,18 @@ impl Drop for Scripted {
 
 /// A port nobody listens on: bound, then released.
 pub fn refused() -> Scripted {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound, never listening: Linux answers a SYN to it with a reset. Dropping a
+    // listener instead would free the port for a parallel test to take.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).expect("bind");
+    let addr = s.local_addr().unwrap().as_socket().expect("an inet address");
     Scripted {
         addr,
         connections: Arc::new(AtomicUsize::new(0)),
         stop: Arc::new(AtomicBool::new(true)),
         _listener: None,
+        _reserved: Some(s),
     }
 }
 
@@ -401,6 +409,7 @@ pub fn full_backlog() -> (Scripted, Vec<socket2::Socket>) {
     }
     (
         Scripted {
+            _reserved: None,
             addr,
             connections: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(true)),

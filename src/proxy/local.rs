@@ -1,6 +1,19 @@
-//! Responses ringway writes itself: mocks, routing failures and proxy errors. Every
+//! Responses ringway writes itself: mocks, routing refusals and proxy errors. Every
 //! one comes from here, with a request id and (for errors) a small body naming the
 //! problem.
+//!
+//! The serializers ([`write_local`], [`write_error`]) are pure; [`respond`] sends a
+//! local answer for an [`Exchange`], first reading and discarding a small request
+//! body so the connection can be kept.
+
+use crate::http::BodyFraming;
+use crate::proxy::body::{pump, BodyError, Sink};
+use crate::proxy::error::{Answer, ProxyError};
+use crate::proxy::exchange::{BodyRead, Exchange, Outcome};
+
+/// A request body up to this size is read and discarded when we answer locally, so
+/// the connection can be kept; a larger one closes the connection instead.
+const DISCARD_LIMIT: u64 = 1 << 20;
 
 /// The reason phrase of the statuses we write.
 pub fn reason(status: u16) -> &'static str {
@@ -118,6 +131,120 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, problem: &str, request_id: &[
 /// Appends `n` in decimal.
 pub fn push_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(crate::http::itoa(n, &mut [0; 20]));
+}
+
+/// The body of a serialized response: what follows its head.
+pub fn body_len(response: &[u8]) -> u64 {
+    memchr::memmem::find(response, b"\r\n\r\n").map_or(0, |p| (response.len() - p - 4) as u64)
+}
+
+/// Answers `x` locally with `resp`. A request body still unread is read and
+/// discarded first when it is small enough; otherwise (or with `Expect:
+/// 100-continue`, where the client waits, or after a partly read body) the
+/// connection is closed after the response.
+pub async fn respond(x: &mut Exchange<'_>, resp: &LocalResponse<'_>) -> Outcome {
+    let mut keep = x.facts.keep_alive && !x.shard.draining.get();
+    let mut bad_body = None;
+    match x.body {
+        BodyRead::Done => {}
+        BodyRead::Partial => keep = false,
+        BodyRead::Unread => match x.facts.framing {
+            BodyFraming::None => {}
+            _ if x.facts.expect_continue => keep = false,
+            BodyFraming::Length(n) if n > DISCARD_LIMIT => keep = false,
+            framing if keep => {
+                let timeout = x.view.snap.config.limits.keepalive_timeout;
+                let sink = Sink::Discard { limit: DISCARD_LIMIT };
+                match pump(x.client, framing, sink, timeout).await {
+                    Ok(()) => x.body = BodyRead::Done,
+                    Err(BodyError::Framing(why)) => bad_body = Some(why),
+                    Err(_) => return Outcome::new(resp.status, false),
+                }
+            }
+            _ => {}
+        },
+    }
+    let mut out = x.shard.take_small();
+    let status = match bad_body {
+        // The body is malformed: that is the answer, and the connection closes.
+        Some(why) => {
+            write_error(&mut out, 400, why, x.id.as_bytes(), ConnHeader::Close);
+            keep = false;
+            400
+        }
+        None => {
+            let conn = match (keep, x.facts.http10) {
+                (false, _) => ConnHeader::Close,
+                (true, true) => ConnHeader::KeepAlive,
+                (true, false) => ConnHeader::None,
+            };
+            write_local(&mut out, resp, x.id.as_bytes(), conn, x.facts.head_only);
+            resp.status
+        }
+    };
+    let (r, out) = x.client.io.write_all(out).await;
+    if r.is_ok() {
+        x.sent.body_bytes += body_len(&out);
+    }
+    x.shard.give_small(out);
+    Outcome::new(status, keep && r.is_ok())
+}
+
+/// Answers with an error response whose body names `problem` and the request id.
+pub async fn refuse(x: &mut Exchange<'_>, status: u16, problem: &str) -> Outcome {
+    let body = error_body(problem, x.id.as_bytes());
+    let resp = LocalResponse {
+        status,
+        headers: &[],
+        body: &body,
+    };
+    respond(x, &resp).await
+}
+
+/// Answers a failed proxy attempt as [`ProxyError::answer`] says.
+pub async fn fail(x: &mut Exchange<'_>, err: ProxyError) -> Outcome {
+    match err.answer() {
+        Answer::Close { status } => Outcome::new(status, false),
+        Answer::Respond {
+            status,
+            problem,
+            close: true,
+        } => {
+            let mut out = x.shard.take_small();
+            write_error(&mut out, status, problem, x.id.as_bytes(), ConnHeader::Close);
+            let (r, out) = x.client.io.write_all(out).await;
+            if r.is_ok() {
+                x.sent.body_bytes += body_len(&out);
+            }
+            x.shard.give_small(out);
+            Outcome::new(status, false)
+        }
+        Answer::Respond { status, problem, .. } => refuse(x, status, problem).await,
+    }
+}
+
+/// Answers with the route's mock response.
+pub async fn mock(x: &mut Exchange<'_>, route: ringway_router::RouteId) -> Outcome {
+    let view = x.view;
+    let mock = view
+        .snap
+        .config
+        .routes
+        .get(route.index())
+        .and_then(|r| r.mock.as_ref());
+    let (status, headers, body): (u16, &[(String, String)], &[u8]) = match mock {
+        Some(m) => (m.status, &m.headers, &m.body),
+        None => (500, &[], b""),
+    };
+    respond(
+        x,
+        &LocalResponse {
+            status,
+            headers,
+            body,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

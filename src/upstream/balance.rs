@@ -1,11 +1,11 @@
 //! Per-shard load balancing over endpoint groups: round robin, smooth weighted round
 //! robin (nginx's algorithm), and power of two choices on in-flight requests.
 //!
-//! State lives in the shard's [`crate::snapshot::ShardView`] and is touched by that
-//! shard's thread only, so it is plain `Cell`s: no atomics on the request path.
+//! State lives in the shard's view of a snapshot and is touched by that shard's
+//! thread only, so it is plain `Cell`s: no atomics on the request path.
 
 use crate::config::Lb;
-use crate::snapshot::{Endpoint, Snapshot, UpstreamId};
+use crate::upstream::{Endpoint, UpstreamId};
 use ringway_router::EndpointId;
 use std::cell::{Cell, RefCell};
 
@@ -26,9 +26,10 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    pub fn new(snap: &Snapshot, seed: u64) -> Balancer {
-        let groups = snap
-            .endpoints
+    /// State for `endpoints`, over `upstreams` resolved addresses; `seed` spreads
+    /// shards' round-robin starts.
+    pub fn new(endpoints: &[Endpoint], upstreams: usize, seed: u64) -> Balancer {
+        let groups = endpoints
             .iter()
             .map(|e| {
                 let n = match e {
@@ -43,7 +44,7 @@ impl Balancer {
             .collect();
         Balancer {
             groups,
-            in_flight: RefCell::new(vec![0; snap.upstreams.len()]),
+            in_flight: RefCell::new(vec![0; upstreams]),
             rng: Cell::new(seed | 1),
         }
     }
@@ -57,10 +58,11 @@ impl Balancer {
         x
     }
 
-    /// Picks the upstream for endpoint `id`.
-    pub fn pick(&self, snap: &Snapshot, id: EndpointId) -> Option<UpstreamId> {
+    /// Picks the upstream for endpoint `id` of `endpoints` (the list this balancer
+    /// was made for). `None` for an unknown id or an empty group.
+    pub fn pick(&self, endpoints: &[Endpoint], id: EndpointId) -> Option<UpstreamId> {
         let state = self.groups.get(id.0 as usize)?;
-        match snap.endpoints.get(id.0 as usize)? {
+        match endpoints.get(id.0 as usize)? {
             Endpoint::Single(u) => Some(*u),
             Endpoint::Group { members, .. } if members.is_empty() => None,
             Endpoint::Group {
@@ -97,7 +99,7 @@ impl Balancer {
                     b = (a + 1) % n;
                 }
                 let inf = self.in_flight.borrow();
-                let load = |i: usize| inf.get(members[i].0 as usize).copied().unwrap_or(0);
+                let load = |i: usize| inf.get(members[i].0.index()).copied().unwrap_or(0);
                 Some(members[if load(b) < load(a) { b } else { a }].0)
             }
         }
@@ -105,7 +107,7 @@ impl Balancer {
 
     /// A request to `u` started (`+1`) or finished (`-1`).
     pub fn track(&self, u: UpstreamId, started: bool) {
-        if let Some(n) = self.in_flight.borrow_mut().get_mut(u as usize) {
+        if let Some(n) = self.in_flight.borrow_mut().get_mut(u.index()) {
             *n = if started {
                 n.saturating_add(1)
             } else {
@@ -120,6 +122,10 @@ mod tests {
     use super::*;
     use crate::config::parse;
     use crate::snapshot::Snapshot;
+
+    fn balancer(snap: &Snapshot, seed: u64) -> Balancer {
+        Balancer::new(&snap.endpoints, snap.upstreams.len(), seed)
+    }
 
     fn snapshot(lb: &str, weights: &[u32]) -> Snapshot {
         let members: Vec<String> = weights
@@ -137,8 +143,8 @@ mod tests {
     fn picks(snap: &Snapshot, b: &Balancer, n: usize) -> Vec<u16> {
         (0..n)
             .map(|_| {
-                let u = b.pick(snap, EndpointId(0)).expect("a member");
-                snap.upstreams[u as usize].addr.port()
+                let u = b.pick(&snap.endpoints, EndpointId(0)).expect("a member");
+                snap.upstreams[u.index()].addr.port()
             })
             .collect()
     }
@@ -146,7 +152,7 @@ mod tests {
     #[test]
     fn round_robin_cycles_through_members() {
         let snap = snapshot("round_robin", &[1, 1, 1]);
-        let b = Balancer::new(&snap, 0);
+        let b = balancer(&snap, 0);
         let p = picks(&snap, &b, 6);
         assert_eq!(p, vec![9001, 9002, 9003, 9001, 9002, 9003]);
     }
@@ -154,7 +160,7 @@ mod tests {
     #[test]
     fn weighted_is_smooth_and_proportional() {
         let snap = snapshot("weighted", &[5, 1, 1]);
-        let b = Balancer::new(&snap, 0);
+        let b = balancer(&snap, 0);
         let p = picks(&snap, &b, 7);
         // nginx's smooth weighted round robin: a a b a c a a.
         assert_eq!(p, vec![9001, 9001, 9002, 9001, 9003, 9001, 9001]);
@@ -165,9 +171,9 @@ mod tests {
     #[test]
     fn p2c_prefers_the_member_with_fewer_in_flight() {
         let snap = snapshot("p2c", &[1, 1]);
-        let b = Balancer::new(&snap, 7);
+        let b = balancer(&snap, 7);
         // Load the first member heavily: every pick that sees both must avoid it.
-        let first = snap.upstreams.iter().position(|u| u.addr.port() == 9001).unwrap() as UpstreamId;
+        let first = UpstreamId(snap.upstreams.iter().position(|u| u.addr.port() == 9001).unwrap() as u32);
         for _ in 0..10 {
             b.track(first, true);
         }

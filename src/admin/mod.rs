@@ -17,17 +17,19 @@
 //! snapshot, the last reload error and the reload counts.
 //!
 //! ```no_run
-//! # fn demo(snap: std::sync::Arc<ringway::snapshot::Snapshot>, shards: Vec<std::sync::Arc<ringway::metrics::ShardStats>>) -> std::io::Result<()> {
+//! # fn demo(snap: std::sync::Arc<ringway::snapshot::Snapshot>, shards: Vec<std::sync::Arc<ringway::observe::metrics::ShardStats>>) -> std::io::Result<()> {
 //! use ringway::admin::{spawn, AdminState};
 //! let state = std::sync::Arc::new(AdminState::new(snap, shards));
 //! let addr = spawn("127.0.0.1:0".parse().unwrap(), state.clone())?;
 //! println!("ringway admin on {addr}");
 //! # Ok(()) }
 //! ```
+// The admin thread and the control thread share this state; no shard touches it.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod prometheus;
 
-use crate::metrics::{HistogramSum, ShardStats};
+use crate::observe::metrics::{HistogramSum, ShardStats};
 use crate::snapshot::Snapshot;
 use prometheus::{Exposition, Kind};
 use ringway_router::{ActionSpec, PathSpec};
@@ -89,6 +91,12 @@ impl AdminState {
     pub fn reload_failed(&self, error: String) {
         *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reload found the file's bytes equal to the running version's: an earlier
+    /// failure (a typo since undone) no longer describes the file.
+    pub fn reload_unchanged(&self) {
+        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The snapshot the shards are (or are being) switched to.
@@ -327,7 +335,7 @@ fn config_json(state: &AdminState) -> String {
     body
 }
 
-/// Status classes as labels, indexed like [`crate::metrics::Histogram::responses`].
+/// Status classes as labels, indexed like [`crate::observe::metrics::Histogram::responses`].
 const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Every shard's counters, summed.

@@ -1,11 +1,19 @@
-//! Reads with a deadline that neither lose the buffer nor leave an operation in
-//! flight.
+//! Byte streams as the rest of ringway sees them: [`Conn`], a client or upstream
+//! connection that is TCP today (TLS joins it as a variant, so nothing above this
+//! layer changes), and reads with a deadline that neither lose the buffer nor leave
+//! an operation in flight.
+//!
+//! Imports nothing else of `src/`.
 //!
 //! Under io_uring a read owns its buffer until the kernel completes it. Dropping a
 //! read future on timeout (what `monoio::time::timeout` does) leaves the operation
 //! running: the buffer is gone and the socket stays open until the peer sends a
 //! byte. So a timed-out read is cancelled explicitly and awaited to completion,
 //! which hands the buffer back and releases the socket.
+
+mod conn;
+
+pub use conn::Conn;
 
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{CancelableAsyncReadRent, Canceller};

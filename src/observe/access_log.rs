@@ -27,7 +27,7 @@
 //! works again. [`AccessLog::reopen`] (on SIGUSR1) reopens the file for log rotation.
 
 use crate::config::AccessLogTarget;
-use crate::metrics::ShardStats;
+use crate::observe::metrics::ShardStats;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;

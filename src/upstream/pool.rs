@@ -1,7 +1,10 @@
 //! Per-shard keep-alive pools of upstream connections.
 //!
-//! The pool key is everything that makes two connections interchangeable: today the
-//! upstream socket address (plain TCP; no TLS upstream yet). Idle connections are kept
+//! The pool key is everything that makes two connections interchangeable (as
+//! pingora's `Peer::reuse_hash`): today the upstream socket address, as every upstream
+//! is plain TCP; HTTPS upstreams add TLS on/off, SNI, the verification settings and
+//! the client certificate to [`PoolKey`], so a connection verified for one name is
+//! never handed out for another. Idle connections are kept
 //! newest-last and taken from the end (the most recently used is the least likely to
 //! have been closed by the upstream); each has an idle deadline, and a periodic sweep
 //! closes the expired ones so they do not linger on the upstream.
@@ -9,8 +12,8 @@
 //! Each key's [`UpstreamStats::idle`] gauge is kept equal to the number of idle
 //! connections pooled for it: the pool is its only writer, on the shard's thread.
 
-use crate::metrics::UpstreamStats;
-use monoio::net::TcpStream;
+use crate::io::Conn;
+use crate::observe::metrics::UpstreamStats;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ pub struct PoolKey {
 
 #[derive(Debug)]
 struct Idle {
-    conn: TcpStream,
+    conn: Conn,
     since: Instant,
 }
 
@@ -43,7 +46,7 @@ pub struct ConnPool {
 
 impl ConnPool {
     /// An idle connection for `key` that has not outlived `idle_timeout`.
-    pub fn take(&mut self, key: PoolKey, idle_timeout: Duration) -> Option<TcpStream> {
+    pub fn take(&mut self, key: PoolKey, idle_timeout: Duration) -> Option<Conn> {
         let pool = self.pools.get_mut(&key)?;
         let now = Instant::now();
         while let Some(idle) = pool.idle.pop() {
@@ -57,7 +60,7 @@ impl ConnPool {
 
     /// Returns a reusable connection; dropped (closed) when the pool is full. `stats`
     /// are the counters of `key`'s upstream.
-    pub fn put(&mut self, key: PoolKey, conn: TcpStream, max_idle: usize, stats: &Arc<UpstreamStats>) {
+    pub fn put(&mut self, key: PoolKey, conn: Conn, max_idle: usize, stats: &Arc<UpstreamStats>) {
         let pool = self.pools.entry(key).or_insert_with(|| KeyPool {
             idle: Vec::new(),
             stats: stats.clone(),

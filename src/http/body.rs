@@ -1,0 +1,300 @@
+//! One body-framing state machine for request and response bodies (RFC 9112
+//! §6.3), fed whatever slices arrive.
+//!
+//! A [`BodyFramer`] is made from a request's [`BodyFraming`] or a response's
+//! [`RespFraming`] and says, for each slice, how many bytes belong to the
+//! body and whether the body has ended; bytes after the end are the next
+//! message. Chunked bodies are tracked by [`ChunkedTracker`] and relayed
+//! verbatim; [`BodyFramer::decode_in_place`] also de-chunks, for an HTTP/1.0
+//! client that cannot read chunked framing.
+//!
+//! ```
+//! use ringway::http::{BodyFramer, BodyFraming};
+//!
+//! let mut body = BodyFramer::for_request(BodyFraming::Length(5));
+//! let p = body.feed(b"hel").unwrap();
+//! assert_eq!((p.consumed, p.done), (3, false));
+//! let p = body.feed(b"loGET / HTTP/1.1\r\n").unwrap();
+//! assert_eq!((p.consumed, p.done), (2, true));
+//! ```
+
+use super::chunked::{ChunkError, ChunkedTracker, Progress};
+use super::request::BodyFraming;
+use super::response::RespFraming;
+use std::ops::Range;
+
+/// Where a body is in its framing.
+#[derive(Clone, Debug)]
+enum State {
+    /// "the message body length is zero (no message body is present)", or
+    /// the body has been read to its end.
+    Done,
+    /// "its decimal value defines the expected message body length in
+    /// octets": the octets still to come (never 0).
+    Length { remaining: u64 },
+    /// "the message body length is determined by reading and decoding the
+    /// chunked data".
+    Chunked(ChunkedTracker),
+    /// "the message body length is determined by the number of octets
+    /// received prior to the server closing the connection" (responses only).
+    UntilClose,
+}
+
+/// Tracks one message body; see the module docs.
+#[derive(Clone, Debug)]
+pub struct BodyFramer {
+    state: State,
+    /// Chunk-data ranges of the last slice, kept for [`Self::decode_in_place`]
+    /// so that de-chunking allocates once per body, not once per read.
+    data: Vec<Range<usize>>,
+}
+
+impl BodyFramer {
+    /// The body of a request framed as `framing`.
+    pub fn for_request(framing: BodyFraming) -> BodyFramer {
+        BodyFramer::new(match framing {
+            BodyFraming::None | BodyFraming::Length(0) => State::Done,
+            BodyFraming::Length(n) => State::Length { remaining: n },
+            BodyFraming::Chunked => State::Chunked(ChunkedTracker::new()),
+        })
+    }
+
+    /// The body of a response framed as `framing`.
+    pub fn for_response(framing: RespFraming) -> BodyFramer {
+        BodyFramer::new(match framing {
+            RespFraming::None | RespFraming::Length(0) => State::Done,
+            RespFraming::Length(n) => State::Length { remaining: n },
+            RespFraming::Chunked => State::Chunked(ChunkedTracker::new()),
+            RespFraming::UntilClose => State::UntilClose,
+        })
+    }
+
+    fn new(state: State) -> BodyFramer {
+        BodyFramer {
+            state,
+            data: Vec::new(),
+        }
+    }
+
+    /// The body has ended (or there was none).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The peer closing its side now ends the body cleanly: the body has ended
+    /// already, or it is delimited by the close. Otherwise a close truncates it.
+    pub fn ends_at_close(&self) -> bool {
+        matches!(self.state, State::Done | State::UntilClose)
+    }
+
+    /// Feeds the next bytes of the stream. After an error the framing is lost:
+    /// answer or abort, and close the connection.
+    pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ChunkError> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// As [`feed`](Self::feed), and calls `on_data` with each range of `input`
+    /// that is body data (for a chunked body: the chunk data, in order).
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        let progress = match &mut self.state {
+            State::Done => Progress {
+                consumed: 0,
+                done: true,
+            },
+            State::Length { remaining } => {
+                // `min` of a u64 and a usize fits a usize.
+                let k = (*remaining).min(input.len() as u64) as usize;
+                *remaining -= k as u64;
+                if k > 0 {
+                    on_data(0..k);
+                }
+                Progress {
+                    consumed: k,
+                    done: *remaining == 0,
+                }
+            }
+            State::Chunked(t) => t.feed_with(input, on_data)?,
+            State::UntilClose => {
+                if !input.is_empty() {
+                    on_data(0..input.len());
+                }
+                Progress {
+                    consumed: input.len(),
+                    done: false,
+                }
+            }
+        };
+        if progress.done {
+            self.state = State::Done;
+        }
+        Ok(progress)
+    }
+
+    /// Feeds `buf` and moves its body data to the front of it, dropping chunk
+    /// framing. Returns the progress and how many data bytes now start `buf`.
+    pub fn decode_in_place(&mut self, buf: &mut [u8]) -> Result<(Progress, usize), ChunkError> {
+        if !matches!(self.state, State::Chunked(_)) {
+            let p = self.feed(buf)?;
+            return Ok((p, p.consumed));
+        }
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        let result = self.feed_with(buf, |r| data.push(r));
+        let mut w = 0;
+        if result.is_ok() {
+            // Ranges are in order and each starts at or after `w`, so copying
+            // front to back never overwrites bytes still to be moved.
+            for r in &data {
+                let len = r.len();
+                buf.copy_within(r.clone(), w);
+                w += len;
+            }
+        }
+        self.data = data;
+        result.map(|p| (p, w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in the pieces cut at `cuts`; returns (consumed, done, data).
+    fn feed_cut(
+        mut f: BodyFramer,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Result<(usize, bool, Vec<u8>), ChunkError> {
+        let mut data = Vec::new();
+        let mut consumed = 0;
+        let mut at = 0;
+        for &end in cuts.iter().chain(std::iter::once(&input.len())) {
+            let piece = &input[at..end];
+            let p = f.feed_with(piece, |r| data.extend_from_slice(&piece[r]))?;
+            consumed += p.consumed;
+            if p.done {
+                return Ok((consumed, true, data));
+            }
+            at = end;
+        }
+        Ok((consumed, f.is_done(), data))
+    }
+
+    /// Every split in two and (for short inputs) in three gives the same answer
+    /// as the whole input fed at once.
+    fn same_at_every_split(make: impl Fn() -> BodyFramer, input: &[u8]) -> (usize, bool, Vec<u8>) {
+        let whole = feed_cut(make(), input, &[]).expect("whole input");
+        for i in 0..=input.len() {
+            assert_eq!(
+                feed_cut(make(), input, &[i]).expect("split"),
+                whole,
+                "split at {i}"
+            );
+            if input.len() <= 64 {
+                for j in i..=input.len() {
+                    assert_eq!(
+                        feed_cut(make(), input, &[i, j]).unwrap(),
+                        whole,
+                        "split at {i}, {j}"
+                    );
+                }
+            }
+        }
+        whole
+    }
+
+    #[test]
+    fn length_body_ends_at_its_length_at_every_split() {
+        let input = b"hello worldGET / HTTP/1.1\r\n\r\n";
+        let (consumed, done, data) =
+            same_at_every_split(|| BodyFramer::for_request(BodyFraming::Length(11)), input);
+        assert_eq!((consumed, done), (11, true));
+        assert_eq!(data, b"hello world");
+    }
+
+    #[test]
+    fn empty_bodies_are_done_before_any_byte() {
+        for f in [
+            BodyFramer::for_request(BodyFraming::None),
+            BodyFramer::for_request(BodyFraming::Length(0)),
+            BodyFramer::for_response(RespFraming::None),
+            BodyFramer::for_response(RespFraming::Length(0)),
+        ] {
+            assert!(f.is_done() && f.ends_at_close());
+            let mut f = f;
+            let p = f.feed(b"GET / HTTP/1.1\r\n").unwrap();
+            assert_eq!((p.consumed, p.done), (0, true));
+        }
+    }
+
+    #[test]
+    fn chunked_request_with_extensions_and_trailers_at_every_split() {
+        let input = b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        let (consumed, done, data) =
+            same_at_every_split(|| BodyFramer::for_request(BodyFraming::Chunked), input);
+        assert_eq!((consumed, done), (input.len() - 4, true));
+        assert_eq!(data, b"hello world");
+    }
+
+    #[test]
+    fn chunked_response_is_the_same_machine() {
+        let input = b"3\r\nabc\r\n0\r\n\r\n";
+        let req = same_at_every_split(|| BodyFramer::for_request(BodyFraming::Chunked), input);
+        let resp = same_at_every_split(|| BodyFramer::for_response(RespFraming::Chunked), input);
+        assert_eq!(req, resp);
+    }
+
+    #[test]
+    fn until_close_takes_everything_and_ends_only_at_close() {
+        let input = b"any bytes\r\n0\r\n\r\n at all";
+        let (consumed, done, data) =
+            same_at_every_split(|| BodyFramer::for_response(RespFraming::UntilClose), input);
+        assert_eq!((consumed, done), (input.len(), false));
+        assert_eq!(data, input);
+        assert!(BodyFramer::for_response(RespFraming::UntilClose).ends_at_close());
+        assert!(!BodyFramer::for_response(RespFraming::Length(3)).ends_at_close());
+        assert!(!BodyFramer::for_response(RespFraming::Chunked).ends_at_close());
+    }
+
+    #[test]
+    fn malformed_chunk_size_fails_at_every_split() {
+        let input = b"5\r\nhello\r\nzz\r\n";
+        for i in 0..=input.len() {
+            assert!(
+                feed_cut(BodyFramer::for_request(BodyFraming::Chunked), input, &[i]).is_err(),
+                "split at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_in_place_dechunks_at_every_split() {
+        let input = b"4\r\nWiki\r\n5;x=y\r\npedia\r\ne\r\n in\r\n\r\nchunks.\r\n0\r\n\r\n";
+        for i in 0..=input.len() {
+            let mut f = BodyFramer::for_response(RespFraming::Chunked);
+            let mut out = Vec::new();
+            let mut done = false;
+            for piece in [&input[..i], &input[i..]] {
+                let mut buf = piece.to_vec();
+                let (p, n) = f.decode_in_place(&mut buf).expect("valid body");
+                out.extend_from_slice(&buf[..n]);
+                done = p.done;
+            }
+            assert!(done, "split at {i}");
+            assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.", "split at {i}");
+        }
+    }
+
+    #[test]
+    fn decode_in_place_leaves_length_bodies_untouched() {
+        let mut f = BodyFramer::for_response(RespFraming::Length(4));
+        let mut buf = b"abcdEXTRA".to_vec();
+        let (p, n) = f.decode_in_place(&mut buf).unwrap();
+        assert_eq!((p.consumed, p.done, n), (4, true, 4));
+        assert_eq!(&buf[..4], b"abcd");
+    }
+}

@@ -1,0 +1,100 @@
+//! Moving a request body off the client connection: to the upstream, or read and
+//! discarded before a local answer, always through the shared [`BodyFramer`].
+
+use crate::http::{BodyFramer, BodyFraming};
+use crate::io::{Conn, ReadOutcome};
+use crate::proxy::error::ProxyError;
+use crate::proxy::exchange::ClientConn;
+use std::time::Duration;
+
+/// Read size while streaming a request body.
+const BODY_READ: usize = 32 * 1024;
+
+/// Why the request body could not be moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// The client closed or timed out.
+    Client(&'static str),
+    /// The body's chunked framing is malformed (or too large to discard).
+    Framing(&'static str),
+    /// Writing to the upstream failed.
+    Upstream,
+}
+
+impl From<BodyError> for ProxyError {
+    fn from(e: BodyError) -> ProxyError {
+        match e {
+            BodyError::Client(_) => ProxyError::client_gone(),
+            BodyError::Framing(why) => ProxyError::bad_request_body(why),
+            BodyError::Upstream => ProxyError::body_write_failed(),
+        }
+    }
+}
+
+/// Where the body goes.
+#[derive(Debug)]
+pub enum Sink<'a> {
+    /// To the upstream, after `head` (sent together with the first body bytes;
+    /// cleared once sent).
+    Upstream {
+        conn: &'a mut Conn,
+        head: &'a mut Vec<u8>,
+    },
+    /// Read and dropped; more than `limit` bytes is an error.
+    Discard { limit: u64 },
+}
+
+/// Moves the request body, starting with the bytes at `c.buf[c.pos..]`, to `sink`.
+/// Leaves `c.pos` after the body; bytes of a pipelined next request stay in `c.buf`.
+/// Each read waits at most `read_timeout`.
+pub async fn pump(
+    c: &mut ClientConn,
+    framing: BodyFraming,
+    mut sink: Sink<'_>,
+    read_timeout: Duration,
+) -> Result<(), BodyError> {
+    let mut body = BodyFramer::for_request(framing);
+    let mut total = 0u64;
+    loop {
+        // Take what the buffer holds of the body.
+        let p = body
+            .feed(&c.buf[c.pos..])
+            .map_err(|e| BodyError::Framing(e.reason()))?;
+        let take = p.consumed;
+        total += take as u64;
+        match &mut sink {
+            Sink::Discard { limit } => {
+                if total > *limit {
+                    return Err(BodyError::Framing("request body too large to discard"));
+                }
+            }
+            Sink::Upstream { conn, head } => {
+                head.extend_from_slice(&c.buf[c.pos..c.pos + take]);
+                if !head.is_empty() {
+                    let (r, out) = conn.write_all(std::mem::take(*head)).await;
+                    **head = out;
+                    r.map_err(|_| BodyError::Upstream)?;
+                    head.clear();
+                }
+            }
+        }
+        c.pos += take;
+        if p.done {
+            return Ok(());
+        }
+        // Everything buffered was body: read more.
+        c.buf.clear();
+        c.pos = 0;
+        if c.buf.capacity() < BODY_READ {
+            c.buf.reserve(BODY_READ);
+        }
+        let (outcome, buf) = c.io.read_append(std::mem::take(&mut c.buf), read_timeout).await;
+        c.buf = buf;
+        match outcome {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut => return Err(BodyError::Client("request body not received in time")),
+            ReadOutcome::Eof => return Err(BodyError::Client("client closed the connection mid-body")),
+            ReadOutcome::Failed => return Err(BodyError::Client("client connection failed mid-body")),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The context every phase of one request works on: [`Exchange`], the client side
+//! of it ([`ClientConn`]), and what serving it came to ([`Outcome`]).
+
+use crate::http::{find_header, is_usable_request_id, BodyFraming, HeadScratch, RequestHead, Version};
+use crate::io::Conn;
+use crate::observe::access_log::{Line, RequestFields};
+use crate::shard::{RequestId, Shard};
+use crate::snapshot::ShardView;
+use crate::upstream::UpstreamId;
+use ringway_router::RouteId;
+use std::time::Instant;
+
+/// The client side of one connection, as the phases see it: the stream and the
+/// bytes read from it. `downstream/` owns the connection loop and lends this out
+/// for each request.
+#[derive(Debug)]
+pub struct ClientConn {
+    pub io: Conn,
+    /// Bytes read and not yet consumed start at `pos`.
+    pub buf: Vec<u8>,
+    pub pos: usize,
+    /// The client's address as text, for `X-Forwarded-For` and the log.
+    pub peer_ip: Vec<u8>,
+}
+
+/// What one request's head says, copied out before the body is read: the head's
+/// bytes do not outlive a streamed body, these facts do.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts {
+    pub framing: BodyFraming,
+    /// The method is HEAD: the response has no body whatever it says.
+    pub head_only: bool,
+    /// The method may be repeated (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// The client spoke HTTP/1.0: no interim responses, no chunked bodies.
+    pub http10: bool,
+    /// The client may send another request on this connection.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
+}
+
+impl RequestFacts {
+    pub fn of(head: &RequestHead, buf: &[u8]) -> RequestFacts {
+        let method = head.method.slice(buf);
+        RequestFacts {
+            framing: head.framing,
+            head_only: method == b"HEAD",
+            idempotent: is_idempotent(method),
+            http10: head.version == Version::Http10,
+            keep_alive: head.keep_alive,
+            expect_continue: head.expect_continue,
+        }
+    }
+
+    pub fn has_body(&self) -> bool {
+        self.framing != BodyFraming::None
+    }
+}
+
+/// True for methods that may be retried on a fresh connection (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+/// What was sent for the request, as far as the log needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sent {
+    /// Response body bytes written to the client.
+    pub body_bytes: u64,
+    /// When the upstream's (final) response head arrived.
+    pub upstream_head: Option<Instant>,
+}
+
+/// One request being served: the shard and snapshot it runs on, the client, the
+/// parsed head, and what the phases have decided so far.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    pub shard: &'a Shard,
+    pub view: &'a ShardView,
+    pub client: &'a mut ClientConn,
+    /// The head; its spans index `client.buf` until the body is read.
+    pub head: RequestHead,
+    /// The head's field lines (spans into `client.buf`, like `head`).
+    pub fields: &'a HeadScratch,
+    pub facts: RequestFacts,
+    pub id: RequestId,
+    /// The client's `x-request-id` is present but not usable: ours replaces it.
+    pub replace_client_id: bool,
+    pub started: Instant,
+    pub log_line: Option<Line>,
+    /// The winning rule, once decided.
+    pub route: Option<RouteId>,
+    /// The upstream picked, once picked.
+    pub upstream: Option<UpstreamId>,
+    /// How much of the request body has been read off the connection.
+    pub body: BodyRead,
+    pub sent: Sent,
+}
+
+impl<'a> Exchange<'a> {
+    /// Starts serving the request whose `head` (and `fields`) were just parsed from
+    /// `client.buf`: takes the client's `x-request-id` or mints one, and begins the
+    /// access log line while the head's bytes are still there.
+    pub fn new(
+        shard: &'a Shard,
+        view: &'a ShardView,
+        client: &'a mut ClientConn,
+        head: RequestHead,
+        fields: &'a HeadScratch,
+    ) -> Exchange<'a> {
+        let started = Instant::now();
+        let buf = &client.buf[..];
+        let facts = RequestFacts::of(&head, buf);
+        let client_id = find_header(buf, fields.headers(), b"x-request-id");
+        let usable = client_id.filter(|v| is_usable_request_id(v));
+        let id = shard.request_id(usable);
+        let replace_client_id = client_id.is_some() && usable.is_none();
+        let log_line = shard.access_log.borrow_mut().begin(&RequestFields {
+            id: id.as_bytes(),
+            client: &client.peer_ip,
+            method: Some(head.method.slice(buf)),
+            path: Some(head.path.slice(buf)),
+            query: head.query.map(|q| q.slice(buf)),
+        });
+        // The body (or the next pipelined request) starts after the head.
+        client.pos = head.head_len;
+        Exchange {
+            shard,
+            view,
+            client,
+            head,
+            fields,
+            facts,
+            id,
+            replace_client_id,
+            started,
+            log_line,
+            route: None,
+            upstream: None,
+            body: if facts.has_body() {
+                BodyRead::Unread
+            } else {
+                BodyRead::Done
+            },
+            sent: Sent::default(),
+        }
+    }
+}
+
+/// How much of the request body has been read off the client connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRead {
+    /// None of it: the body (if any) starts at the end of the head in `client.buf`.
+    Unread,
+    /// Some of it: where the rest starts is lost with the buffer, so the
+    /// connection cannot carry another request.
+    Partial,
+    /// All of it (or there was none): `client.pos` is at the next request.
+    Done,
+}
+
+/// What becomes of the client connection after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close: the client asked to, the response is delimited by the close, a write
+    /// failed, or the request's framing is in doubt.
+    Close,
+}
+
+/// How a request ended: the status the client got (or the log records) and what
+/// becomes of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: u16,
+    pub next: Next,
+}
+
+impl Outcome {
+    pub fn new(status: u16, keep_alive: bool) -> Outcome {
+        Outcome {
+            status,
+            next: if keep_alive { Next::KeepAlive } else { Next::Close },
+        }
+    }
+
+    pub fn keeps_alive(&self) -> bool {
+        self.next == Next::KeepAlive
+    }
+}

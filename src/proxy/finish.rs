@@ -1,0 +1,34 @@
+//! The last phase: what a request leaves behind — its counters and its access log
+//! line.
+
+use crate::observe::access_log::ResponseFields;
+use crate::proxy::exchange::{Exchange, Outcome};
+
+/// Records `outcome` of `x` in the shard's and the route's histograms and completes
+/// the access log line begun with the request.
+pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
+    let micros = x.started.elapsed().as_micros() as u64;
+    let view = x.view;
+    x.shard.stats.all.record(outcome.status, micros);
+    if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
+        h.record(outcome.status, micros);
+    }
+    let Some(line) = x.log_line.take() else { return };
+    let rule = x.route.and_then(|r| view.snap.config.routes.get(r.index()));
+    let upstream_us = x
+        .sent
+        .upstream_head
+        .map(|t| t.saturating_duration_since(x.started).as_micros() as u64);
+    x.shard.access_log.borrow_mut().finish(
+        line,
+        &ResponseFields {
+            group: rule.map(|r| r.group.as_str()),
+            route: rule.map(|r| r.name.as_str()),
+            upstream: x.upstream.map(|u| view.snap.upstream(u).addr),
+            status: outcome.status,
+            bytes: x.sent.body_bytes,
+            duration_us: micros,
+            upstream_us,
+        },
+    );
+}

@@ -1,0 +1,58 @@
+//! Forwarding: the upstream request head written from the client's, then sent with
+//! the request body streamed behind it.
+
+use crate::http::write_upstream_head;
+use crate::http::ForwardInfo;
+use crate::io::Conn;
+use crate::proxy::body::{pump, Sink};
+use crate::proxy::error::ProxyError;
+use crate::proxy::exchange::{BodyRead, Exchange};
+use crate::proxy::retry;
+use crate::upstream::UpstreamId;
+
+/// Writes into `out` the head sent to `upstream` for `x`: `target` as the
+/// request-target, the upstream's authority as Host (unless the config keeps the
+/// client's), hop-by-hop fields dropped, forwarding fields and the request id added.
+pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut Vec<u8>) {
+    let snap = &x.view.snap;
+    let up = snap.upstream(upstream);
+    write_upstream_head(
+        out,
+        &x.client.buf,
+        &x.head,
+        x.fields.headers(),
+        target,
+        up.authority.as_bytes(),
+        &ForwardInfo {
+            client_ip: &x.client.peer_ip,
+            proto: if x.client.io.is_tls() { b"https" } else { b"http" },
+            request_id: x.id.as_bytes(),
+            keep_client_host: snap.config.server.keep_client_host,
+            // We answer `100 Continue` ourselves once the upstream is connected (as
+            // nginx does), so the upstream must not wait to send its own.
+            drop_expect: x.facts.expect_continue,
+            replace_request_id: x.replace_client_id,
+        },
+    );
+}
+
+/// Sends `head` and then the request body (if any) to `conn`. The head is kept for
+/// another attempt when there is no body; with a body, the client is told `100
+/// Continue` first when it waits for it.
+pub async fn send(x: &mut Exchange<'_>, conn: &mut Conn, head: &mut Vec<u8>) -> Result<(), ProxyError> {
+    if !x.facts.has_body() {
+        let (r, h) = conn.write_all(std::mem::take(head)).await;
+        *head = h;
+        // A stale pooled connection fails here or at the response head.
+        return r.map(|_| ()).map_err(|_| retry::closed_before_response(&x.facts));
+    }
+    if x.facts.expect_continue {
+        let (r, _) = x.client.io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+        r.map_err(|_| ProxyError::client_gone())?;
+    }
+    x.body = BodyRead::Partial;
+    let timeout = x.view.snap.config.limits.keepalive_timeout;
+    pump(x.client, x.facts.framing, Sink::Upstream { conn, head }, timeout).await?;
+    x.body = BodyRead::Done;
+    Ok(())
+}

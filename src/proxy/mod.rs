@@ -1,0 +1,188 @@
+//! The phases of one request, over one [`Exchange`].
+//!
+//! ```text
+//! serve_request
+//!   1 decide    environment + rule + target           decide.rs   (pure; `explain` too)
+//!   │           ├─ mock          → local answer        local.rs
+//!   │           └─ refusal       → local answer        local.rs
+//!   2 policies  auth, limits (rooms)                   policy/
+//!   3 pick      endpoint group → one upstream          upstream::Balancer
+//!   4 rewrite   the upstream request head              forward.rs
+//!   5 checkout  pooled connection, else connect        upstream::{ConnPool, connect}
+//!   6 forward   head, then the body streamed           forward.rs, body.rs
+//!   7 relay     response head and body                 relay.rs
+//!   │           5–7 again once on a fresh connection   retry.rs
+//!   │           when a pooled one was stale
+//!   8 finish    pool check-in, counters, access log    finish.rs
+//! ```
+//!
+//! Every failure is a [`ProxyError`] (error.rs), which says whom to blame and
+//! whether a retry is safe; `local::fail` turns it into the client's answer.
+//!
+//! This layer works on the context handed to it: it imports the shard state, the
+//! snapshot, `upstream/`, `http/`, `io/` and `observe/`, never `downstream/` (which
+//! calls it) or `runtime/`.
+
+mod body;
+pub mod decide;
+pub mod error;
+pub mod exchange;
+mod finish;
+mod forward;
+pub mod local;
+pub mod policy;
+mod relay;
+mod retry;
+
+pub use decide::{decide, Decision, Dest, Refusal, RequestParts};
+pub use error::{ProxyError, Source};
+pub use exchange::{ClientConn, Exchange, Next, Outcome};
+
+use crate::io::Conn;
+use crate::upstream::{connect, PoolKey, UpstreamId};
+
+/// Serves one request, from the decision to the log line.
+pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
+    let mut target = x.shard.take_small();
+    let decision = decide_request(x, &mut target); // 1
+    x.route = decision.route();
+    let outcome = match decision {
+        Decision::Mock { route, .. } => local::mock(x, route).await,
+        Decision::Refuse { refusal, .. } => {
+            if refusal == Refusal::NoMatch {
+                x.shard.stats.no_match.inc();
+            }
+            let status = refusal.status(x.view.snap.config.server.no_match_status);
+            local::refuse(x, status, &refusal.problem()).await
+        }
+        Decision::Proxy { dest, .. } => match proxy(x, dest, &target).await {
+            Ok(outcome) => outcome,
+            Err(e) => local::fail(x, e).await,
+        },
+    };
+    x.shard.give_small(target);
+    finish::record(x, &outcome); // 8
+    outcome
+}
+
+/// Phases 2–7 for a request that is proxied.
+async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcome, ProxyError> {
+    policy::admit(x)?; // 2
+    let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
+    x.upstream = Some(upstream);
+    let mut head = x.shard.take_small();
+    forward::rewrite(x, target, upstream, &mut head); // 4
+    x.view.balancer.track(upstream, true);
+    let mut attempt = 0;
+    let result = loop {
+        let (mut conn, reused) = match checkout(x, upstream, attempt).await {
+            // 5
+            Ok(c) => c,
+            Err(e) => break Err(e),
+        };
+        let relayed = match forward::send(x, &mut conn, &mut head).await {
+            // 6
+            Ok(()) => relay::response(x, &mut conn).await, // 7
+            Err(e) => Err(e),
+        };
+        match relayed {
+            Ok(r) => {
+                if r.reusable {
+                    checkin(x, upstream, conn);
+                }
+                break Ok(r.outcome);
+            }
+            Err(e) if retry::again(&e, attempt, reused) => {
+                x.view.upstream_stats(upstream).retries.inc();
+                attempt += 1;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    x.view.balancer.track(upstream, false);
+    x.shard.give_small(head);
+    if let Err(e) = &result {
+        if e.is_response_timeout() {
+            x.view.upstream_stats(upstream).timeouts.inc();
+        }
+    }
+    result
+}
+
+/// Phase 1 over the HTTP/1 head: the protocol-neutral parts of the request for
+/// [`decide`].
+fn decide_request(x: &Exchange<'_>, target: &mut Vec<u8>) -> Decision {
+    let buf = &x.client.buf[..];
+    let head = &x.head;
+    let req = RequestParts {
+        method: head.method.slice(buf),
+        host: head.host.map(|h| h.slice(buf)),
+        path: if head.path.is_empty() {
+            b"/"
+        } else {
+            head.path.slice(buf)
+        },
+        query: head.query.map(|q| q.slice(buf)),
+        env: None,
+    };
+    let headers = x
+        .fields
+        .headers()
+        .iter()
+        .map(|h| (h.name.slice(buf), h.value.slice(buf)));
+    let mut scratch = x.shard.match_scratch.borrow_mut();
+    decide(&x.view.snap, &x.view.router, &req, headers, &mut scratch, target)
+}
+
+/// Phase 3: the member of an endpoint group (or the literal origin) to send to.
+fn pick(x: &Exchange<'_>, dest: Dest) -> Option<UpstreamId> {
+    match dest {
+        Dest::Endpoint(e) => x.view.balancer.pick(&x.view.snap.endpoints, e),
+        Dest::Upstream(u) => Some(u),
+    }
+}
+
+/// The pool key of `upstream`.
+fn pool_key(x: &Exchange<'_>, upstream: UpstreamId) -> PoolKey {
+    PoolKey {
+        addr: x.view.snap.upstream(upstream).addr,
+    }
+}
+
+/// Phase 5: an idle pooled connection on the first attempt, else a new one.
+/// Returns the connection and whether it was reused.
+async fn checkout(
+    x: &Exchange<'_>,
+    upstream: UpstreamId,
+    attempt: usize,
+) -> Result<(Conn, bool), ProxyError> {
+    let cfg = &x.view.snap.config.upstream;
+    if attempt == 0 {
+        let pooled = x
+            .shard
+            .pool
+            .borrow_mut()
+            .take(pool_key(x, upstream), cfg.idle_timeout);
+        if let Some(conn) = pooled {
+            return Ok((conn, true));
+        }
+    }
+    match connect(x.view.snap.upstream(upstream).addr, cfg.connect_timeout).await {
+        Ok(conn) => Ok((conn, false)),
+        Err(e) => {
+            x.view.upstream_stats(upstream).connect_errors.inc();
+            Err(ProxyError::connect(e))
+        }
+    }
+}
+
+/// Phase 8 (first part): a connection whose response ended cleanly goes back to the
+/// shard's pool.
+fn checkin(x: &Exchange<'_>, upstream: UpstreamId, conn: Conn) {
+    let max_idle = x.view.snap.config.upstream.max_idle_per_endpoint;
+    let stats = &x.view.upstream_stats[upstream.index()];
+    x.shard
+        .pool
+        .borrow_mut()
+        .put(pool_key(x, upstream), conn, max_idle, stats);
+}

@@ -1,0 +1,24 @@
+//! Policies: what a request must satisfy before anything of it is sent upstream.
+//!
+//! The phase runs after the decision (so a policy knows the route, its group and
+//! environment) and before the upstream is picked (so a refused request costs no
+//! upstream work). A policy may read the [`Exchange`] and the shard's state; it
+//! answers by returning a [`ProxyError`], whose `answer` is the client's response.
+//!
+//! The rooms, in the order they will run:
+//! - `auth.rs` — access authorization: subscription keys, signature key pairs
+//!   (issue 11). Records the caller's identity on the exchange for what follows.
+//! - `limits.rs` — traffic control: per group, route, key and client-IP limits from
+//!   shard-local leases (issue 12).
+//!
+//! Backend signing is not a policy: it edits the upstream head, in the rewrite.
+
+use crate::proxy::error::ProxyError;
+use crate::proxy::exchange::Exchange;
+
+/// Runs every policy that applies to `x`; the first to refuse answers.
+#[inline]
+pub fn admit(x: &Exchange<'_>) -> Result<(), ProxyError> {
+    let _ = x;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Relaying the upstream's response: read its head (forwarding interim 1xx
+//! responses), write the client's head, then move the body through a
+//! [`BodyFramer`] until it ends.
+//!
+//! Before the client has been sent anything, a bad response is an error (502); once
+//! the head is out, a failure can only end the client connection, so that a
+//! truncated body is never mistaken for a whole one.
+
+use crate::http::{
+    parse_response_head, write_downstream_head_with, BodyFramer, DownstreamHead, HeadLimits, HeadScratch,
+    RespFraming, ResponseHead,
+};
+use crate::io::{Conn, ReadOutcome};
+use crate::proxy::error::ProxyError;
+use crate::proxy::exchange::{BodyRead, Exchange, Outcome};
+use crate::proxy::local::body_len;
+use crate::proxy::retry;
+use monoio::buf::IoBuf;
+use std::time::{Duration, Instant};
+
+/// Body bytes up to this size are copied behind the response head (one write).
+const INLINE_BODY: usize = 8 * 1024;
+
+/// A response relayed to the client.
+#[derive(Clone, Copy, Debug)]
+pub struct Relayed {
+    pub outcome: Outcome,
+    /// The upstream connection ended cleanly after the body and may be pooled.
+    pub reusable: bool,
+}
+
+/// Reads the upstream's response to `x` from `conn` and relays it.
+pub async fn response(x: &mut Exchange<'_>, conn: &mut Conn) -> Result<Relayed, ProxyError> {
+    let mut ub = x.shard.take_buf();
+    // The response has its own scratch: the request's field spans stay valid.
+    let mut rs = x.shard.take_head_scratch();
+    let result = match read_final_head(x, conn, &mut ub, &mut rs).await {
+        Ok(resp) => {
+            x.sent.upstream_head = Some(Instant::now());
+            relay_body(x, conn, &mut ub, &resp, &rs).await
+        }
+        Err(e) => Err(e),
+    };
+    x.shard.give_head_scratch(rs);
+    x.shard.give_buf(ub);
+    result
+}
+
+/// Reads response heads until a final one, forwarding interim 1xx responses to a
+/// client that can take them.
+async fn read_final_head(
+    x: &mut Exchange<'_>,
+    conn: &mut Conn,
+    ub: &mut Vec<u8>,
+    rs: &mut HeadScratch,
+) -> Result<ResponseHead, ProxyError> {
+    let config = &x.view.snap.config;
+    let limits = HeadLimits {
+        max_header_bytes: config.limits.max_header_bytes,
+        max_headers: config.limits.max_headers,
+    };
+    let timeout = config.upstream.response_timeout;
+    loop {
+        let resp = read_head(x, conn, ub, &limits, rs, timeout).await?;
+        if resp.is_interim() {
+            if !x.facts.http10 {
+                let interim = ub[..resp.head_len].to_vec();
+                let (r, _) = x.client.io.write_all(interim).await;
+                r.map_err(|_| ProxyError::client_gone())?;
+            }
+            ub.drain(..resp.head_len);
+            continue;
+        }
+        if resp.status == 101 {
+            return Err(ProxyError::switched_protocols());
+        }
+        return Ok(resp);
+    }
+}
+
+/// Reads one response head into `ub` within `timeout`.
+async fn read_head(
+    x: &Exchange<'_>,
+    conn: &mut Conn,
+    ub: &mut Vec<u8>,
+    limits: &HeadLimits,
+    rs: &mut HeadScratch,
+    timeout: Duration,
+) -> Result<ResponseHead, ProxyError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !ub.is_empty() {
+            match parse_response_head(ub, x.facts.head_only, limits, rs) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => return Err(ProxyError::bad_response_head(e.reason())),
+            }
+        }
+        if ub.capacity() - ub.len() < 1024 {
+            ub.reserve(ub.len().max(4096));
+        }
+        let had = ub.len();
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let (outcome, b) = conn.read_append(std::mem::take(ub), wait).await;
+        *ub = b;
+        match outcome {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut => return Err(ProxyError::response_timeout()),
+            ReadOutcome::Eof | ReadOutcome::Failed if had == 0 => {
+                return Err(retry::closed_before_response(&x.facts))
+            }
+            ReadOutcome::Eof | ReadOutcome::Failed => {
+                return Err(ProxyError::bad_response_head(
+                    "upstream closed the connection mid-head",
+                ))
+            }
+        }
+    }
+}
+
+/// Writes the client's head and relays the body that follows `resp` in `ub`.
+async fn relay_body(
+    x: &mut Exchange<'_>,
+    conn: &mut Conn,
+    ub: &mut Vec<u8>,
+    resp: &ResponseHead,
+    rs: &HeadScratch,
+) -> Result<Relayed, ProxyError> {
+    let http10 = x.facts.http10;
+    // An HTTP/1.0 client cannot read a chunked body: it gets the data bytes as they
+    // come and the end of the body is the connection closing.
+    let dechunk = http10 && resp.framing == RespFraming::Chunked;
+    let client_keep = x.facts.keep_alive
+        && !x.shard.draining.get()
+        && x.body == BodyRead::Done
+        && resp.downstream_keep_alive(true)
+        && !dechunk;
+    let timeout = x.view.snap.config.upstream.response_timeout;
+    let mut body = BodyFramer::for_response(resp.framing);
+
+    // The body bytes that came with the head.
+    let first_len = ub.len() - resp.head_len;
+    let first = if dechunk {
+        body.decode_in_place(&mut ub[resp.head_len..])
+    } else {
+        body.feed(&ub[resp.head_len..]).map(|p| (p, p.consumed))
+    };
+    let (first, take) =
+        first.map_err(|_| ProxyError::bad_response_head("upstream sent a malformed chunked body"))?;
+    let mut clean = first.consumed == first_len;
+
+    let mut out = x.shard.take_small();
+    let extra: &[(&[u8], &[u8])] = if http10 && client_keep {
+        &[(b"connection", b"keep-alive")]
+    } else {
+        &[]
+    };
+    let opts = DownstreamHead {
+        client_keep_alive: client_keep,
+        dechunk,
+        extra,
+    };
+    write_downstream_head_with(&mut out, ub, resp, rs.headers(), &opts);
+    // A small first body part goes out with the head in one write; a large one is
+    // written straight from the read buffer instead of being copied.
+    let at = resp.head_len;
+    let inline = take <= INLINE_BODY;
+    if inline {
+        out.extend_from_slice(&ub[at..at + take]);
+    }
+    let (r, out) = x.client.io.write_all(out).await;
+    if r.is_ok() {
+        x.sent.body_bytes += body_len(&out);
+    }
+    x.shard.give_small(out);
+    let broken = Ok(Relayed {
+        outcome: Outcome::new(resp.status, false),
+        reusable: false,
+    });
+    if r.is_err() {
+        return broken;
+    }
+    if !inline {
+        let (r, s) = x
+            .client
+            .io
+            .write_all(std::mem::take(ub).slice(at..at + take))
+            .await;
+        *ub = s.into_inner();
+        if r.is_err() {
+            return broken;
+        }
+        x.sent.body_bytes += take as u64;
+    }
+
+    while !body.is_done() {
+        ub.clear();
+        let (outcome, b) = conn.read_append(std::mem::take(ub), timeout).await;
+        *ub = b;
+        let n = match outcome {
+            ReadOutcome::Data(n) => n,
+            ReadOutcome::Eof if body.ends_at_close() => break,
+            // Timeout, error or close mid-body: the client sees a truncated response.
+            _ => return broken,
+        };
+        let fed = if dechunk {
+            body.decode_in_place(&mut ub[..n])
+        } else {
+            body.feed(&ub[..n]).map(|p| (p, p.consumed))
+        };
+        // Bad framing mid-body: end the client connection, relaying none of it.
+        let Ok((p, take)) = fed else { return broken };
+        clean &= p.consumed == n;
+        let (r, s) = x.client.io.write_all(std::mem::take(ub).slice(..take)).await;
+        *ub = s.into_inner();
+        if r.is_err() {
+            return broken;
+        }
+        x.sent.body_bytes += take as u64;
+    }
+    let until_close = resp.framing == RespFraming::UntilClose;
+    Ok(Relayed {
+        outcome: Outcome::new(resp.status, client_keep && !until_close),
+        reusable: body.is_done() && clean && resp.keep_alive && !until_close,
+    })
+}

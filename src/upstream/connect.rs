@@ -1,0 +1,61 @@
+//! Opening an upstream connection within its deadline.
+
+use crate::io::Conn;
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why a connection could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The upstream answered the SYN with a reset.
+    Refused,
+    /// Any other failure (unreachable, no socket, …).
+    Failed,
+    /// No answer within the connect timeout.
+    TimedOut,
+}
+
+/// Connects to `addr` within `timeout`.
+///
+/// The connect is started on a non-blocking socket and its completion awaited as a
+/// poll for writability. On timeout the half-open connection is aborted, which
+/// completes the poll: a dropped, still-pending operation would otherwise keep the
+/// socket open (for minutes, against a blackholed upstream).
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
+    use socket2::{Domain, Socket, Type};
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        _ => ConnectError::Failed,
+    };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(failed)?;
+    sock.set_nonblocking(true).map_err(failed)?;
+    let _ = sock.set_nodelay(true);
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) /* EINPROGRESS */ => {}
+        Err(e) => return Err(failed(e)),
+    }
+    // A second handle on the socket to read SO_ERROR once it is writable.
+    let probe = sock.try_clone().map_err(failed)?;
+    let conn = TcpStream::from_std(sock.into()).map_err(failed)?;
+    // Dropping the poll on timeout is safe here only because the abort below
+    // completes it at once (see the lint's reason in clippy.toml).
+    #[allow(clippy::disallowed_methods)]
+    let polled = monoio::time::timeout(timeout, conn.writable(false)).await;
+    match polled {
+        Err(_) => {
+            // Abort the half-open connection (shutdown on a SYN_SENT socket
+            // disconnects it): the poll still in flight completes at once and lets
+            // go of the socket, instead of holding it until the kernel gives up.
+            let _ = probe.shutdown(std::net::Shutdown::Both);
+            return Err(ConnectError::TimedOut);
+        }
+        Ok(Err(e)) => return Err(failed(e)),
+        Ok(Ok(())) => {}
+    }
+    match probe.take_error() {
+        Ok(None) => Ok(Conn::Tcp(conn)),
+        Ok(Some(e)) | Err(e) => Err(failed(e)),
+    }
+}

@@ -1,0 +1,46 @@
+//! The upstream side: where a proxied request can go and how a connection to it is
+//! had.
+//!
+//! - [`UpstreamId`] and [`Endpoint`]: the resolved addresses of a snapshot and the
+//!   endpoints (single or groups) that name them.
+//! - `balance.rs`: [`Balancer`], per-shard picks over endpoint groups.
+//! - `pool.rs`: [`ConnPool`], per-shard idle connections keyed by [`PoolKey`].
+//! - `connect.rs`: [`connect`], a TCP connect with a deadline that never leaks the
+//!   socket, and its [`ConnectError`].
+//!
+//! Later: `tls.rs` (HTTPS upstreams, joining [`PoolKey`]) and `health.rs`.
+//!
+//! This layer knows nothing of client connections or of the proxy phases that use
+//! it: it imports `io`, `config` and `observe` only.
+
+mod balance;
+mod connect;
+mod pool;
+
+pub use balance::Balancer;
+pub use connect::{connect, ConnectError};
+pub use pool::{ConnPool, PoolKey};
+
+use crate::config::Lb;
+
+/// One resolved upstream address of a snapshot (an index into
+/// `Snapshot::upstreams`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamId(pub u32);
+
+impl UpstreamId {
+    /// The index into the snapshot's upstream list.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// An endpoint as the data path sees it.
+#[derive(Debug)]
+pub enum Endpoint {
+    /// One address.
+    Single(UpstreamId),
+    /// Members with their weights (≥ 1), picked by `lb`.
+    Group { lb: Lb, members: Vec<(UpstreamId, u32)> },
+}
