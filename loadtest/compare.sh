@@ -36,6 +36,8 @@ BACKEND_PORT=${BACKEND_PORT:-19000}
 RINGWAY_PORT=${RINGWAY_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
+BASELINE_PORT=${BASELINE_PORT:-18083}
+BASELINE_BIN=
 # CPU sets for the split layout (override for bigger machines).
 LOAD_CPUS=${LOAD_CPUS:-0}
 PROXY_CPUS=${PROXY_CPUS:-}
@@ -58,8 +60,10 @@ usage: loadtest/compare.sh [options]
   --no-build          do not cargo build (use the binaries as they are)
   --backend-bin PATH  ringway-backend binary (default target/release/ringway-backend)
   --ringway-bin PATH  ringway binary (default target/release/ringway)
+  --baseline-bin PATH a second ringway binary (e.g. the previous commit), run as
+                      target "baseline" with the same config: before/after in one run
 
-Ports (env): BACKEND_PORT=$BACKEND_PORT RINGWAY_PORT=$RINGWAY_PORT NGINX_PORT=$NGINX_PORT HAPROXY_PORT=$HAPROXY_PORT
+Ports (env): BACKEND_PORT=$BACKEND_PORT RINGWAY_PORT=$RINGWAY_PORT NGINX_PORT=$NGINX_PORT HAPROXY_PORT=$HAPROXY_PORT BASELINE_PORT=$BASELINE_PORT
 Split layout CPUs (env): LOAD_CPUS=$LOAD_CPUS (wrk + backend), PROXY_CPUS (default: 1..nproc-1)
 EOF
 }
@@ -88,6 +92,7 @@ while (($#)); do
     --no-build) DO_BUILD=0; shift ;;
     --backend-bin) BACKEND_BIN=$2; shift 2 ;;
     --ringway-bin) RINGWAY_BIN=$2; shift 2 ;;
+    --baseline-bin) BASELINE_BIN=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -96,8 +101,11 @@ done
 for s in "${SCENARIOS[@]}"; do
     [[ " ${ALL_SCENARIOS[*]} " == *" $s "* ]] || { echo "unknown scenario: $s" >&2; exit 2; }
 done
+if [[ -n $BASELINE_BIN && " ${TARGETS[*]} " != *" baseline "* ]]; then
+    TARGETS+=(baseline)
+fi
 for t in "${TARGETS[@]}"; do
-    [[ " backend ringway nginx haproxy " == *" $t "* ]] || { echo "unknown target: $t" >&2; exit 2; }
+    [[ " backend ringway nginx haproxy baseline " == *" $t "* ]] || { echo "unknown target: $t" >&2; exit 2; }
 done
 
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -251,7 +259,7 @@ tree_rss() {
 }
 
 # ---- starting things --------------------------------------------------------------
-declare -A PID_OF=() PORT_OF=([backend]=$BACKEND_PORT [ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+declare -A PID_OF=() PORT_OF=([backend]=$BACKEND_PORT [ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [baseline]=$BASELINE_PORT)
 LAYOUT=split
 
 # Command prefixes that pin to a CPU set in the split layout (empty when
@@ -308,6 +316,13 @@ start_proxy() {
             return 1
         fi
         "${PIN_PROXY[@]}" "$RINGWAY_BIN" run -c "$WORK/ringway.toml" >"$WORK/ringway.log" 2>&1 &
+        ;;
+    baseline)
+        if [[ ! -x $BASELINE_BIN ]]; then
+            log "SKIP baseline: no binary at '$BASELINE_BIN' (--baseline-bin)"
+            return 1
+        fi
+        "${PIN_PROXY[@]}" "$BASELINE_BIN" run -c "$WORK/baseline.toml" >"$WORK/baseline.log" 2>&1 &
         ;;
     nginx) "${PIN_PROXY[@]}" nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.log" 2>&1 & ;;
     haproxy) "${PIN_PROXY[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & ;;
@@ -393,6 +408,8 @@ warm() { # warm SCENARIO TARGET
 generate_configs() { # generate_configs SCENARIO ROUTES
     ROUTES=$2
     gen_ringway "$WORK"
+    # The baseline binary serves the same config on its own port.
+    sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
     gen_nginx "$WORK"
     gen_haproxy "$WORK"
     # Keep the configs beside the results (once per distinct route count).
@@ -423,7 +440,7 @@ start_targets() { # start_targets SCENARIO
 
 stop_targets() {
     local t
-    for t in ringway nginx haproxy backend; do stop_target "$t"; done
+    for t in ringway baseline nginx haproxy backend; do stop_target "$t"; done
 }
 
 # Steady-state scenario: rounds × live targets, order rotated each round.

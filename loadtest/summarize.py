@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-TARGET_ORDER = ["backend", "ringway", "nginx", "haproxy"]
+TARGET_ORDER = ["backend", "ringway", "baseline", "nginx", "haproxy"]
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 
 RAW_FIELDS = [
@@ -211,6 +211,20 @@ def summary_md(results, agg, machine):
             ratio(rw["cpu_us_per_req"], ng.get("cpu_us_per_req")),
             ratio(rw["cpu_us_per_req"], hp.get("cpu_us_per_req"))))
     lines.append("")
+    if any("baseline" in by_target for by_target in agg.values()):
+        lines.append("## ringway ÷ baseline (the `--baseline-bin` binary, same run)")
+        lines.append("")
+        lines.append("| scenario | layout | req/s | p99 | CPU/req |")
+        lines.append("|---|---|---:|---:|---:|")
+        for (layout, scenario), by_target in agg.items():
+            rw, base = by_target.get("ringway"), by_target.get("baseline")
+            if rw is None or base is None:
+                continue
+            lines.append("| %s | %s | %s | %s | %s |" % (
+                scenario, layout, ratio(rw["rps"], base["rps"]),
+                ratio(rw["p99_ms"], base["p99_ms"]),
+                ratio(rw["cpu_us_per_req"], base["cpu_us_per_req"])))
+        lines.append("")
     lines.append("![req/s and p99 per target per scenario](chart.svg)")
     lines.append("")
     lines.append(machine.rstrip())

@@ -306,3 +306,25 @@ fn handover_between_two_processes_drops_nothing() {
     );
     drop(new);
 }
+
+/// Rooms issue: reload compares the file's bytes before parsing, and says so. A typo
+/// that is undone (the file back to the running version's bytes) leaves no stale
+/// reload error behind.
+#[test]
+fn an_undone_typo_reloads_as_unchanged_and_clears_the_error() {
+    let p = Gateway::start(&mock_config("one"));
+    let original = std::fs::read(p.config_file()).unwrap();
+    std::fs::write(p.config_file(), b"[server\nlisten = \n").unwrap();
+    let start = Instant::now();
+    while !p.stderr().contains("reload failed") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", p.stderr());
+        thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(p.config_file(), &original).unwrap();
+    while !p.stderr().contains("unchanged, version 1 still serving") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", p.stderr());
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!p.stderr().contains("reloaded"), "{}", p.stderr());
+    assert_eq!(get_body(p.addr, "/which").as_deref(), Some("one"));
+}

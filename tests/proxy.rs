@@ -176,6 +176,36 @@ fn no_match_is_400_by_default() {
     assert_eq!(c.get("/health").status, 200);
 }
 
+/// Rooms issue: a client's usable x-request-id is the request's id everywhere — in
+/// the error body and header of a local answer, and upstream.
+#[test]
+fn client_request_id_is_adopted_for_local_answers() {
+    let b = Backend::echo("b");
+    let gw = api(&b).start();
+    let mut c = gw.client();
+    c.send(b"GET /nowhere HTTP/1.1\r\nHost: h\r\nX-Request-Id: trace-42.a\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("x-request-id"), Some("trace-42.a"));
+    assert!(r.text().contains("request-id: trace-42.a\n"), "{}", r.text());
+}
+
+/// Rooms issue: an x-request-id that is not safe to adopt (here: a space and a
+/// quote) is replaced by ringway's own id, upstream as in the answer.
+#[test]
+fn unusable_client_request_id_is_replaced_upstream() {
+    let b = Backend::echo("b");
+    let gw = api(&b).start();
+    let mut c = gw.client();
+    c.send(b"GET /api/a HTTP/1.1\r\nHost: h\r\nX-Request-Id: bad \"id\"\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    let req = b.only_request();
+    let ids = req.header_all("x-request-id");
+    assert_eq!(ids.len(), 1, "{:?}", req.head.raw);
+    assert_ne!(ids[0], "bad \"id\"");
+    assert!(ids[0].split('-').count() == 3, "a minted id: {}", ids[0]);
+}
+
 #[test]
 fn no_match_status_404_is_honoured() {
     let b = Backend::echo("b");
