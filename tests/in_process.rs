@@ -28,7 +28,10 @@ fn get(addr: SocketAddr, path: &str) -> (String, String) {
     s.read_to_end(&mut out).expect("response");
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("a head");
-    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn in_process_gateway_serves_reloads_and_drains() {
     assert_eq!(gw.shards(), 2);
     let addr = gw.listen_addrs()[0];
     assert_ne!(addr.port(), 0, "port 0 is resolved");
-    assert_eq!(get(addr, "/which"), ("HTTP/1.1 200 OK".to_string(), "one".to_string()));
+    assert_eq!(
+        get(addr, "/which"),
+        ("HTTP/1.1 200 OK".to_string(), "one".to_string())
+    );
     let (status, body) = get(addr, "/nothing");
     assert!(status.starts_with("HTTP/1.1 400"), "{status}");
     assert!(body.contains("no route matches"), "{body}");
@@ -52,12 +58,18 @@ fn in_process_gateway_serves_reloads_and_drains() {
     gw.send(Command::Reload);
     let start = Instant::now();
     while get(addr, "/which").1 != "two" {
-        assert!(start.elapsed() < Duration::from_secs(5), "the reload never landed");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the reload never landed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 
     assert_eq!(gw.shutdown(), 0, "a drain exits 0");
-    assert!(TcpStream::connect(addr).is_err(), "nothing listens after the drain");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "nothing listens after the drain"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -67,7 +67,15 @@ fn run_codec(head: &[u8], n: usize) -> usize {
         };
         out.clear();
         let pq = req.target.slice(buf);
-        write_upstream_head(&mut out, buf, &req, scratch.headers(), pq, b"10.0.0.2:8080", &info);
+        write_upstream_head(
+            &mut out,
+            buf,
+            &req,
+            scratch.headers(),
+            pq,
+            b"10.0.0.2:8080",
+            &info,
+        );
         total += black_box(out.len());
     }
     total

@@ -343,8 +343,8 @@ const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
 struct Totals {
     all: HistogramSum,
     routes: BTreeMap<(String, String), HistogramSum>,
-    /// connect errors, timeouts, retries, idle.
-    upstreams: BTreeMap<String, [u64; 4]>,
+    /// connect errors, timeouts, retries, idle, closed idle.
+    upstreams: BTreeMap<String, [u64; 5]>,
     no_match: u64,
     open: u64,
     accepted: u64,
@@ -358,10 +358,13 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         s.for_each_route(|g, r, h| t.routes.entry((g.to_string(), r.to_string())).or_default().add(h));
         s.for_each_upstream(|a, u| {
             let e = t.upstreams.entry(a.to_string()).or_default();
-            for (sum, c) in e
-                .iter_mut()
-                .zip([&u.connect_errors, &u.timeouts, &u.retries, &u.idle])
-            {
+            for (sum, c) in e.iter_mut().zip([
+                &u.connect_errors,
+                &u.timeouts,
+                &u.retries,
+                &u.idle,
+                &u.closed_idle,
+            ]) {
                 *sum = sum.wrapping_add(c.get());
             }
         });
@@ -443,6 +446,11 @@ fn metrics(state: &AdminState) -> String {
             "ringway_upstream_idle_connections",
             Kind::Gauge,
             "Idle keep-alive connections pooled for an upstream, all shards together.",
+        ),
+        (
+            "ringway_upstream_closed_idle_total",
+            Kind::Counter,
+            "Idle pooled connections the upstream closed, dropped before any request used them.",
         ),
     ];
     for (i, (name, kind, help)) in upstream_families.iter().enumerate() {

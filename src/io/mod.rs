@@ -13,7 +13,7 @@
 
 mod conn;
 
-pub use conn::Conn;
+pub use conn::{Conn, Input};
 
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{CancelableAsyncReadRent, Canceller};

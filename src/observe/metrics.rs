@@ -88,6 +88,8 @@ pub struct UpstreamStats {
     pub retries: Counter,
     /// Idle pooled connections now.
     pub idle: Counter,
+    /// Idle pooled connections found closed by the upstream (dropped, never used).
+    pub closed_idle: Counter,
 }
 
 /// One shard's counters.

@@ -2,7 +2,7 @@
 //! discarded before a local answer, always through the shared [`BodyFramer`].
 
 use crate::http::{BodyFramer, BodyFraming};
-use crate::io::{Conn, ReadOutcome};
+use crate::io::{Conn, Input, ReadOutcome};
 use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::ClientConn;
 use std::time::Duration;
@@ -17,8 +17,15 @@ pub enum BodyError {
     Client(&'static str),
     /// The body's chunked framing is malformed (or too large to discard).
     Framing(&'static str),
-    /// Writing to the upstream failed.
-    Upstream,
+    /// The first write to the upstream (the head with the first body bytes) failed:
+    /// nothing of the request reached it. The head buffer holds the head alone again
+    /// and the client buffer still has the whole body's start: the request can be
+    /// sent again on another connection.
+    UpstreamUnsent,
+    /// The upstream stopped taking the body: a write failed after the first, or it
+    /// answered (or closed) while the body was still being sent. Its response, if
+    /// any, is the answer (RFC 9112 §9.5).
+    Interrupted,
 }
 
 impl From<BodyError> for ProxyError {
@@ -26,7 +33,7 @@ impl From<BodyError> for ProxyError {
         match e {
             BodyError::Client(_) => ProxyError::client_gone(),
             BodyError::Framing(why) => ProxyError::bad_request_body(why),
-            BodyError::Upstream => ProxyError::body_write_failed(),
+            BodyError::UpstreamUnsent | BodyError::Interrupted => ProxyError::body_write_failed(),
         }
     }
 }
@@ -55,6 +62,11 @@ pub async fn pump(
 ) -> Result<(), BodyError> {
     let mut body = BodyFramer::for_request(framing);
     let mut total = 0u64;
+    let mut first_write = true;
+    let head_len = match &sink {
+        Sink::Upstream { head, .. } => head.len(),
+        Sink::Discard { .. } => 0,
+    };
     loop {
         // Take what the buffer holds of the body.
         let p = body
@@ -73,14 +85,29 @@ pub async fn pump(
                 if !head.is_empty() {
                     let (r, out) = conn.write_all(std::mem::take(*head)).await;
                     **head = out;
-                    r.map_err(|_| BodyError::Upstream)?;
+                    if r.is_err() {
+                        if first_write {
+                            head.truncate(head_len);
+                            return Err(BodyError::UpstreamUnsent);
+                        }
+                        return Err(BodyError::Interrupted);
+                    }
                     head.clear();
+                    first_write = false;
                 }
             }
         }
         c.pos += take;
         if p.done {
             return Ok(());
+        }
+        // An upstream that answers (or closes) before the whole body is sent will
+        // not read the rest: stop sending and relay its answer. One non-blocking
+        // peek per body read, only while a body is being streamed.
+        if let Sink::Upstream { conn, .. } = &sink {
+            if matches!(conn.poll_input(), Input::Waiting | Input::Closed) {
+                return Err(BodyError::Interrupted);
+            }
         }
         // Everything buffered was body: read more.
         c.buf.clear();

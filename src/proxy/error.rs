@@ -146,6 +146,11 @@ impl ProxyError {
         }
     }
 
+    /// The upstream closed before any response byte.
+    pub fn is_closed_before_response(&self) -> bool {
+        matches!(self.kind, Kind::ClosedBeforeResponse)
+    }
+
     /// The connect failed (counted per upstream as a connect error).
     pub fn is_connect(&self) -> bool {
         matches!(self.kind, Kind::Connect(_))

@@ -98,6 +98,8 @@ pub struct Exchange<'a> {
     pub upstream: Option<UpstreamId>,
     /// How much of the request body has been read off the connection.
     pub body: BodyRead,
+    /// `100 Continue` was sent to the client (once, whatever the attempts).
+    pub continue_sent: bool,
     pub sent: Sent,
 }
 
@@ -146,6 +148,7 @@ impl<'a> Exchange<'a> {
             } else {
                 BodyRead::Done
             },
+            continue_sent: false,
             sent: Sent::default(),
         }
     }

@@ -4,7 +4,7 @@
 use crate::http::write_upstream_head;
 use crate::http::ForwardInfo;
 use crate::io::Conn;
-use crate::proxy::body::{pump, Sink};
+use crate::proxy::body::{pump, BodyError, Sink};
 use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::{BodyRead, Exchange};
 use crate::proxy::retry;
@@ -36,23 +36,47 @@ pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut 
     );
 }
 
-/// Sends `head` and then the request body (if any) to `conn`. The head is kept for
-/// another attempt when there is no body; with a body, the client is told `100
-/// Continue` first when it waits for it.
-pub async fn send(x: &mut Exchange<'_>, conn: &mut Conn, head: &mut Vec<u8>) -> Result<(), ProxyError> {
+/// How much of the request went upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The head and the whole body.
+    Whole,
+    /// The head and part of the body: the upstream answered, closed or stopped
+    /// reading before the end. Its response (if any) is the answer; the client
+    /// connection closes after it, the upstream connection is not reused.
+    Cut,
+}
+
+/// Sends `head` and then the request body (if any) to `conn`. When nothing could
+/// be sent, the head is kept for another attempt (and the body is still unread);
+/// with a body, the client is told `100 Continue` first when it waits for it.
+pub async fn send(x: &mut Exchange<'_>, conn: &mut Conn, head: &mut Vec<u8>) -> Result<Sent, ProxyError> {
     if !x.facts.has_body() {
         let (r, h) = conn.write_all(std::mem::take(head)).await;
         *head = h;
         // A stale pooled connection fails here or at the response head.
-        return r.map(|_| ()).map_err(|_| retry::closed_before_response(&x.facts));
+        return match r {
+            Ok(_) => Ok(Sent::Whole),
+            Err(_) => Err(retry::unsent()),
+        };
     }
-    if x.facts.expect_continue {
+    if x.facts.expect_continue && !x.continue_sent {
         let (r, _) = x.client.io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
         r.map_err(|_| ProxyError::client_gone())?;
+        x.continue_sent = true;
     }
     x.body = BodyRead::Partial;
     let timeout = x.view.snap.config.limits.keepalive_timeout;
-    pump(x.client, x.facts.framing, Sink::Upstream { conn, head }, timeout).await?;
-    x.body = BodyRead::Done;
-    Ok(())
+    match pump(x.client, x.facts.framing, Sink::Upstream { conn, head }, timeout).await {
+        Ok(()) => {
+            x.body = BodyRead::Done;
+            Ok(Sent::Whole)
+        }
+        Err(BodyError::UpstreamUnsent) => {
+            x.body = BodyRead::Unread;
+            Err(retry::unsent())
+        }
+        Err(BodyError::Interrupted) => Ok(Sent::Cut),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -82,7 +82,15 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
         };
         let relayed = match forward::send(x, &mut conn, &mut head).await {
             // 6
-            Ok(()) => relay::response(x, &mut conn).await, // 7
+            Ok(forward::Sent::Whole) => relay::response(x, &mut conn).await, // 7
+            // The upstream stopped taking the body: its early answer, if it sent one.
+            Ok(forward::Sent::Cut) => relay::response(x, &mut conn).await.map_err(|e| {
+                if e.is_closed_before_response() {
+                    ProxyError::body_write_failed()
+                } else {
+                    e
+                }
+            }),
             Err(e) => Err(e),
         };
         match relayed {

@@ -221,6 +221,8 @@ async fn relay_body(
     let until_close = resp.framing == RespFraming::UntilClose;
     Ok(Relayed {
         outcome: Outcome::new(resp.status, client_keep && !until_close),
-        reusable: body.is_done() && clean && resp.keep_alive && !until_close,
+        // Not after a request whose body was cut short: the upstream has the rest of
+        // it (or less) in its buffers.
+        reusable: body.is_done() && clean && resp.keep_alive && !until_close && x.body == BodyRead::Done,
     })
 }

@@ -8,6 +8,11 @@
 //! is an everyday race, not a failure of the upstream; a fresh connection that
 //! fails the same way is the upstream's answer, and is not retried.
 //!
+//! A second case needs no idempotency: the very first write of the request (its head,
+//! with the body's first bytes) failed on a reused connection. Nothing of the request
+//! reached the upstream — a partial head is no request — and the body's bytes are
+//! still in the client buffer, so any method goes again ([`unsent`]).
+//!
 //! Per-route retry policies and budgets (issue 13) extend this file.
 
 use crate::proxy::error::{ProxyError, Retry};
@@ -25,6 +30,12 @@ pub fn closed_before_response(facts: &RequestFacts) -> ProxyError {
         Retry::Never
     };
     ProxyError::closed_before_response(retry)
+}
+
+/// The error for a request none of which reached the upstream (its first write
+/// failed): safe to send again on a fresh connection whatever its method.
+pub fn unsent() -> ProxyError {
+    ProxyError::closed_before_response(Retry::IfReused)
 }
 
 /// Whether attempt `attempt` (0-based), which failed with `err` on a connection

@@ -55,7 +55,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Connec
         Ok(Ok(())) => {}
     }
     match probe.take_error() {
-        Ok(None) => Ok(Conn::Tcp(conn)),
+        Ok(None) => Ok(Conn::upstream(conn, probe)),
         Ok(Some(e)) | Err(e) => Err(failed(e)),
     }
 }

@@ -9,15 +9,36 @@
 //! have been closed by the upstream); each has an idle deadline, and a periodic sweep
 //! closes the expired ones so they do not linger on the upstream.
 //!
+//! Backends close idle keep-alive connections all the time (gunicorn after 2 s, Node
+//! after 5 s). A connection the upstream has closed must never be handed out: a
+//! request with a body sent on it is lost (it cannot be retried: the body is gone).
+//! So a connection idle for [`CHECK_AFTER_IDLE`] or more is looked at before it is
+//! handed out ([`Conn::poll_input`]: one non-blocking `recv(MSG_PEEK)`; a connection
+//! reused within that time costs nothing), and the once-a-second sweep drops every
+//! idle connection whose upstream has closed it or sent it unsolicited bytes. The
+//! race that is left — the upstream closing between the look and the write — is
+//! covered by the retry of requests nothing of which reached it.
+//!
 //! Each key's [`UpstreamStats::idle`] gauge is kept equal to the number of idle
 //! connections pooled for it: the pool is its only writer, on the shard's thread.
 
-use crate::io::Conn;
+use crate::io::{Conn, Input};
 use crate::observe::metrics::UpstreamStats;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A pooled connection idle at least this long is checked for a close by the
+/// upstream before it is handed out. Under load connections come back within
+/// microseconds and are not checked; backends' idle timeouts are seconds.
+pub const CHECK_AFTER_IDLE: Duration = Duration::from_millis(50);
+
+/// Whether an idle connection can still carry a request: the upstream has neither
+/// closed it nor sent anything unasked.
+fn still_open(conn: &Conn) -> bool {
+    matches!(conn.poll_input(), Input::None | Input::Unknown)
+}
 
 /// What makes two upstream connections interchangeable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,15 +66,22 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    /// An idle connection for `key` that has not outlived `idle_timeout`.
+    /// An idle connection for `key` that has not outlived `idle_timeout` and that
+    /// the upstream has not closed.
     pub fn take(&mut self, key: PoolKey, idle_timeout: Duration) -> Option<Conn> {
         let pool = self.pools.get_mut(&key)?;
         let now = Instant::now();
         while let Some(idle) = pool.idle.pop() {
             pool.stats.idle.dec();
-            if now.duration_since(idle.since) < idle_timeout {
-                return Some(idle.conn);
+            let age = now.duration_since(idle.since);
+            if age >= idle_timeout {
+                continue;
             }
+            if age >= CHECK_AFTER_IDLE && !still_open(&idle.conn) {
+                pool.stats.closed_idle.inc();
+                continue;
+            }
+            return Some(idle.conn);
         }
         None
     }
@@ -74,14 +102,21 @@ impl ConnPool {
         }
     }
 
-    /// Closes connections idle for longer than `idle_timeout` and pools whose key is
-    /// not `alive`.
+    /// Closes connections idle for longer than `idle_timeout` or closed by their
+    /// upstream, and pools whose key is not `alive`.
     pub fn sweep(&mut self, idle_timeout: Duration, alive: impl Fn(&PoolKey) -> bool) {
         let now = Instant::now();
         self.pools.retain(|k, pool| {
             let before = pool.idle.len();
             if alive(k) {
-                pool.idle.retain(|i| now.duration_since(i.since) < idle_timeout);
+                let stats = &pool.stats;
+                pool.idle.retain(|i| {
+                    let open = still_open(&i.conn);
+                    if !open {
+                        stats.closed_idle.inc();
+                    }
+                    open && now.duration_since(i.since) < idle_timeout
+                });
             } else {
                 pool.idle.clear();
             }

@@ -139,6 +139,15 @@ pub struct Backend {
 impl Backend {
     /// Answers every request with `handler`.
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Backend {
+        Backend::start_idle(BACKEND_READ_TIMEOUT, handler)
+    }
+
+    /// As [`Backend::start`], closing a keep-alive connection after `idle` without
+    /// a request (gunicorn's `--keep-alive`, Node's `keepAliveTimeout`).
+    pub fn start_idle(
+        idle: Duration,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -155,7 +164,7 @@ impl Backend {
                     let Ok(s) = s else { continue };
                     let n = connections.fetch_add(1, Ordering::SeqCst);
                     let (requests, handler) = (requests.clone(), handler.clone());
-                    thread::spawn(move || serve_backend_conn(s, n, &requests, &*handler));
+                    thread::spawn(move || serve_backend_conn(s, n, idle, &requests, &*handler));
                 }
             });
         }
@@ -170,8 +179,13 @@ impl Backend {
     /// Answers 200 with the request body, and `x-backend: NAME`, `x-target: TARGET`
     /// and `x-method: METHOD`.
     pub fn echo(name: &str) -> Backend {
+        Backend::echo_idle(name, BACKEND_READ_TIMEOUT)
+    }
+
+    /// [`Backend::echo`] that closes connections idle for `idle`.
+    pub fn echo_idle(name: &str, idle: Duration) -> Backend {
         let name = name.to_string();
-        Backend::start(move |r| {
+        Backend::start_idle(idle, move |r| {
             Reply::ok(r.body.clone())
                 .header("x-backend", &name)
                 .header("x-target", &r.target)
@@ -208,8 +222,14 @@ impl Drop for Backend {
     }
 }
 
-fn serve_backend_conn(s: TcpStream, conn: usize, requests: &Mutex<Vec<Request>>, handler: &Handler) {
-    let _ = s.set_read_timeout(Some(BACKEND_READ_TIMEOUT));
+fn serve_backend_conn(
+    s: TcpStream,
+    conn: usize,
+    idle: Duration,
+    requests: &Mutex<Vec<Request>>,
+    handler: &Handler,
+) {
+    let _ = s.set_read_timeout(Some(idle));
     let _ = s.set_nodelay(true);
     let mut w = Wire::new(s);
     loop {
@@ -385,6 +405,27 @@ pub fn close_after_first() -> Scripted {
             .stream
             .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
         thread::sleep(Duration::from_millis(20));
+        let _ = w.stream.shutdown(Shutdown::Both);
+    })
+}
+
+/// Answers the first request of each connection, then reads the next request
+/// (head and body) and closes without answering: a pooled connection that looks
+/// open until a request is sent on it.
+pub fn drop_second() -> Scripted {
+    Scripted::custom(|s, n| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut w = Wire::new(s);
+        let Ok(Some(head)) = w.head() else { return };
+        if w.body(&head, true).is_err() {
+            return;
+        }
+        let body = format!("first on connection {n}");
+        let _ = w
+            .stream
+            .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let Ok(Some(head)) = w.head() else { return };
+        let _ = w.body(&head, true);
         let _ = w.stream.shutdown(Shutdown::Both);
     })
 }

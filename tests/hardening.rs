@@ -1,0 +1,154 @@
+//! Regression tests of the hardening issue (issue 9), named after its items:
+//! requests lost on pooled connections the backend closed, early final responses.
+// Tests drive the gateway from plain std threads: the shard-code lints
+// (clippy.toml) do not apply here.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod common;
+
+use common::{Backend, Config, Gateway};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// The gateway with an admin port: (gateway, admin address).
+fn start_with_admin(config: &Config) -> (Gateway, SocketAddr) {
+    let toml = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render());
+    let gw = Gateway::start(&toml);
+    let admin = gw
+        .stdout_line("ringway admin on ", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no admin line; stderr:\n{}", gw.stderr()));
+    (gw, admin.trim().parse().expect("admin address"))
+}
+
+/// The admin port's `/metrics` text.
+fn metrics(admin: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read admin response");
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn api(url: &str) -> Config {
+    Config::new()
+        .endpoint("b", url)
+        .route("name = \"api\"\npath = { regex = \"/api/(.*)\" }\nto = \"{#endpoints['b']}/{#group[0]}\"")
+}
+
+/// Issue 9.1: a backend closes idle keep-alive connections (gunicorn `--keep-alive
+/// 2`, here 150 ms). A request with a body that comes after must not be sent on
+/// the closed pooled connection (it could not be retried: 502) — it gets a fresh
+/// one and the backend's answer. Both a small body and a 20,000-byte one (which
+/// used to get no answer and a close after 60 s).
+#[test]
+fn issue9_body_request_after_the_backend_closed_the_idle_connection_is_served() {
+    let b = Backend::echo_idle("b", Duration::from_millis(150));
+    let gw = api(&b.url()).start();
+    let mut c = gw.client();
+    assert_eq!(c.get("/api/get").status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    c.send(b"POST /api/post HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx=1");
+    let r = c.response();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "x=1");
+
+    std::thread::sleep(Duration::from_millis(400));
+    let body = vec![b'z'; 20_000];
+    let mut req = b"POST /api/big HTTP/1.1\r\nHost: h\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    let start = Instant::now();
+    c.send(&req);
+    let r = c.response();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body.len(), 20_000);
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        b.connections() >= 3,
+        "each request after an idle close needs a new connection"
+    );
+}
+
+/// Issue 9.1: closed idle connections leave the pool by themselves (the sweep), and
+/// say so in the metrics.
+#[test]
+fn issue9_idle_connections_closed_by_the_backend_are_counted_and_dropped() {
+    let b = Backend::echo_idle("b", Duration::from_millis(100));
+    let (gw, admin) = start_with_admin(&api(&b.url()));
+    let mut c = gw.client();
+    assert_eq!(c.get("/api/a").status, 200);
+    // The sweep runs once a second; the backend closed the connection after 100 ms.
+    let start = Instant::now();
+    loop {
+        let m = metrics(admin);
+        let closed = m
+            .lines()
+            .find(|l| l.starts_with("ringway_upstream_closed_idle_total{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let idle = m
+            .lines()
+            .find(|l| l.starts_with("ringway_upstream_idle_connections{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if closed >= 1 && idle == Some(0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 9.2: a backend answers 413 right after the head without reading the body,
+/// and closes. The client gets the 413 (RFC 9112 §9.5), not a 502, and the
+/// connection closes after it (the rest of the body was never read).
+#[test]
+fn issue9_early_final_response_is_relayed_while_the_body_is_sent() {
+    let bad = common::Scripted::custom(|mut s, _| {
+        if !common::read_request(&mut s) {
+            return;
+        }
+        let _ = s.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large",
+        );
+        // Dropped with the body unread: the kernel resets the connection.
+    });
+    let gw = api(&bad.url()).start();
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body_len = 4 << 20;
+    let head = format!("POST /api/upload HTTP/1.1\r\nHost: h\r\nContent-Length: {body_len}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'u'; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while !got.windows(9).any(|w| w == b"too large") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "read failed after {:?}: {e}; got {:?}",
+                start.elapsed(),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    drop(s);
+    let _ = writer.join();
+}
