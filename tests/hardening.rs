@@ -152,3 +152,108 @@ fn issue9_early_final_response_is_relayed_while_the_body_is_sent() {
     drop(s);
     let _ = writer.join();
 }
+
+/// A backend that records every byte it receives on its first connection and answers
+/// `200 ok` once it has seen the end of a chunked body.
+struct Recorder {
+    url: String,
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+fn recorder() -> Recorder {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = bytes.clone();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut answered = false;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut all = sink.lock().unwrap();
+            all.extend_from_slice(&buf[..n]);
+            if !answered && all.ends_with(b"0\r\n\r\n") {
+                answered = true;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+        }
+    });
+    Recorder { url, bytes }
+}
+
+/// Issue 9.3: a request line hidden in the trailer section (after the last chunk)
+/// is refused with 400 and the connection closed; not a byte of it reaches the
+/// backend.
+#[test]
+fn issue9_request_smuggled_in_trailers_is_refused_and_never_forwarded() {
+    let rec = recorder();
+    let gw = api(&rec.url).start();
+    let mut c = gw.client();
+    c.send(
+        b"POST /api/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.text().contains("trailer"), "{}", r.text());
+    assert!(c.is_closed());
+    std::thread::sleep(Duration::from_millis(100));
+    let got = rec.bytes.lock().unwrap().clone();
+    assert!(
+        !String::from_utf8_lossy(&got).contains("/admin"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Issue 9.3: well-formed request trailers are validated and dropped: the backend
+/// gets the chunks and an empty trailer section (trailers carrying framing or
+/// routing fields included).
+#[test]
+fn issue9_request_trailers_are_not_forwarded() {
+    let rec = recorder();
+    let gw = api(&rec.url).start();
+    let mut c = gw.client();
+    c.send(
+        b"POST /api/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nx-sum: 1\r\nContent-Length: 99\r\nHost: evil\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+    let got = String::from_utf8_lossy(&rec.bytes.lock().unwrap()).into_owned();
+    assert!(got.ends_with("\r\n\r\n3;e=1\r\nabc\r\n0\r\n\r\n"), "{got:?}");
+    assert!(!got.contains("x-sum") && !got.contains("evil"), "{got:?}");
+}
+
+/// Issue 9.3: response trailers reach only a client that asked for them with
+/// `TE: trailers`.
+#[test]
+fn issue9_response_trailers_only_to_clients_that_ask() {
+    let b = common::Scripted::custom(|s, _| {
+        let mut w = common::Wire::new(s);
+        while let Ok(Some(_)) = w.head() {
+            let _ = w
+                .stream
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-digest\r\n\r\n2\r\nhi\r\n0\r\nx-digest: abc\r\n\r\n");
+        }
+    });
+    let gw = api(&b.url()).start();
+    let raw = |te: &str| {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /api/t HTTP/1.1\r\nHost: h\r\n{te}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let plain = raw("");
+    assert!(plain.ends_with("\r\n\r\n2\r\nhi\r\n0\r\n\r\n"), "{plain:?}");
+    let asked = raw("TE: trailers\r\n");
+    assert!(asked.ends_with("\r\n0\r\nx-digest: abc\r\n\r\n"), "{asked:?}");
+}

@@ -8,6 +8,15 @@
 //! verbatim; [`BodyFramer::decode_in_place`] also de-chunks, for an HTTP/1.0
 //! client that cannot read chunked framing.
 //!
+//! Trailers. Trailer field lines are parsed as strictly as header fields (a line
+//! that is not `token ":" value` fails the body: 400 or a closed connection). A
+//! framer made [`without_trailers`](BodyFramer::without_trailers) reports, through
+//! [`feed_kept`](BodyFramer::feed_kept) and
+//! [`keep_in_place`](BodyFramer::keep_in_place), the bytes to forward with the
+//! trailer section cut out: the proxy never forwards request trailers (no backend
+//! can ask for them, and they are where a second request hides after the last
+//! chunk), and relays response trailers only to a client that sent `TE: trailers`.
+//!
 //! ```
 //! use ringway::http::{BodyFramer, BodyFraming};
 //!
@@ -44,9 +53,12 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct BodyFramer {
     state: State,
-    /// Chunk-data ranges of the last slice, kept for [`Self::decode_in_place`]
-    /// so that de-chunking allocates once per body, not once per read.
+    /// Ranges of the last slice, kept for [`Self::decode_in_place`] and
+    /// [`Self::keep_in_place`] so that compacting allocates once per body, not
+    /// once per read.
     data: Vec<Range<usize>>,
+    /// Report trailer field lines as dropped (see the module docs).
+    drop_trailers: bool,
 }
 
 impl BodyFramer {
@@ -73,7 +85,54 @@ impl BodyFramer {
         BodyFramer {
             state,
             data: Vec::new(),
+            drop_trailers: false,
         }
+    }
+
+    /// The same framer, reporting a chunked body's trailer field lines as not
+    /// kept by [`feed_kept`](Self::feed_kept) and [`keep_in_place`](Self::keep_in_place).
+    pub fn without_trailers(mut self) -> BodyFramer {
+        self.drop_trailers = true;
+        self
+    }
+
+    /// As [`feed`](Self::feed), and calls `on_kept` with each range of `input` to
+    /// forward: every byte of the body, less the trailer field lines when made
+    /// [`without_trailers`](Self::without_trailers).
+    pub fn feed_kept(
+        &mut self,
+        input: &[u8],
+        mut on_kept: impl FnMut(Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        let progress = match &mut self.state {
+            State::Chunked(t) if self.drop_trailers => t.feed_parts(input, |_| {}, on_kept)?,
+            _ => {
+                let p = self.feed(input)?;
+                if p.consumed > 0 {
+                    on_kept(0..p.consumed);
+                }
+                return Ok(p);
+            }
+        };
+        if progress.done {
+            self.state = State::Done;
+        }
+        Ok(progress)
+    }
+
+    /// Feeds `buf` and moves the bytes to forward (see [`feed_kept`](Self::feed_kept))
+    /// to the front of it. Returns the progress and how many bytes now start `buf`.
+    pub fn keep_in_place(&mut self, buf: &mut [u8]) -> Result<(Progress, usize), ChunkError> {
+        if !(self.drop_trailers && matches!(self.state, State::Chunked(_))) {
+            let p = self.feed(buf)?;
+            return Ok((p, p.consumed));
+        }
+        let mut kept = std::mem::take(&mut self.data);
+        kept.clear();
+        let result = self.feed_kept(buf, |r| kept.push(r));
+        let w = if result.is_ok() { compact(buf, &kept) } else { 0 };
+        self.data = kept;
+        result.map(|p| (p, w))
     }
 
     /// The body has ended (or there was none).
@@ -144,19 +203,23 @@ impl BodyFramer {
         let mut data = std::mem::take(&mut self.data);
         data.clear();
         let result = self.feed_with(buf, |r| data.push(r));
-        let mut w = 0;
-        if result.is_ok() {
-            // Ranges are in order and each starts at or after `w`, so copying
-            // front to back never overwrites bytes still to be moved.
-            for r in &data {
-                let len = r.len();
-                buf.copy_within(r.clone(), w);
-                w += len;
-            }
-        }
+        let w = if result.is_ok() { compact(buf, &data) } else { 0 };
         self.data = data;
         result.map(|p| (p, w))
     }
+}
+
+/// Moves `ranges` of `buf` to its front, in order; returns their total length.
+/// Ranges are in order and each starts at or after the write position, so copying
+/// front to back never overwrites bytes still to be moved.
+fn compact(buf: &mut [u8], ranges: &[Range<usize>]) -> usize {
+    let mut w = 0;
+    for r in ranges {
+        let len = r.len();
+        buf.copy_within(r.clone(), w);
+        w += len;
+    }
+    w
 }
 
 #[cfg(test)]
@@ -296,5 +359,71 @@ mod tests {
         let (p, n) = f.decode_in_place(&mut buf).unwrap();
         assert_eq!((p.consumed, p.done, n), (4, true, 4));
         assert_eq!(&buf[..4], b"abcd");
+    }
+
+    /// Feeds `input` split at `i` into a framer without trailers; the kept bytes.
+    fn kept_split(input: &[u8], i: usize) -> Result<(Vec<u8>, bool), ChunkError> {
+        let mut f = BodyFramer::for_request(BodyFraming::Chunked).without_trailers();
+        let mut out = Vec::new();
+        let mut done = false;
+        for piece in [&input[..i], &input[i..]] {
+            if done {
+                break;
+            }
+            let p = f.feed_kept(piece, |r| out.extend_from_slice(&piece[r]))?;
+            done = p.done;
+        }
+        Ok((out, done))
+    }
+
+    #[test]
+    fn trailers_are_cut_out_at_every_split() {
+        let input = b"3;ext=1\r\nabc\r\n0\r\nx-sum: 9\r\nx-other: a b\r\n\r\nNEXT";
+        for i in 0..=input.len() {
+            let (out, done) = kept_split(input, i).expect("valid");
+            assert!(done, "split at {i}");
+            assert_eq!(out, b"3;ext=1\r\nabc\r\n0\r\n\r\n", "split at {i}");
+        }
+        // Without trailers at all, nothing changes.
+        let (out, _) = kept_split(b"1\r\nz\r\n0\r\n\r\n", 4).unwrap();
+        assert_eq!(out, b"1\r\nz\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn keep_in_place_matches_feed_kept() {
+        let input = b"2\r\nhi\r\n0\r\nt: v\r\n\r\n";
+        let mut f = BodyFramer::for_response(RespFraming::Chunked).without_trailers();
+        let mut buf = input.to_vec();
+        let (p, n) = f.keep_in_place(&mut buf).unwrap();
+        assert!(p.done);
+        assert_eq!(&buf[..n], b"2\r\nhi\r\n0\r\n\r\n");
+        // A framer that keeps trailers forwards the body verbatim.
+        let mut f = BodyFramer::for_response(RespFraming::Chunked);
+        let mut buf = input.to_vec();
+        let (_, n) = f.keep_in_place(&mut buf).unwrap();
+        assert_eq!(&buf[..n], input);
+    }
+
+    /// Issue 9.3: what follows the last chunk must be field lines. A request line
+    /// (a smuggled second request) or a line without a colon fails the body.
+    #[test]
+    fn issue9_trailer_lines_that_are_not_fields_fail_the_body() {
+        for bad in [
+            &b"0\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"0\r\nno-colon-line\r\n\r\n",
+            b"0\r\nname : space-before-colon\r\n\r\n",
+            b"0\r\n folded: line\r\n\r\n",
+            b"0\r\n:empty-name\r\n\r\n",
+            b"0\r\nx: ctl\x01\r\n\r\n",
+        ] {
+            for i in 0..=bad.len() {
+                assert!(
+                    kept_split(bad, i).is_err(),
+                    "{:?} split at {i}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        assert!(kept_split(b"0\r\nx-a: 1\r\nX-B:2\r\n\r\n", 3).is_ok());
     }
 }

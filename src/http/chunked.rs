@@ -57,7 +57,11 @@ enum ChunkedState {
     /// `trailer-section = *( field-line CRLF )` — at the start of a line:
     /// either another field line or the final `CRLF` of the body.
     TrailerStart,
-    /// Inside a trailer `field-line`, up to its CR.
+    /// `field-name = token` of a trailer `field-line`, up to its `":"`. As
+    /// strict as a header field: no whitespace before the colon, only tchars
+    /// — so a request line smuggled after the last chunk is refused.
+    TrailerName,
+    /// `OWS field-value OWS` of a trailer `field-line`, up to its CR.
     Trailer,
     /// The LF ending a trailer `field-line`.
     TrailerLf,
@@ -87,6 +91,17 @@ pub struct ChunkedTracker {
     line_len: u32,
     /// Bytes of the trailer section so far.
     trailer_len: u32,
+}
+
+/// Whether a byte belongs to the trailer section's field lines (which a caller
+/// may drop) rather than to the chunk framing and data.
+fn is_trailer_line(state: ChunkedState, b: u8) -> bool {
+    use ChunkedState::*;
+    match state {
+        TrailerStart => b != b'\r',
+        TrailerName | Trailer | TrailerLf => true,
+        _ => false,
+    }
 }
 
 impl Default for ChunkedTracker {
@@ -121,9 +136,24 @@ impl ChunkedTracker {
     pub fn feed_with(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        self.feed_parts(input, on_data, |_| {})
+    }
+
+    /// As [`feed_with`](Self::feed_with), and calls `on_kept` with each range
+    /// of `input` that is *not* a trailer field line: forwarding exactly those
+    /// ranges relays the body with its trailer section dropped (`0\r\n`, then
+    /// the final `\r\n`), the chunks and their extensions untouched.
+    pub fn feed_parts(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(Range<usize>),
+        mut on_kept: impl FnMut(Range<usize>),
     ) -> Result<Progress, ChunkError> {
         let mut i = 0;
+        // Start of the run of kept bytes being collected, if one is open.
+        let mut kept: Option<usize> = None;
         while i < input.len() {
             match self.state {
                 ChunkedState::Done => break,
@@ -132,17 +162,28 @@ impl ChunkedTracker {
                     // `remaining` > 0 in Data; the min fits usize.
                     let n = self.remaining.min(left as u64) as usize;
                     on_data(i..i + n);
+                    kept.get_or_insert(i);
                     i += n;
                     self.remaining -= n as u64;
                     if self.remaining == 0 {
                         self.state = ChunkedState::DataCr;
                     }
                 }
-                _ => {
+                state => {
+                    if is_trailer_line(state, input[i]) {
+                        if let Some(start) = kept.take() {
+                            on_kept(start..i);
+                        }
+                    } else {
+                        kept.get_or_insert(i);
+                    }
                     self.step(input[i])?;
                     i += 1;
                 }
             }
+        }
+        if let Some(start) = kept {
+            on_kept(start..i);
         }
         Ok(Progress {
             consumed: i,
@@ -220,13 +261,24 @@ impl ChunkedTracker {
             }
             TrailerStart => match b {
                 b'\r' => EndLf,
-                // A line starting with whitespace would be obs-fold.
-                b' ' | b'\t' => return Err(ChunkError::new(ChunkErrorKind::InvalidTrailer)),
-                _ if is_forbidden_ctl(b) => return Err(ChunkError::new(ChunkErrorKind::InvalidTrailer)),
-                _ => {
+                // A line starting with whitespace would be obs-fold; anything but
+                // a token byte is not a field name.
+                _ if is_tchar(b) => {
+                    self.count_trailer_bytes(1)?;
+                    TrailerName
+                }
+                _ => return Err(ChunkError::new(ChunkErrorKind::InvalidTrailer)),
+            },
+            TrailerName => match b {
+                b':' => {
                     self.count_trailer_bytes(1)?;
                     Trailer
                 }
+                _ if is_tchar(b) => {
+                    self.count_trailer_bytes(1)?;
+                    TrailerName
+                }
+                _ => return Err(ChunkError::new(ChunkErrorKind::InvalidTrailer)),
             },
             Trailer => match b {
                 b'\r' => TrailerLf,
@@ -274,6 +326,11 @@ fn hex_value(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token (a field name).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Control bytes other than HTAB, including a bare LF and DEL.

@@ -234,6 +234,28 @@ pub(crate) fn name_is(buf: &[u8], name: Span, lower: &[u8]) -> bool {
     name.len() == lower.len() && name.slice(buf).eq_ignore_ascii_case(lower)
 }
 
+/// Appends the field line `name: value`.
+#[inline]
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, written into the end of `tmp`.
+pub fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &tmp[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,7 @@ pub use body::BodyFramer;
 pub use chunked::{
     ChunkError, ChunkedTracker, Progress, MAX_CHUNK_LINE, MAX_CHUNK_SIZE, MAX_TRAILER_SECTION,
 };
+pub use fields::itoa;
 pub use head::{find_header, HeadError, HeadLimits, HeadScratch, HeaderSpan, Span, Version};
 pub use request::{parse_request_head, BodyFraming, RequestHead, TargetForm};
 pub use response::{
@@ -82,7 +83,7 @@ pub use response::{
     ResponseHead,
 };
 pub use rewrite::{
-    client_request_id, is_usable_request_id, itoa, write_upstream_head, ForwardInfo, MAX_REQUEST_ID,
+    client_request_id, is_usable_request_id, write_upstream_head, ForwardInfo, MAX_REQUEST_ID,
 };
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Upstream response heads: parsing with the RFC 9112 §6.3 body-length
 //! rules, and writing the head we send to the client.
 
-use super::fields::{fold_content_length, name_is, Codings, CodingsVerdict, ConnectionOptions, HopFilter};
+use super::fields::{
+    fold_content_length, itoa, name_is, push_field, Codings, CodingsVerdict, ConnectionOptions, HopFilter,
+};
 use super::head::{tokenize_response, HeadError, HeadLimits, HeadScratch, HeaderSpan, Span, Version};
 
 /// How an upstream response body is delimited (RFC 9112 §6.3).
@@ -73,6 +75,10 @@ pub fn parse_response_head(
     };
     if raw.status < 100 {
         return Err(HeadError::bad_response("response status below 100"));
+    }
+    if raw.status > 599 {
+        // RFC 9110 §15: status codes are 100–599; anything else is not HTTP.
+        return Err(HeadError::bad_response("response status above 599"));
     }
 
     let mut content_length = None;
@@ -202,6 +208,7 @@ pub fn write_downstream_head_with(
 
     let filter = HopFilter::new(buf, headers);
     let has_te = headers.iter().any(|h| name_is(buf, h.name, b"transfer-encoding"));
+    let mut content_length_sent = false;
     for h in headers {
         let name = h.name.slice(buf);
         if filter.drops(name)
@@ -209,6 +216,19 @@ pub fn write_downstream_head_with(
             || (opts.dechunk && name_is(buf, h.name, b"transfer-encoding"))
         {
             continue;
+        }
+        if name_is(buf, h.name, b"content-length") {
+            // Repeated or list-valued (the same value, or parsing would have
+            // failed): sent once, as its single value, as requests are.
+            if content_length_sent {
+                continue;
+            }
+            content_length_sent = true;
+            let value = h.value.slice(buf);
+            if let (RespFraming::Length(n), false) = (head.framing, value.iter().all(u8::is_ascii_digit)) {
+                push_field(out, b"content-length", itoa(n, &mut [0; 20]));
+                continue;
+            }
         }
         push_field(out, name, h.value.slice(buf));
     }
@@ -218,14 +238,6 @@ pub fn write_downstream_head_with(
     for (name, value) in opts.extra {
         push_field(out, name, value);
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-#[inline]
-pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -408,5 +420,36 @@ mod tests {
                 assert!(out.ends_with(b"\r\n\r\n"));
             }
         }
+    }
+
+    /// Issue 9.3b: a response with `Content-Length` twice (the same value) reaches
+    /// the client with it once, as a request does.
+    #[test]
+    fn issue9_repeated_content_length_is_sent_once() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        ] {
+            let mut scratch = HeadScratch::new();
+            let head = parse_response_head(raw, false, &HeadLimits::default(), &mut scratch)
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.framing, RespFraming::Length(3));
+            let mut out = Vec::new();
+            write_downstream_head(&mut out, raw, &head, scratch.headers(), true, &[]);
+            let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+            assert_eq!(text.matches("content-length").count(), 1, "{text}");
+            assert!(text.contains("content-length: 3\r\n"), "{text}");
+        }
+    }
+
+    /// Issue 9.3b: a status outside 100–599 is not relayed.
+    #[test]
+    fn issue9_status_above_599_is_a_bad_response() {
+        let mut scratch = HeadScratch::new();
+        let raw = b"HTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_response_head(raw, false, &HeadLimits::default(), &mut scratch).is_err());
+        let raw = b"HTTP/1.1 599 Edge\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_response_head(raw, false, &HeadLimits::default(), &mut scratch).is_ok());
     }
 }

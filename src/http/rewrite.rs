@@ -2,10 +2,10 @@
 //! rewritten, the Host chosen, hop-by-hop fields removed and the
 //! X-Forwarded-* and x-request-id fields added.
 
+use super::fields::{itoa, push_field};
 use super::fields::{name_is, HopFilter};
 use super::head::{find_header, HeaderSpan};
 use super::request::{BodyFraming, RequestHead};
-use super::response::push_field;
 
 /// What the proxy knows about the client connection and this request.
 #[derive(Clone, Copy, Debug)]
@@ -141,19 +141,6 @@ pub fn write_upstream_head(
         push_field(out, b"x-request-id", info.request_id);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into the end of `tmp`.
-pub fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &tmp[i..];
-        }
-    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,8 @@ pub async fn pump(
     mut sink: Sink<'_>,
     read_timeout: Duration,
 ) -> Result<(), BodyError> {
-    let mut body = BodyFramer::for_request(framing);
+    // Request trailers are never forwarded (see http::BodyFramer): validated, then cut.
+    let mut body = BodyFramer::for_request(framing).without_trailers();
     let mut total = 0u64;
     let mut first_write = true;
     let head_len = match &sink {
@@ -68,10 +69,14 @@ pub async fn pump(
         Sink::Discard { .. } => 0,
     };
     loop {
-        // Take what the buffer holds of the body.
-        let p = body
-            .feed(&c.buf[c.pos..])
-            .map_err(|e| BodyError::Framing(e.reason()))?;
+        // Take what the buffer holds of the body; what is forwarded goes behind
+        // whatever `head` holds (the request head, the first time).
+        let avail = &c.buf[c.pos..];
+        let fed = match &mut sink {
+            Sink::Upstream { head, .. } => body.feed_kept(avail, |r| head.extend_from_slice(&avail[r])),
+            Sink::Discard { .. } => body.feed(avail),
+        };
+        let p = fed.map_err(|e| BodyError::Framing(e.reason()))?;
         let take = p.consumed;
         total += take as u64;
         match &mut sink {
@@ -81,7 +86,6 @@ pub async fn pump(
                 }
             }
             Sink::Upstream { conn, head } => {
-                head.extend_from_slice(&c.buf[c.pos..c.pos + take]);
                 if !head.is_empty() {
                     let (r, out) = conn.write_all(std::mem::take(*head)).await;
                     **head = out;

@@ -1,7 +1,9 @@
 //! The context every phase of one request works on: [`Exchange`], the client side
 //! of it ([`ClientConn`]), and what serving it came to ([`Outcome`]).
 
-use crate::http::{find_header, is_usable_request_id, BodyFraming, HeadScratch, RequestHead, Version};
+use crate::http::{
+    find_header, is_usable_request_id, BodyFraming, HeadScratch, HeaderSpan, RequestHead, Version,
+};
 use crate::io::Conn;
 use crate::observe::access_log::{Line, RequestFields};
 use crate::shard::{RequestId, Shard};
@@ -38,11 +40,23 @@ pub struct RequestFacts {
     pub keep_alive: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
+    /// The client sent `TE: trailers`: a response's trailers are relayed to it
+    /// (else they are dropped).
+    pub accepts_trailers: bool,
 }
 
 impl RequestFacts {
-    pub fn of(head: &RequestHead, buf: &[u8]) -> RequestFacts {
+    pub fn of(head: &RequestHead, buf: &[u8], headers: &[HeaderSpan]) -> RequestFacts {
         let method = head.method.slice(buf);
+        let accepts_trailers = headers.iter().any(|h| {
+            h.name.slice(buf).eq_ignore_ascii_case(b"te")
+                && h.value.slice(buf).split(|&b| b == b',').any(|t| {
+                    t.trim_ascii()
+                        .split(|&b| b == b';')
+                        .next()
+                        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+                })
+        });
         RequestFacts {
             framing: head.framing,
             head_only: method == b"HEAD",
@@ -50,6 +64,7 @@ impl RequestFacts {
             http10: head.version == Version::Http10,
             keep_alive: head.keep_alive,
             expect_continue: head.expect_continue,
+            accepts_trailers,
         }
     }
 
@@ -116,7 +131,7 @@ impl<'a> Exchange<'a> {
     ) -> Exchange<'a> {
         let started = Instant::now();
         let buf = &client.buf[..];
-        let facts = RequestFacts::of(&head, buf);
+        let facts = RequestFacts::of(&head, buf, fields.headers());
         let client_id = find_header(buf, fields.headers(), b"x-request-id");
         let usable = client_id.filter(|v| is_usable_request_id(v));
         let id = shard.request_id(usable);

@@ -137,13 +137,17 @@ async fn relay_body(
         && !dechunk;
     let timeout = x.view.snap.config.upstream.response_timeout;
     let mut body = BodyFramer::for_response(resp.framing);
+    if !x.facts.accepts_trailers {
+        // A client that did not ask for trailers gets none (they are validated either way).
+        body = body.without_trailers();
+    }
 
     // The body bytes that came with the head.
     let first_len = ub.len() - resp.head_len;
     let first = if dechunk {
         body.decode_in_place(&mut ub[resp.head_len..])
     } else {
-        body.feed(&ub[resp.head_len..]).map(|p| (p, p.consumed))
+        body.keep_in_place(&mut ub[resp.head_len..])
     };
     let (first, take) =
         first.map_err(|_| ProxyError::bad_response_head("upstream sent a malformed chunked body"))?;
@@ -206,7 +210,7 @@ async fn relay_body(
         let fed = if dechunk {
             body.decode_in_place(&mut ub[..n])
         } else {
-            body.feed(&ub[..n]).map(|p| (p, p.consumed))
+            body.keep_in_place(&mut ub[..n])
         };
         // Bad framing mid-body: end the client connection, relaying none of it.
         let Ok((p, take)) = fed else { return broken };
