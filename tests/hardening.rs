@@ -257,3 +257,52 @@ fn issue9_response_trailers_only_to_clients_that_ask() {
     let asked = raw("TE: trailers\r\n");
     assert!(asked.ends_with("\r\n0\r\nx-digest: abc\r\n\r\n"), "{asked:?}");
 }
+
+/// Issue 9.4: path spellings that common backends resolve to a protected path are
+/// refused with 400 by default, before any backend sees them.
+#[test]
+fn issue9_backend_resolved_path_spellings_are_refused() {
+    let b = Backend::echo("b");
+    let gw = Config::new()
+        .endpoint("b", &b.url())
+        .route("name = \"public\"\npath = { prefix = \"/public\" }\nto = \"{#endpoints['b']}/public\"")
+        .route("name = \"all\"\npath = { regex = \"/(.*)\" }\nto = \"{#endpoints['b']}/{#group[0]}\"")
+        .start();
+    let mut c = gw.client();
+    for (path, why) in [
+        ("/public\\..\\admin", "backslash"),
+        ("/public/..%5Cadmin", "backslash"),
+        ("/admin;x=1", "path parameter"),
+        ("/public/..;/admin", "path parameter"),
+        ("/admin%00.json", "control"),
+    ] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+        assert!(r.text().contains(why), "{path}: {}", r.text());
+    }
+    assert_eq!(b.requests().len(), 0, "no spelling reached the backend");
+}
+
+/// Issue 9.4: where the backends need those spellings, the config says how to read
+/// them: backslashes as slashes, `;` parameters stripped — and rules see what the
+/// backend will.
+#[test]
+fn issue9_path_spellings_can_be_normalized_instead() {
+    let b = Backend::echo("b");
+    let gw = Config::new()
+        .server("normalize = { backslash = \"slash\", semicolon = \"strip\" }")
+        .endpoint("b", &b.url())
+        .mock("admin", "/admin", 403, "admin")
+        .route("name = \"all\"\npath = { regex = \"/(.*)\" }\nto = \"{#endpoints['b']}/{#group[0]}\"")
+        .start();
+    let mut c = gw.client();
+    for path in ["/public\\..\\admin", "/admin;x=1", "/public/..;/admin"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert_eq!((r.status, r.text().as_str()), (403, "admin"), "{path}: {r:?}");
+    }
+    let r = c.get("/files/a;v=1/b");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-target"), Some("/files/a/b"));
+}

@@ -6,14 +6,17 @@
 //! 1. checked for valid percent-encoding (`%` followed by two hex digits), else rejected;
 //! 2. percent-decoded where the octet is an *unreserved* character (RFC 3986 §2.3:
 //!    `A-Z a-z 0-9 - . _ ~`), the remaining escapes upper-cased (§6.2.2.1);
-//! 3. `%2F` handled per [`EncodedSlash`] (default: reject the request);
+//! 3. `%2F` handled per [`EncodedSlash`] (default: reject the request), `\` and `%5C`
+//!    per [`Backslash`], `;` per [`Semicolon`] (both default: reject), and any encoded
+//!    control byte (`%00`–`%1F`, `%7F`) rejected — `/admin%00.json` is `/admin` to a C
+//!    backend;
 //! 4. stripped of dot-segments (RFC 3986 §5.2.4), after decoding, so `%2E%2E` counts;
 //! 5. merged where `/` repeats (unless [`NormalizeOptions::merge_slashes`] is off).
 //!
 //! The result always starts with `/`. Captures are taken from it, so anything a
 //! template forwards is in this normalized form.
 
-use crate::spec::{EncodedSlash, NormalizeOptions};
+use crate::spec::{Backslash, EncodedSlash, NormalizeOptions, Semicolon};
 
 /// Why a path was rejected. The gateway answers 400.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,12 @@ pub enum PathError {
     EncodedSlash,
     /// The path does not start with `/`.
     NotAbsolute,
+    /// `\` or `%5C` under [`Backslash::Reject`].
+    Backslash,
+    /// `;` under [`Semicolon::Reject`].
+    Semicolon,
+    /// An encoded control byte (`%00`–`%1F`, `%7F`).
+    EncodedControl,
 }
 
 impl std::fmt::Display for PathError {
@@ -32,6 +41,9 @@ impl std::fmt::Display for PathError {
             PathError::InvalidPercentEncoding => "invalid percent-encoding in path",
             PathError::EncodedSlash => "encoded slash (%2F) in path",
             PathError::NotAbsolute => "path does not start with '/'",
+            PathError::Backslash => "backslash in path",
+            PathError::Semicolon => "';' (path parameter) in path",
+            PathError::EncodedControl => "encoded control character in path",
         })
     }
 }
@@ -54,9 +66,9 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// True when `path` is already in normal form, so it can be matched as is. The common
-/// case: no `%`, no `//`, no segment starting with `.`. Checked a word (8 bytes) at a
-/// time: a byte is flagged when it is `%`, or follows a `/` and is `.` (or `/` when
-/// slashes are merged).
+/// case: no `%`, `\` or `;`, no `//`, no segment starting with `.`. Checked a word (8
+/// bytes) at a time: a byte is flagged when it is `%`, `\` or `;`, or follows a `/`
+/// and is `.` (or `/` when slashes are merged).
 #[inline]
 fn is_normal(path: &[u8], opts: &NormalizeOptions) -> bool {
     use crate::hash::{bytes_equal, load_word};
@@ -71,7 +83,8 @@ fn is_normal(path: &[u8], opts: &NormalizeOptions) -> bool {
         if opts.merge_slashes {
             bad |= slashes;
         }
-        if bytes_equal(w, b'%') | (follows_slash & bad) != 0 {
+        let special = bytes_equal(w, b'%') | bytes_equal(w, b'\\') | bytes_equal(w, b';');
+        if special | (follows_slash & bad) != 0 {
             return false;
         }
         after_slash = slashes >> 56;
@@ -96,6 +109,29 @@ pub fn normalize_path(raw: &[u8], opts: &NormalizeOptions, out: &mut Vec<u8>) ->
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
+        if b == b'\\' {
+            match opts.backslash {
+                Backslash::Reject => return Err(PathError::Backslash),
+                Backslash::Slash => out.push(b'/'),
+            }
+            i += 1;
+            continue;
+        }
+        if b == b';' {
+            match opts.semicolon {
+                Semicolon::Reject => return Err(PathError::Semicolon),
+                Semicolon::Keep => out.push(b';'),
+                // Up to the next `/` (raw or, with backslashes as slashes, `\`).
+                Semicolon::Strip => {
+                    while i < raw.len() && raw[i] != b'/' && !(raw[i] == b'\\' && opts.backslash == Backslash::Slash) {
+                        i += 1;
+                    }
+                    continue;
+                }
+            }
+            i += 1;
+            continue;
+        }
         if b != b'%' {
             out.push(b);
             i += 1;
@@ -108,8 +144,16 @@ pub fn normalize_path(raw: &[u8], opts: &NormalizeOptions, out: &mut Vec<u8>) ->
             return Err(PathError::InvalidPercentEncoding);
         };
         let c = h << 4 | l;
+        if c < 0x20 || c == 0x7f {
+            return Err(PathError::EncodedControl);
+        }
         if is_unreserved(c) {
             out.push(c);
+        } else if c == b'\\' {
+            match opts.backslash {
+                Backslash::Reject => return Err(PathError::Backslash),
+                Backslash::Slash => out.push(b'/'),
+            }
         } else if c == b'/' {
             match opts.encoded_slash {
                 EncodedSlash::Reject => return Err(PathError::EncodedSlash),

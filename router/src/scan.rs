@@ -71,8 +71,8 @@ impl ScannedPath {
     }
 
     /// Copies `raw` in and records its slashes. With `check`, returns false when
-    /// `raw` is not in normal form (it has a `%`, a segment starting with `.`, or `//`
-    /// when slashes are merged).
+    /// `raw` is not in normal form (it has a `%`, `\\` or `;`, a segment starting
+    /// with `.`, or `//` when slashes are merged).
     #[inline]
     fn load(&mut self, raw: &[u8], check: Option<&NormalizeOptions>) -> bool {
         let len = raw.len();
@@ -86,14 +86,15 @@ impl ScannedPath {
         self.buf[..len].copy_from_slice(raw);
         self.buf[len..len + PAD].copy_from_slice(&[0; PAD]);
         let buf = &self.buf[..words * 8 + PAD];
-        // Per word: its slashes into the bitmask, and whether it has a '%'. Zero
-        // padding is neither.
+        // Per word: its slashes into the bitmask, and whether it has a '%', '\\' or
+        // ';' (each needs normalize_path: decoding, or rejecting a spelling a
+        // backend would read differently). Zero padding is none of them.
         let mut percent = 0u64;
         let mut bits = 0u64;
         let mut at = 0;
         while at < len {
             let w = word_at(buf, at);
-            percent |= bytes_equal(w, b'%');
+            percent |= bytes_equal(w, b'%') | bytes_equal(w, b'\\') | bytes_equal(w, b';');
             bits |= movemask(bytes_equal(w, b'/')) << (at % 64);
             at += 8;
             if at % 64 == 0 {

@@ -113,6 +113,33 @@ pub enum EncodedSlash {
     Decode,
 }
 
+/// What a backslash (`\`, or `%5C`) in a path does. Windows servers, IIS and some
+/// frameworks read it as `/`, so `/public\..\admin` reaches `/admin` there while a
+/// prefix rule sees `/public…`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backslash {
+    /// The request is rejected (the gateway answers 400). The default.
+    #[default]
+    Reject,
+    /// Read as `/` before dot-segment removal and matching (and forwarded as `/`).
+    Slash,
+}
+
+/// What a `;` in a path does. Tomcat, Jetty and Spring strip `;` path parameters
+/// (`/admin;x=1` is `/admin` to them), so a rule for `/admin` must see it that way
+/// or refuse it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Semicolon {
+    /// The request is rejected (the gateway answers 400). The default.
+    #[default]
+    Reject,
+    /// Each segment's `;…` parameters are removed before matching (and from what is
+    /// forwarded): `/a;x=1/b;y` is `/a/b`.
+    Strip,
+    /// Kept as an ordinary byte of the segment.
+    Keep,
+}
+
 /// Path normalization options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NormalizeOptions {
@@ -120,6 +147,10 @@ pub struct NormalizeOptions {
     pub merge_slashes: bool,
     /// What to do with `%2F`.
     pub encoded_slash: EncodedSlash,
+    /// What to do with `\` and `%5C`.
+    pub backslash: Backslash,
+    /// What to do with `;`.
+    pub semicolon: Semicolon,
 }
 
 impl Default for NormalizeOptions {
@@ -127,6 +158,8 @@ impl Default for NormalizeOptions {
         NormalizeOptions {
             merge_slashes: true,
             encoded_slash: EncodedSlash::Reject,
+            backslash: Backslash::Reject,
+            semicolon: Semicolon::Reject,
         }
     }
 }

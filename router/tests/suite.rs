@@ -57,7 +57,8 @@ struct Case {
     target: Option<String>,
     /// `http://authority`, `https://authority`, `endpoint:name`, or `local`.
     origin: Option<String>,
-    /// `invalid_percent_encoding`, `encoded_slash` or `not_absolute`.
+    /// `invalid_percent_encoding`, `encoded_slash`, `not_absolute`, `backslash`,
+    /// `semicolon` or `encoded_control`.
     error: Option<String>,
 }
 
@@ -104,6 +105,9 @@ fn path_error_name(e: PathError) -> &'static str {
         PathError::InvalidPercentEncoding => "invalid_percent_encoding",
         PathError::EncodedSlash => "encoded_slash",
         PathError::NotAbsolute => "not_absolute",
+        PathError::Backslash => "backslash",
+        PathError::Semicolon => "semicolon",
+        PathError::EncodedControl => "encoded_control",
     }
 }
 

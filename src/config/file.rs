@@ -64,6 +64,23 @@ pub(crate) enum Listen {
 pub(crate) struct NormalizeFile {
     pub merge_slashes: Option<bool>,
     pub encoded_slash: Option<EncodedSlashFile>,
+    pub backslash: Option<BackslashFile>,
+    pub semicolon: Option<SemicolonFile>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BackslashFile {
+    Reject,
+    Slash,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SemicolonFile {
+    Reject,
+    Strip,
+    Keep,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

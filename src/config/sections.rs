@@ -2,12 +2,12 @@
 //! addresses, `[log]`, `[endpoints]` and `[endpoint_groups]`.
 
 use super::error::Diagnostics;
-use super::file::{EncodedSlashFile, FileConfig, LbFile, Listen, MemberFile};
+use super::file::{BackslashFile, EncodedSlashFile, FileConfig, LbFile, Listen, MemberFile, SemicolonFile};
 use super::resolve::{no_tls_yet, parse_duration, parse_origin, resolve};
 use super::{
     AccessLogTarget, EndpointDef, Lb, LimitsConfig, LogConfig, ServerConfig, UpstreamAddr, UpstreamConfig,
 };
-use ringway_router::{EncodedSlash, NormalizeOptions};
+use ringway_router::{Backslash, EncodedSlash, NormalizeOptions, Semicolon};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -140,6 +140,19 @@ pub(super) fn server(f: &FileConfig, d: &mut Diagnostics<'_>) -> (ServerConfig, 
                 EncodedSlashFile::Reject => EncodedSlash::Reject,
                 EncodedSlashFile::Keep => EncodedSlash::Keep,
                 EncodedSlashFile::Decode => EncodedSlash::Decode,
+            };
+        }
+        if let Some(b) = n.backslash {
+            normalize.backslash = match b {
+                BackslashFile::Reject => Backslash::Reject,
+                BackslashFile::Slash => Backslash::Slash,
+            };
+        }
+        if let Some(sc) = n.semicolon {
+            normalize.semicolon = match sc {
+                SemicolonFile::Reject => Semicolon::Reject,
+                SemicolonFile::Strip => Semicolon::Strip,
+                SemicolonFile::Keep => Semicolon::Keep,
             };
         }
     }

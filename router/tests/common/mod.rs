@@ -128,6 +128,10 @@ pub struct RouterToml {
     pub merge_slashes: Option<bool>,
     /// `reject`, `keep` or `decode`.
     pub encoded_slash: Option<String>,
+    /// `reject` or `slash`.
+    pub backslash: Option<String>,
+    /// `reject`, `strip` or `keep`.
+    pub semicolon: Option<String>,
     pub max_predicates_per_rule: Option<usize>,
 }
 
@@ -143,6 +147,21 @@ impl RouterToml {
                 "keep" => EncodedSlash::Keep,
                 "decode" => EncodedSlash::Decode,
                 other => panic!("encoded_slash = {other:?}: reject, keep or decode"),
+            };
+        }
+        if let Some(b) = &self.backslash {
+            normalize.backslash = match b.as_str() {
+                "reject" => Backslash::Reject,
+                "slash" => Backslash::Slash,
+                other => panic!("backslash = {other:?}: reject or slash"),
+            };
+        }
+        if let Some(sc) = &self.semicolon {
+            normalize.semicolon = match sc.as_str() {
+                "reject" => Semicolon::Reject,
+                "strip" => Semicolon::Strip,
+                "keep" => Semicolon::Keep,
+                other => panic!("semicolon = {other:?}: reject, strip or keep"),
             };
         }
         let mut limits = BuildLimits::default();
