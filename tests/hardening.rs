@@ -306,3 +306,55 @@ fn issue9_path_spellings_can_be_normalized_instead() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("x-target"), Some("/files/a/b"));
 }
+
+/// Issue 9.5: a declared body over `max_body_bytes` (default 10 MiB) is refused with
+/// 413 before anything is forwarded, and the connection is closed (the body is not
+/// read). No backend connection is even made.
+#[test]
+fn issue9_declared_body_over_the_limit_is_413_before_forwarding() {
+    let b = Backend::echo("b");
+    let gw = api(&b.url()).start();
+    let mut c = gw.client();
+    let start = Instant::now();
+    c.send(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 1073741824\r\n\r\nsome");
+    let r = c.response();
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.text().contains("max_body_bytes"), "{}", r.text());
+    assert!(r.closes(), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(b.connections(), 0, "nothing was forwarded");
+}
+
+/// Issue 9.5: a route's own limit wins over the server's, and a chunked body is
+/// refused when its running total passes the limit.
+#[test]
+fn issue9_route_body_limit_and_chunked_running_total() {
+    let b = Backend::echo("b");
+    let gw = Config::new()
+        .endpoint("b", &b.url())
+        .route("name = \"small\"\npath = { prefix = \"/small\" }\nto = \"{#endpoints['b']}/small\"\nmax_body_bytes = 100")
+        .start();
+    let mut c = gw.client();
+    let mut ok = b"POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n".to_vec();
+    ok.extend_from_slice(&[b'a'; 100]);
+    c.send(&ok);
+    assert_eq!(c.response().status, 200);
+    let mut over = b"POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n".to_vec();
+    over.extend_from_slice(&[b'a'; 101]);
+    c.send(&over);
+    assert_eq!(c.response().status, 413);
+
+    let mut c = gw.client();
+    let mut chunked = b"POST /small HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"20\r\n");
+        chunked.extend_from_slice(&[b'c'; 32]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    c.send(&chunked);
+    let r = c.response();
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(c.is_closed());
+    assert_eq!(b.requests().len(), 1, "only the first POST reached the backend");
+}

@@ -123,7 +123,10 @@ pub fn normalize_path(raw: &[u8], opts: &NormalizeOptions, out: &mut Vec<u8>) ->
                 Semicolon::Keep => out.push(b';'),
                 // Up to the next `/` (raw or, with backslashes as slashes, `\`).
                 Semicolon::Strip => {
-                    while i < raw.len() && raw[i] != b'/' && !(raw[i] == b'\\' && opts.backslash == Backslash::Slash) {
+                    while i < raw.len()
+                        && raw[i] != b'/'
+                        && !(raw[i] == b'\\' && opts.backslash == Backslash::Slash)
+                    {
                         i += 1;
                     }
                     continue;

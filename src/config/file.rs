@@ -96,6 +96,7 @@ pub(crate) enum EncodedSlashFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsFile {
     pub max_header_bytes: Option<Spanned<usize>>,
+    pub max_body_bytes: Option<Spanned<u64>>,
     pub max_headers: Option<Spanned<usize>>,
     pub client_header_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
@@ -187,6 +188,8 @@ pub(crate) struct RouteFile {
     pub environments: Option<Vec<Spanned<String>>>,
     pub to: Option<Spanned<String>>,
     pub mock: Option<Spanned<MockFile>>,
+    /// Overrides `[limits] max_body_bytes` for this route (0: no limit).
+    pub max_body_bytes: Option<Spanned<u64>>,
 }
 
 /// `path = { exact = "…" }`, `{ prefix = "…" }` or `{ regex = "…" }` (exactly one,

@@ -33,6 +33,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The default request-body limit: 10 MiB. Large enough for API payloads and the
+/// uploads an API usually takes (AWS API Gateway's own limit is 10 MB; nginx's 1 MiB
+/// default is the 413 its users hit most), small enough that a request declaring a
+/// 1 GiB body is refused before a backend is touched. Raise it per route for upload
+/// routes, or set 0 for no limit.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+
 /// The embedded default config, served by `ringway` with no `-c`: mock routes on
 /// 127.0.0.1:8080 that show the rule syntax.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -113,6 +120,9 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// More header fields → 431. Default 100.
     pub max_headers: usize,
+    /// A larger request body → 413 (routes may override). `u64::MAX`: no limit.
+    /// Default [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: u64,
     /// Head not complete in time → 408 and close. Default 10s.
     pub client_header_timeout: Duration,
     /// Idle keep-alive client connections are closed after this. Default 60s.
@@ -211,6 +221,8 @@ impl EndpointDef {
 /// What the runtime needs about a rule beyond the router.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteConfig {
+    /// The route's own request-body limit (`u64::MAX`: none), over `[limits]`'s.
+    pub max_body_bytes: Option<u64>,
     pub group: String,
     pub name: String,
     /// `Some` for mock routes ([`ringway_router::ActionSpec::Local`]).

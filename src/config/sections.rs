@@ -203,11 +203,20 @@ pub(super) fn positive(
     }
 }
 
+/// A `max_body_bytes` value: 0 is no limit.
+pub(super) fn body_limit(v: Option<&Spanned<u64>>) -> Option<u64> {
+    v.map(|v| match *v.get_ref() {
+        0 => u64::MAX,
+        n => n,
+    })
+}
+
 pub(super) fn limits(f: &FileConfig, d: &mut Diagnostics<'_>) -> LimitsConfig {
     let l = &f.limits;
     LimitsConfig {
         max_header_bytes: positive(d, &l.max_header_bytes, "limits.max_header_bytes", 65536),
         max_headers: positive(d, &l.max_headers, "limits.max_headers", 100),
+        max_body_bytes: body_limit(l.max_body_bytes.as_ref()).unwrap_or(super::DEFAULT_MAX_BODY_BYTES),
         client_header_timeout: duration(
             d,
             &l.client_header_timeout,

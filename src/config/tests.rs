@@ -132,6 +132,7 @@ fn empty_file_gives_the_defaults() {
         LimitsConfig {
             max_header_bytes: 65536,
             max_headers: 100,
+            max_body_bytes: 10 << 20,
             client_header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
         }
@@ -464,4 +465,21 @@ fn access_log_is_off_stdout_or_an_absolute_file() {
     let e = fail("[log]\nacess = \"stdout\"\n");
     assert!(e.is_syntax());
     assert_at(&e, (2, 1), "unknown field `acess`");
+}
+
+#[test]
+fn max_body_bytes_defaults_to_10_mib_and_routes_override_it() {
+    let c = load(
+        "[limits]\nmax_body_bytes = 1000\n\n[[groups]]\nname = \"g\"\n\n\
+         [[groups.routes]]\nname = \"up\"\npath = { prefix = \"/up\" }\nmock = { status = 200 }\nmax_body_bytes = 0\n\n\
+         [[groups.routes]]\nname = \"small\"\npath = { prefix = \"/s\" }\nmock = { status = 200 }\nmax_body_bytes = 10\n\n\
+         [[groups.routes]]\nname = \"plain\"\npath = { prefix = \"/\" }\nmock = { status = 200 }\n",
+    );
+    assert_eq!(c.limits.max_body_bytes, 1000);
+    let limits: Vec<Option<u64>> = c.routes.iter().map(|r| r.max_body_bytes).collect();
+    assert_eq!(limits, [Some(u64::MAX), Some(10), None]);
+    assert_eq!(
+        load("").limits.max_body_bytes,
+        crate::config::DEFAULT_MAX_BODY_BYTES
+    );
 }

@@ -331,6 +331,7 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
             action,
         },
         route: RouteConfig {
+            max_body_bytes: super::sections::body_limit(r.max_body_bytes.as_ref()),
             group: group.to_string(),
             name: name.to_string(),
             mock,

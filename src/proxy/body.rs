@@ -17,6 +17,9 @@ pub enum BodyError {
     Client(&'static str),
     /// The body's chunked framing is malformed (or too large to discard).
     Framing(&'static str),
+    /// The body is longer than the limit it is sent under (`max_body_bytes`; a
+    /// chunked body's running total).
+    TooLarge,
     /// The first write to the upstream (the head with the first body bytes) failed:
     /// nothing of the request reached it. The head buffer holds the head alone again
     /// and the client buffer still has the whole body's start: the request can be
@@ -33,6 +36,7 @@ impl From<BodyError> for ProxyError {
         match e {
             BodyError::Client(_) => ProxyError::client_gone(),
             BodyError::Framing(why) => ProxyError::bad_request_body(why),
+            BodyError::TooLarge => ProxyError::body_too_large(),
             BodyError::UpstreamUnsent | BodyError::Interrupted => ProxyError::body_write_failed(),
         }
     }
@@ -42,10 +46,11 @@ impl From<BodyError> for ProxyError {
 #[derive(Debug)]
 pub enum Sink<'a> {
     /// To the upstream, after `head` (sent together with the first body bytes;
-    /// cleared once sent).
+    /// cleared once sent); more than `limit` bytes of body is an error.
     Upstream {
         conn: &'a mut Conn,
         head: &'a mut Vec<u8>,
+        limit: u64,
     },
     /// Read and dropped; more than `limit` bytes is an error.
     Discard { limit: u64 },
@@ -85,7 +90,8 @@ pub async fn pump(
                     return Err(BodyError::Framing("request body too large to discard"));
                 }
             }
-            Sink::Upstream { conn, head } => {
+            Sink::Upstream { limit, .. } if total > *limit => return Err(BodyError::TooLarge),
+            Sink::Upstream { conn, head, .. } => {
                 if !head.is_empty() {
                     let (r, out) = conn.write_all(std::mem::take(*head)).await;
                     **head = out;

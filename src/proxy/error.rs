@@ -42,6 +42,7 @@ enum Kind {
     SwitchedProtocols,
     BodyWriteFailed,
     NoUpstream,
+    BodyTooLarge,
 }
 
 /// A failed proxy attempt.
@@ -118,6 +119,11 @@ impl ProxyError {
         ProxyError::new(Kind::BodyWriteFailed)
     }
 
+    /// The request body is over its limit (`max_body_bytes`).
+    pub const fn body_too_large() -> ProxyError {
+        ProxyError::new(Kind::BodyTooLarge)
+    }
+
     /// The route's endpoint has no member to send to.
     pub const fn no_upstream() -> ProxyError {
         ProxyError::new(Kind::NoUpstream)
@@ -126,7 +132,7 @@ impl ProxyError {
     /// Whom to blame.
     pub fn source(&self) -> Source {
         match self.kind {
-            Kind::ClientGone | Kind::BadRequestBody(_) => Source::Client,
+            Kind::ClientGone | Kind::BadRequestBody(_) | Kind::BodyTooLarge => Source::Client,
             Kind::NoUpstream => Source::Ringway,
             Kind::Connect(_)
             | Kind::ClosedBeforeResponse
@@ -189,6 +195,9 @@ impl ProxyError {
             }
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
+            // The body is not read: a Content-Length one over the discard limit, or
+            // a chunked one cut mid-way, closes the connection after the answer.
+            Kind::BodyTooLarge => respond(413, "request body is larger than the limit (max_body_bytes)"),
         }
     }
 

@@ -67,7 +67,15 @@ pub async fn send(x: &mut Exchange<'_>, conn: &mut Conn, head: &mut Vec<u8>) -> 
     }
     x.body = BodyRead::Partial;
     let timeout = x.view.snap.config.limits.keepalive_timeout;
-    match pump(x.client, x.facts.framing, Sink::Upstream { conn, head }, timeout).await {
+    let limit = crate::proxy::policy::body_limit(x);
+    match pump(
+        x.client,
+        x.facts.framing,
+        Sink::Upstream { conn, head, limit },
+        timeout,
+    )
+    .await
+    {
         Ok(()) => {
             x.body = BodyRead::Done;
             Ok(Sent::Whole)

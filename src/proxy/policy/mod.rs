@@ -12,13 +12,32 @@
 //!   shard-local leases (issue 12).
 //!
 //! Backend signing is not a policy: it edits the upstream head, in the rewrite.
+//!
+//! Today: the request-body limit (`max_body_bytes`, per route over `[limits]`). A
+//! declared `Content-Length` over it is refused here, before an upstream is picked;
+//! a chunked body is counted as it streams (`body.rs`), and refused when its running
+//! total passes the limit.
 
+use crate::http::BodyFraming;
 use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::Exchange;
 
 /// Runs every policy that applies to `x`; the first to refuse answers.
 #[inline]
 pub fn admit(x: &Exchange<'_>) -> Result<(), ProxyError> {
-    let _ = x;
+    if let BodyFraming::Length(n) = x.facts.framing {
+        if n > body_limit(x) {
+            return Err(ProxyError::body_too_large());
+        }
+    }
     Ok(())
+}
+
+/// The request-body limit of `x`: its route's, else the server's (`u64::MAX`: none).
+pub fn body_limit(x: &Exchange<'_>) -> u64 {
+    let config = &x.view.snap.config;
+    x.route
+        .and_then(|r| config.routes.get(r.index()))
+        .and_then(|r| r.max_body_bytes)
+        .unwrap_or(config.limits.max_body_bytes)
 }
