@@ -358,3 +358,38 @@ fn issue9_route_body_limit_and_chunked_running_total() {
     assert!(c.is_closed());
     assert_eq!(b.requests().len(), 1, "only the first POST reached the backend");
 }
+
+/// Issue 9.7: upstream response heads have their own limits (`[upstream]
+/// max_response_headers`, `max_response_header_bytes`); over them is a 502 whose
+/// body says which limit.
+#[test]
+fn issue9_response_head_limits_are_their_own_and_named() {
+    let b = common::Scripted::custom(|s, _| {
+        let mut w = common::Wire::new(s);
+        while let Ok(Some(head)) = w.head() {
+            // The target is `/N`: answer with N extra fields.
+            let n: usize = head
+                .start
+                .split(' ')
+                .nth(1)
+                .and_then(|t| t.trim_start_matches('/').parse().ok())
+                .unwrap_or(1);
+            let mut resp = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+            for i in 0..n {
+                resp.push_str(&format!("x-f{i}: v\r\n"));
+            }
+            resp.push_str("\r\nok");
+            let _ = w.stream.write_all(resp.as_bytes());
+        }
+    });
+    let gw = api(&b.url())
+        .upstream("max_response_headers = 10")
+        .limits("max_headers = 5")
+        .start();
+    let mut c = gw.client();
+    // 9 response fields: over the client limit (5), under the upstream one (10).
+    assert_eq!(c.get("/api/8").status, 200);
+    let r = gw.client().get("/api/20");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.text().contains("max_response_headers"), "{}", r.text());
+}

@@ -110,6 +110,8 @@ pub(crate) struct UpstreamFile {
     pub response_timeout: Option<Spanned<String>>,
     pub max_idle_per_endpoint: Option<usize>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_response_header_bytes: Option<Spanned<usize>>,
+    pub max_response_headers: Option<Spanned<usize>>,
 }
 
 /// `[admin]`.

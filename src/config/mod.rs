@@ -140,6 +140,10 @@ pub struct UpstreamConfig {
     pub max_idle_per_endpoint: usize,
     /// Pooled connections idle longer are closed. Default 60s.
     pub idle_timeout: Duration,
+    /// A larger upstream response head → 502 naming this limit. Default 65536.
+    pub max_response_header_bytes: usize,
+    /// More upstream response header fields → 502 naming this limit. Default 100.
+    pub max_response_headers: usize,
 }
 
 /// `[admin]`: the admin port (off when the table is absent).

@@ -259,6 +259,13 @@ pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfi
             Duration::from_secs(60),
             true,
         ),
+        max_response_header_bytes: positive(
+            d,
+            &u.max_response_header_bytes,
+            "upstream.max_response_header_bytes",
+            65536,
+        ),
+        max_response_headers: positive(d, &u.max_response_headers, "upstream.max_response_headers", 100),
     }
 }
 

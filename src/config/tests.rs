@@ -144,6 +144,8 @@ fn empty_file_gives_the_defaults() {
             response_timeout: Duration::from_secs(30),
             max_idle_per_endpoint: 64,
             idle_timeout: Duration::from_secs(60),
+            max_response_header_bytes: 65536,
+            max_response_headers: 100,
         }
     );
     assert!(c.admin.is_none());

@@ -55,9 +55,10 @@ async fn read_final_head(
     rs: &mut HeadScratch,
 ) -> Result<ResponseHead, ProxyError> {
     let config = &x.view.snap.config;
+    // The upstream's heads have limits of their own (`[upstream]`).
     let limits = HeadLimits {
-        max_header_bytes: config.limits.max_header_bytes,
-        max_headers: config.limits.max_headers,
+        max_header_bytes: config.upstream.max_response_header_bytes,
+        max_headers: config.upstream.max_response_headers,
     };
     let timeout = config.upstream.response_timeout;
     loop {
@@ -93,6 +94,11 @@ async fn read_head(
             match parse_response_head(ub, x.facts.head_only, limits, rs) {
                 Ok(Some(r)) => return Ok(r),
                 Ok(None) => {}
+                Err(e) if e.is_too_large() => {
+                    return Err(ProxyError::bad_response_head(
+                        "upstream response head is over upstream.max_response_header_bytes or max_response_headers",
+                    ))
+                }
                 Err(e) => return Err(ProxyError::bad_response_head(e.reason())),
             }
         }
