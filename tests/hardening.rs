@@ -393,3 +393,24 @@ fn issue9_response_head_limits_are_their_own_and_named() {
     assert_eq!(r.status, 502, "{r:?}");
     assert!(r.text().contains("max_response_headers"), "{}", r.text());
 }
+
+/// Issue 9.6c: the admin port serves connections concurrently: idle connections
+/// and a client that never reads `/metrics` do not delay a health check.
+#[test]
+fn issue9_admin_health_check_is_not_starved_by_idle_or_slow_clients() {
+    let b = Backend::echo("b");
+    let (_gw, admin) = start_with_admin(&api(&b.url()));
+    let idle: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(admin).unwrap()).collect();
+    let mut slow = TcpStream::connect(admin).unwrap();
+    write!(slow, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    drop((idle, slow));
+}

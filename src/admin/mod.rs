@@ -10,7 +10,9 @@
 //! | `/metrics` | Prometheus text format (see `docs/admin.md`) |
 //!
 //! Anything else is 404. One request per connection (`Connection: close`), each with a
-//! 2 s deadline and an 8 KiB head limit.
+//! 2 s deadline (to read the request and to write the answer) and an 8 KiB head
+//! limit. Connections are served concurrently, each on its own thread, at most 32 at
+//! once (more are answered 503): an idle or slow client never delays a health check.
 //!
 //! The shards keep their own counters ([`ShardStats`], single writer); a scrape sums
 //! them. [`AdminState`] holds what only the control thread changes: the current
@@ -36,7 +38,7 @@ use ringway_router::{ActionSpec, PathSpec};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -112,23 +114,49 @@ impl AdminState {
     }
 }
 
-/// Binds `listen` and serves the admin port from a new thread. Returns the bound
-/// address (port 0 is resolved).
+/// Connections served at once; more are answered 503 and closed at once.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds `listen` and serves the admin port from a new thread, each connection on a
+/// thread of its own (at most [`MAX_CONNECTIONS`]), so that a load balancer's health
+/// check is never queued behind an idle or slow client. Returns the bound address
+/// (port 0 is resolved).
 pub fn spawn(listen: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
-                    Ok(conn) => serve(conn, &state),
+                    Ok(conn) => accept(conn, &state, &active),
                     // Out of file descriptors and the like: back off instead of spinning.
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         })?;
     Ok(addr)
+}
+
+/// Serves `conn` on its own thread, or refuses it when [`MAX_CONNECTIONS`] are busy.
+fn accept(mut conn: TcpStream, state: &Arc<AdminState>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = conn.write_all(&render(&Answer::text(503, "admin port busy\n"), false));
+        return;
+    }
+    let (state, done) = (state.clone(), active.clone());
+    let spawned = std::thread::Builder::new()
+        .name("ringway-admin-conn".into())
+        .spawn(move || {
+            serve(conn, &state);
+            done.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A response of the admin port.
