@@ -411,6 +411,60 @@ fn issue9_admin_health_check_is_not_starved_by_idle_or_slow_clients() {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
     drop((idle, slow));
+}
+
+/// The gateway's open descriptors (`/proc/PID/fd`).
+fn open_fds(gw: &Gateway) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", gw.pid())).map_or(0, |d| d.count())
+}
+
+/// Issue 9.6: clients that request a large response and never read it are closed
+/// after `send_timeout`, and their upstream connections with them: the gateway's
+/// descriptors return to where they were.
+#[test]
+fn issue9_clients_that_never_read_are_closed_after_send_timeout() {
+    let b = Backend::start(|_| common::Reply::ok(vec![b'x'; 10 << 20]));
+    let gw = api(&b.url()).limits("send_timeout = \"1s\"").start();
+    let baseline = open_fds(&gw);
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut s = TcpStream::connect(gw.addr).unwrap();
+            write!(s, "GET /api/big{i} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Every request reached the backend and is stuck writing to a client.
+    let start = Instant::now();
+    while b.requests().len() < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} requests",
+            b.requests().len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        open_fds(&gw) >= baseline + 40,
+        "client and upstream sockets are open"
+    );
+    // After the send timeout (1 s; a write may have made progress just before) the
+    // gateway has let go of both sides.
+    loop {
+        let now = open_fds(&gw);
+        if now <= baseline {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{now} fds, baseline {baseline}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(clients);
 }

@@ -97,6 +97,7 @@ pub(crate) enum EncodedSlashFile {
 pub(crate) struct LimitsFile {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_body_bytes: Option<Spanned<u64>>,
+    pub send_timeout: Option<Spanned<String>>,
     pub max_headers: Option<Spanned<usize>>,
     pub client_header_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
@@ -110,6 +111,7 @@ pub(crate) struct UpstreamFile {
     pub response_timeout: Option<Spanned<String>>,
     pub max_idle_per_endpoint: Option<usize>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
     pub max_response_header_bytes: Option<Spanned<usize>>,
     pub max_response_headers: Option<Spanned<usize>>,
 }

@@ -127,6 +127,9 @@ pub struct LimitsConfig {
     pub client_header_timeout: Duration,
     /// Idle keep-alive client connections are closed after this. Default 60s.
     pub keepalive_timeout: Duration,
+    /// A write to a client that makes no progress this long closes the connection
+    /// (and frees its upstream connection). Default 60s, as nginx's `send_timeout`.
+    pub send_timeout: Duration,
 }
 
 /// `[upstream]`: connections to backends.
@@ -140,6 +143,9 @@ pub struct UpstreamConfig {
     pub max_idle_per_endpoint: usize,
     /// Pooled connections idle longer are closed. Default 60s.
     pub idle_timeout: Duration,
+    /// A write to an upstream that makes no progress this long fails the request
+    /// (502). Default 60s, as nginx's `proxy_send_timeout`.
+    pub send_timeout: Duration,
     /// A larger upstream response head → 502 naming this limit. Default 65536.
     pub max_response_header_bytes: usize,
     /// More upstream response header fields → 502 naming this limit. Default 100.

@@ -231,6 +231,13 @@ pub(super) fn limits(f: &FileConfig, d: &mut Diagnostics<'_>) -> LimitsConfig {
             Duration::from_secs(60),
             true,
         ),
+        send_timeout: duration(
+            d,
+            &l.send_timeout,
+            "limits.send_timeout",
+            Duration::from_secs(60),
+            false,
+        ),
     }
 }
 
@@ -258,6 +265,13 @@ pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfi
             "upstream.idle_timeout",
             Duration::from_secs(60),
             true,
+        ),
+        send_timeout: duration(
+            d,
+            &u.send_timeout,
+            "upstream.send_timeout",
+            Duration::from_secs(60),
+            false,
         ),
         max_response_header_bytes: positive(
             d,

@@ -135,6 +135,7 @@ fn empty_file_gives_the_defaults() {
             max_body_bytes: 10 << 20,
             client_header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
         }
     );
     assert_eq!(
@@ -144,6 +145,7 @@ fn empty_file_gives_the_defaults() {
             response_timeout: Duration::from_secs(30),
             max_idle_per_endpoint: 64,
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_response_header_bytes: 65536,
             max_response_headers: 100,
         }

@@ -11,9 +11,8 @@
 //! closed this idle pooled connection, or answered before the body was sent? — with
 //! one non-blocking `recv(MSG_PEEK)`, and never an io_uring round trip.
 
-use crate::io::{read_append, ReadOutcome};
+use crate::io::{read_append, write_all_timeout, ReadOutcome};
 use monoio::buf::IoBuf;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::mem::MaybeUninit;
@@ -27,6 +26,8 @@ pub enum Conn {
     Tcp {
         stream: TcpStream,
         control: Option<socket2::Socket>,
+        /// How long a write may make no progress before the connection is given up.
+        send_timeout: Duration,
     },
 }
 
@@ -44,19 +45,22 @@ pub enum Input {
 }
 
 impl Conn {
-    /// A client connection.
-    pub fn client(stream: TcpStream) -> Conn {
+    /// A client connection; a write that makes no progress for `send_timeout`
+    /// fails (nginx's `send_timeout`).
+    pub fn client(stream: TcpStream, send_timeout: Duration) -> Conn {
         Conn::Tcp {
             stream,
             control: None,
+            send_timeout,
         }
     }
 
     /// An upstream connection, with a second descriptor of its socket.
-    pub fn upstream(stream: TcpStream, control: socket2::Socket) -> Conn {
+    pub fn upstream(stream: TcpStream, control: socket2::Socket, send_timeout: Duration) -> Conn {
         Conn::Tcp {
             stream,
             control: Some(control),
+            send_timeout,
         }
     }
 
@@ -69,11 +73,14 @@ impl Conn {
         }
     }
 
-    /// Writes all of `buf`.
+    /// Writes all of `buf`; fails when a write makes no progress for the
+    /// connection's send timeout.
     #[inline]
     pub async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            Conn::Tcp { stream, .. } => stream.write_all(buf).await,
+            Conn::Tcp {
+                stream, send_timeout, ..
+            } => write_all_timeout(stream, buf, *send_timeout).await,
         }
     }
 

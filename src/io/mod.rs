@@ -15,8 +15,8 @@ mod conn;
 
 pub use conn::{Conn, Input};
 
-use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{CancelableAsyncReadRent, Canceller};
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
+use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
@@ -73,4 +73,53 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
         Err(_) => ReadOutcome::Failed,
     };
     (outcome, buf)
+}
+
+/// Writes all of `buf` to `io`, giving up when a single write makes no progress for
+/// `timeout` (a peer that stopped reading: its window and our send buffer are full).
+/// A write still in flight at the deadline is cancelled and awaited, as a read is.
+/// The error of a timeout has kind `TimedOut`.
+pub async fn write_all_timeout<S: CancelableAsyncWriteRent, T: IoBuf + 'static>(
+    io: &mut S,
+    buf: T,
+    timeout: Duration,
+) -> monoio::BufResult<usize, T> {
+    let len = buf.bytes_init();
+    let mut buf = buf;
+    let mut written = 0;
+    while written < len {
+        let canceller = Canceller::new();
+        let write = io.cancelable_write(buf.slice(written..), canceller.handle());
+        let mut write = pin!(write);
+        let mut sleep = pin!(monoio::time::sleep(timeout));
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = write.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        let (timed_out, (res, slice)) = match first {
+            Some(r) => (false, r),
+            None => {
+                let _ = canceller.cancel();
+                (true, write.await)
+            }
+        };
+        buf = slice.into_inner();
+        match res {
+            // A write that completed just as it was cancelled still counts.
+            Ok(n) if n > 0 => written += n,
+            Ok(_) if !timed_out => {
+                return (Err(std::io::ErrorKind::WriteZero.into()), buf);
+            }
+            Ok(_) => return (Err(std::io::ErrorKind::TimedOut.into()), buf),
+            Err(_) if timed_out => return (Err(std::io::ErrorKind::TimedOut.into()), buf),
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(written), buf)
 }

@@ -175,7 +175,13 @@ async fn checkout(
             return Ok((conn, true));
         }
     }
-    match connect(x.view.snap.upstream(upstream).addr, cfg.connect_timeout).await {
+    match connect(
+        x.view.snap.upstream(upstream).addr,
+        cfg.connect_timeout,
+        cfg.send_timeout,
+    )
+    .await
+    {
         Ok(conn) => Ok((conn, false)),
         Err(e) => {
             x.view.upstream_stats(upstream).connect_errors.inc();

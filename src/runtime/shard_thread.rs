@@ -189,7 +189,12 @@ async fn accept_loop(
         match result {
             Ok((io, peer)) => {
                 let _ = io.set_nodelay(true);
-                monoio::spawn(downstream::serve(shard.clone(), Conn::client(io), peer));
+                let send_timeout = shard.view().snap.config.limits.send_timeout;
+                monoio::spawn(downstream::serve(
+                    shard.clone(),
+                    Conn::client(io, send_timeout),
+                    peer,
+                ));
             }
             // Out of file descriptors and the like: back off instead of spinning.
             Err(_) if !last => monoio::time::sleep(Duration::from_millis(10)).await,

@@ -22,7 +22,12 @@ pub enum ConnectError {
 /// poll for writability. On timeout the half-open connection is aborted, which
 /// completes the poll: a dropped, still-pending operation would otherwise keep the
 /// socket open (for minutes, against a blackholed upstream).
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
+/// Writes on the connection fail when they make no progress for `send_timeout`.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    send_timeout: Duration,
+) -> Result<Conn, ConnectError> {
     use socket2::{Domain, Socket, Type};
     let failed = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
@@ -55,7 +60,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Connec
         Ok(Ok(())) => {}
     }
     match probe.take_error() {
-        Ok(None) => Ok(Conn::upstream(conn, probe)),
+        Ok(None) => Ok(Conn::upstream(conn, probe, send_timeout)),
         Ok(Some(e)) | Err(e) => Err(failed(e)),
     }
 }
