@@ -434,7 +434,12 @@ fn issue9_clients_that_never_read_are_closed_after_send_timeout() {
     let baseline = open_fds(&gw);
     let clients: Vec<TcpStream> = (0..20)
         .map(|i| {
-            let mut s = TcpStream::connect(gw.addr).unwrap();
+            // A small receive buffer, so that the 10 MiB response cannot end up
+            // wholly in the kernel's buffers (which would let it complete).
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.set_recv_buffer_size(8 * 1024).unwrap();
+            sock.connect(&gw.addr.into()).unwrap();
+            let mut s: TcpStream = sock.into();
             write!(s, "GET /api/big{i} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
             s
         })

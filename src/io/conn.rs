@@ -11,8 +11,7 @@
 //! closed this idle pooled connection, or answered before the body was sent? — with
 //! one non-blocking `recv(MSG_PEEK)`, and never an io_uring round trip.
 
-use crate::io::{read_append, write_all_timeout, ReadOutcome};
-use monoio::buf::IoBuf;
+use crate::io::{read_append, write_all_timeout, ReadOutcome, Reclaim};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::mem::MaybeUninit;
@@ -76,7 +75,7 @@ impl Conn {
     /// Writes all of `buf`; fails when a write makes no progress for the
     /// connection's send timeout.
     #[inline]
-    pub async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> BufResult<usize, T> {
+    pub async fn write_all<T: Reclaim>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Conn::Tcp {
                 stream, send_timeout, ..

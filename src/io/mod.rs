@@ -12,11 +12,12 @@
 //! which hands the buffer back and releases the socket.
 
 mod conn;
+pub mod watch;
 
 pub use conn::{Conn, Input};
 
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
-use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller};
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
@@ -75,11 +76,39 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
     (outcome, buf)
 }
 
+/// A buffer that a timed-out write can stand in for: the real one stays with the
+/// cancelled operation (the driver frees it when the kernel lets go), and the
+/// caller gets an empty one back.
+pub trait Reclaim: IoBuf + 'static {
+    fn lost() -> Self;
+}
+
+impl Reclaim for Vec<u8> {
+    fn lost() -> Self {
+        Vec::new()
+    }
+}
+
+impl Reclaim for &'static [u8] {
+    fn lost() -> Self {
+        &[]
+    }
+}
+
+impl Reclaim for monoio::buf::Slice<Vec<u8>> {
+    fn lost() -> Self {
+        Vec::new().slice(..)
+    }
+}
+
 /// Writes all of `buf` to `io`, giving up when a single write makes no progress for
 /// `timeout` (a peer that stopped reading: its window and our send buffer are full).
-/// A write still in flight at the deadline is cancelled and awaited, as a read is.
-/// The error of a timeout has kind `TimedOut`.
-pub async fn write_all_timeout<S: CancelableAsyncWriteRent, T: IoBuf + 'static>(
+/// The deadline is kept by the thread's [`watch`] list, not a timer per write: the
+/// shard's ticker marks a write still in flight at its deadline (within
+/// [`watch::TICK`]) and wakes it; the write is then dropped, which cancels it in the
+/// kernel while the driver keeps its buffer. The error of a timeout has kind
+/// `TimedOut`, and the buffer returned with it is an empty stand-in.
+pub async fn write_all_timeout<S: AsyncWriteRent, T: Reclaim>(
     io: &mut S,
     buf: T,
     timeout: Duration,
@@ -88,36 +117,28 @@ pub async fn write_all_timeout<S: CancelableAsyncWriteRent, T: IoBuf + 'static>(
     let mut buf = buf;
     let mut written = 0;
     while written < len {
-        let canceller = Canceller::new();
-        let write = io.cancelable_write(buf.slice(written..), canceller.handle());
-        let mut write = pin!(write);
-        let mut sleep = pin!(monoio::time::sleep(timeout));
-        let first = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = write.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
-        let (timed_out, (res, slice)) = match first {
-            Some(r) => (false, r),
-            None => {
-                let _ = canceller.cancel();
-                (true, write.await)
-            }
+        let armed = watch::arm(timeout);
+        let done = {
+            let mut write = pin!(io.write(buf.slice(written..)));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = write.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                if watch::poll_fired(&armed, cx) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        watch::disarm(armed);
+        let Some((res, slice)) = done else {
+            return (Err(std::io::ErrorKind::TimedOut.into()), T::lost());
         };
         buf = slice.into_inner();
         match res {
-            // A write that completed just as it was cancelled still counts.
             Ok(n) if n > 0 => written += n,
-            Ok(_) if !timed_out => {
-                return (Err(std::io::ErrorKind::WriteZero.into()), buf);
-            }
-            Ok(_) => return (Err(std::io::ErrorKind::TimedOut.into()), buf),
-            Err(_) if timed_out => return (Err(std::io::ErrorKind::TimedOut.into()), buf),
+            Ok(_) => return (Err(std::io::ErrorKind::WriteZero.into()), buf),
             Err(e) => return (Err(e), buf),
         }
     }

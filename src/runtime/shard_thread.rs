@@ -100,6 +100,7 @@ async fn shard_main(
             return;
         }
     }
+    monoio::spawn(watch_writes(tasks_stopped.clone()));
     monoio::spawn(sweep_pools(shard.clone(), tasks_stopped));
     let _ = ready.send(Ok(driver));
     drop(ready);
@@ -203,6 +204,17 @@ async fn accept_loop(
         if last {
             return;
         }
+    }
+}
+
+/// Every [`io::watch::TICK`]: cancel the writes whose deadline passed.
+async fn watch_writes(stop: async_channel::Receiver<()>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(crate::io::watch::TICK) => {}
+            _ = stop.recv() => return,
+        }
+        crate::io::watch::expire(Instant::now());
     }
 }
 
