@@ -473,3 +473,82 @@ fn issue9_clients_that_never_read_are_closed_after_send_timeout() {
     }
     drop(clients);
 }
+
+/// Issue 9.6b: a request body that stops arriving gets 408 after
+/// `client_body_timeout` (its own setting, not the keep-alive timeout), and a small
+/// body is read whole before an upstream connection is taken: the slow client holds
+/// no backend connection meanwhile.
+#[test]
+fn issue9_stalled_small_body_is_408_and_holds_no_upstream() {
+    let b = Backend::echo("b");
+    let gw = api(&b.url()).limits("client_body_timeout = \"500ms\"").start();
+    let mut c = gw.client();
+    let start = Instant::now();
+    c.send(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n12345");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        b.connections(),
+        0,
+        "no upstream connection while the body trickles"
+    );
+    let r = c.response();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(r.text().contains("not received in time"), "{}", r.text());
+    assert!(r.closes());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(b.connections(), 0);
+
+    // A small body that does complete goes up in one piece.
+    let mut c = gw.client();
+    c.send(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(b.connections(), 0);
+    c.send(b"def");
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "abcdef"));
+}
+
+/// Issue 9.6b: a large body trickled in faster than the read timeout but slower than
+/// `client_body_min_rate` is cut off with 408 once the grace period (5 s) is over.
+#[test]
+fn issue9_body_slower_than_the_minimum_rate_is_408() {
+    let b = Backend::echo("b");
+    let gw = api(&b.url()).limits("client_body_min_rate = 1000").start();
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.write_all(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < Duration::from_secs(9) {
+        // 50 bytes a second: far below 1000.
+        if s.write_all(b"z").is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 408 "),
+        "{text:?} after {:?}",
+        start.elapsed()
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+}

@@ -98,6 +98,8 @@ pub(crate) struct LimitsFile {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_body_bytes: Option<Spanned<u64>>,
     pub send_timeout: Option<Spanned<String>>,
+    pub client_body_timeout: Option<Spanned<String>>,
+    pub client_body_min_rate: Option<u64>,
     pub max_headers: Option<Spanned<usize>>,
     pub client_header_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,

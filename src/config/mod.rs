@@ -130,7 +130,18 @@ pub struct LimitsConfig {
     /// A write to a client that makes no progress this long closes the connection
     /// (and frees its upstream connection). Default 60s, as nginx's `send_timeout`.
     pub send_timeout: Duration,
+    /// A request body read that gets nothing this long → 408 and close. Default
+    /// 60s, as nginx's `client_body_timeout`.
+    pub client_body_timeout: Duration,
+    /// A request body arriving slower than this many bytes a second (averaged from
+    /// its first byte, after [`BODY_RATE_GRACE`]) → 408 and close. Default 1024;
+    /// 0: no minimum.
+    pub client_body_min_rate: u64,
 }
+
+/// How long a request body may arrive at any rate before `client_body_min_rate`
+/// applies.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// `[upstream]`: connections to backends.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -238,6 +238,14 @@ pub(super) fn limits(f: &FileConfig, d: &mut Diagnostics<'_>) -> LimitsConfig {
             Duration::from_secs(60),
             false,
         ),
+        client_body_timeout: duration(
+            d,
+            &l.client_body_timeout,
+            "limits.client_body_timeout",
+            Duration::from_secs(60),
+            false,
+        ),
+        client_body_min_rate: l.client_body_min_rate.unwrap_or(1024),
     }
 }
 

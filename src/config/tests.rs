@@ -136,6 +136,8 @@ fn empty_file_gives_the_defaults() {
             client_header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            client_body_min_rate: 1024,
         }
     );
     assert_eq!(

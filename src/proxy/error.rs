@@ -43,6 +43,7 @@ enum Kind {
     BodyWriteFailed,
     NoUpstream,
     BodyTooLarge,
+    BodyTimeout(&'static str),
 }
 
 /// A failed proxy attempt.
@@ -124,6 +125,11 @@ impl ProxyError {
         ProxyError::new(Kind::BodyTooLarge)
     }
 
+    /// The request body did not arrive in time, or too slowly (`why` says which).
+    pub const fn body_timeout(why: &'static str) -> ProxyError {
+        ProxyError::new(Kind::BodyTimeout(why))
+    }
+
     /// The route's endpoint has no member to send to.
     pub const fn no_upstream() -> ProxyError {
         ProxyError::new(Kind::NoUpstream)
@@ -132,7 +138,9 @@ impl ProxyError {
     /// Whom to blame.
     pub fn source(&self) -> Source {
         match self.kind {
-            Kind::ClientGone | Kind::BadRequestBody(_) | Kind::BodyTooLarge => Source::Client,
+            Kind::ClientGone | Kind::BadRequestBody(_) | Kind::BodyTooLarge | Kind::BodyTimeout(_) => {
+                Source::Client
+            }
             Kind::NoUpstream => Source::Ringway,
             Kind::Connect(_)
             | Kind::ClosedBeforeResponse
@@ -198,6 +206,12 @@ impl ProxyError {
             // The body is not read: a Content-Length one over the discard limit, or
             // a chunked one cut mid-way, closes the connection after the answer.
             Kind::BodyTooLarge => respond(413, "request body is larger than the limit (max_body_bytes)"),
+            // The body is half-read: answered, then the connection closes.
+            Kind::BodyTimeout(why) => Answer::Respond {
+                status: 408,
+                problem: why,
+                close: true,
+            },
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::http::write_upstream_head;
 use crate::http::ForwardInfo;
 use crate::io::Conn;
-use crate::proxy::body::{pump, BodyError, Sink};
+use crate::proxy::body::{pump, BodyError, BodyTiming, Sink};
 use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::{BodyRead, Exchange};
 use crate::proxy::retry;
@@ -66,13 +66,13 @@ pub async fn send(x: &mut Exchange<'_>, conn: &mut Conn, head: &mut Vec<u8>) -> 
         x.continue_sent = true;
     }
     x.body = BodyRead::Partial;
-    let timeout = x.view.snap.config.limits.keepalive_timeout;
+    let timing = BodyTiming::of(&x.view.snap.config.limits);
     let limit = crate::proxy::policy::body_limit(x);
     match pump(
         x.client,
         x.facts.framing,
         Sink::Upstream { conn, head, limit },
-        timeout,
+        timing,
     )
     .await
     {

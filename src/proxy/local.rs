@@ -7,7 +7,7 @@
 //! body so the connection can be kept.
 
 use crate::http::BodyFraming;
-use crate::proxy::body::{pump, BodyError, Sink};
+use crate::proxy::body::{pump, BodyError, BodyTiming, Sink};
 use crate::proxy::error::{Answer, ProxyError};
 use crate::proxy::exchange::{BodyRead, Exchange, Outcome};
 
@@ -153,9 +153,9 @@ pub async fn respond(x: &mut Exchange<'_>, resp: &LocalResponse<'_>) -> Outcome 
             _ if x.facts.expect_continue => keep = false,
             BodyFraming::Length(n) if n > DISCARD_LIMIT => keep = false,
             framing if keep => {
-                let timeout = x.view.snap.config.limits.keepalive_timeout;
+                let timing = BodyTiming::of(&x.view.snap.config.limits);
                 let sink = Sink::Discard { limit: DISCARD_LIMIT };
-                match pump(x.client, framing, sink, timeout).await {
+                match pump(x.client, framing, sink, timing).await {
                     Ok(()) => x.body = BodyRead::Done,
                     Err(BodyError::Framing(why)) => bad_body = Some(why),
                     Err(_) => return Outcome::new(resp.status, false),

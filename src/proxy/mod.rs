@@ -70,6 +70,12 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
     policy::admit(x)?; // 2
     let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
     x.upstream = Some(upstream);
+    // A small body is read whole before an upstream connection is taken (not when
+    // the client waits for `100 Continue`, which comes once one is).
+    if !x.facts.expect_continue {
+        let timing = body::BodyTiming::of(&x.view.snap.config.limits);
+        body::buffer(x.client, x.facts.framing, timing).await?;
+    }
     let mut head = x.shard.take_small();
     forward::rewrite(x, target, upstream, &mut head); // 4
     x.view.balancer.track(upstream, true);
