@@ -19,35 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
 
-const CURL: &[u8] = b"GET /api/v1/users/42?fields=name HTTP/1.1\r\n\
-Host: api.example.com\r\n\
-User-Agent: curl/8.5.0\r\n\
-Accept: */*\r\n\
-\r\n";
-
-const BROWSER: &[u8] = b"GET /app/dashboard?tab=overview&range=7d HTTP/1.1\r\n\
-Host: www.example.com\r\n\
-Connection: keep-alive\r\n\
-sec-ch-ua: \"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\", \"Not-A.Brand\";v=\"99\"\r\n\
-sec-ch-ua-mobile: ?0\r\n\
-sec-ch-ua-platform: \"Linux\"\r\n\
-Upgrade-Insecure-Requests: 1\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
-Sec-Fetch-Site: same-origin\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Accept-Language: en-US,en;q=0.9\r\n\
-Cookie: session=3f2a9c1e7b6d4a5f8e0c; theme=dark; _ga=GA1.2.1234567890.1700000000\r\n\
-\r\n";
-
-fn many_headers() -> Vec<u8> {
-    let mut head = b"POST /ingest HTTP/1.1\r\nHost: ingest.example.com\r\nConnection: keep-alive, x-hop-31\r\nContent-Length: 0\r\n".to_vec();
-    for i in 0..61 {
-        head.extend_from_slice(format!("x-hop-{i}: value-{i}-abcdefghijklmnop\r\n").as_bytes());
-    }
-    head.extend_from_slice(b"\r\n");
-    head
-}
+use ringway_bench::heads::{many_headers, BROWSER, CURL};
 
 fn bench_head(c: &mut Criterion, name: &str, head: &[u8]) {
     let limits = HeadLimits {

@@ -232,6 +232,50 @@ pub(crate) fn decode_query_component(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The property the `normalize` fuzz target checks (and `tests/fuzz_corpus.rs`
+/// replays): the first byte picks the options, the rest is a path. Normalizing never
+/// panics; its output starts with `/`, has no dot-segment, no `\\` (rejected or read
+/// as `/`), no `;` unless kept, no encoded control byte, and normalizing it again
+/// changes nothing.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&o, raw)) = data.split_first() else {
+        return;
+    };
+    let opts = NormalizeOptions {
+        merge_slashes: o & 1 == 0,
+        encoded_slash: [EncodedSlash::Reject, EncodedSlash::Keep, EncodedSlash::Decode]
+            [usize::from(o >> 1 & 3) % 3],
+        backslash: if o & 8 == 0 {
+            Backslash::Reject
+        } else {
+            Backslash::Slash
+        },
+        semicolon: [Semicolon::Reject, Semicolon::Strip, Semicolon::Keep][usize::from(o >> 4 & 3) % 3],
+    };
+    let mut out = Vec::new();
+    let Ok(changed) = normalize_path(raw, &opts, &mut out) else {
+        return;
+    };
+    let once: &[u8] = if changed { &out } else { raw };
+    assert_eq!(once.first(), Some(&b'/'));
+    assert!(!once.contains(&b'\\'), "{once:?}");
+    if opts.semicolon != Semicolon::Keep {
+        assert!(!once.contains(&b';'), "{once:?}");
+    }
+    for seg in once.split(|&b| b == b'/') {
+        assert!(seg != b"." && seg != b"..", "dot-segment in {once:?}");
+    }
+    let mut twice = Vec::new();
+    let again = normalize_path(once, &opts, &mut twice);
+    let again: &[u8] = match again {
+        Ok(true) => &twice,
+        Ok(false) => once,
+        Err(e) => panic!("normal form {once:?} is refused: {e}"),
+    };
+    assert_eq!(again, once, "normalizing twice changes {raw:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,8 @@
 mod body;
 mod chunked;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod head;
 mod request;
 mod response;

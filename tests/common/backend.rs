@@ -394,19 +394,24 @@ pub fn garbage() -> Scripted {
 /// no `Connection: close`), then closes the socket.
 pub fn close_after_first() -> Scripted {
     Scripted::custom(|s, n| {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut w = Wire::new(s);
-        let Ok(Some(head)) = w.head() else { return };
-        if w.body(&head, true).is_err() {
-            return;
-        }
-        let body = format!("first on connection {n}");
-        let _ = w
-            .stream
-            .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let Some(w) = answer_first(s, n) else { return };
         thread::sleep(Duration::from_millis(20));
         let _ = w.stream.shutdown(Shutdown::Both);
     })
+}
+
+/// Reads the first request on `s` and answers it keep-alive (`200`, body `first on
+/// connection N`); the connection, unless it failed.
+fn answer_first(s: TcpStream, n: usize) -> Option<Wire> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut w = Wire::new(s);
+    let head = w.head().ok()??;
+    w.body(&head, true).ok()?;
+    let body = format!("first on connection {n}");
+    w.stream
+        .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes())
+        .ok()?;
+    Some(w)
 }
 
 /// Answers the first request of each connection, then reads the next request
@@ -414,16 +419,7 @@ pub fn close_after_first() -> Scripted {
 /// open until a request is sent on it.
 pub fn drop_second() -> Scripted {
     Scripted::custom(|s, n| {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut w = Wire::new(s);
-        let Ok(Some(head)) = w.head() else { return };
-        if w.body(&head, true).is_err() {
-            return;
-        }
-        let body = format!("first on connection {n}");
-        let _ = w
-            .stream
-            .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let Some(mut w) = answer_first(s, n) else { return };
         let Ok(Some(head)) = w.head() else { return };
         let _ = w.body(&head, true);
         let _ = w.stream.shutdown(Shutdown::Both);
