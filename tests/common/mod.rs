@@ -24,7 +24,10 @@ const BACKEND_READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 mod backend;
 mod wire;
+// Each test file uses a different part of the fixtures (some none of a module).
+#[allow(unused_imports)]
 pub use backend::*;
+#[allow(unused_imports)]
 pub use wire::*;
 
 // ---------------------------------------------------------------------------------
