@@ -86,15 +86,12 @@ impl ScannedPath {
         self.buf[..len].copy_from_slice(raw);
         self.buf[len..len + PAD].copy_from_slice(&[0; PAD]);
         let buf = &self.buf[..words * 8 + PAD];
-        // Per word: its slashes into the bitmask, and whether it has a '%', '\\' or
-        // ';' (each needs normalize_path: decoding, or rejecting a spelling a
-        // backend would read differently). Zero padding is none of them.
-        let mut percent = 0u64;
+        // Per word: its slashes into the bitmask. Zero padding is no slash.
         let mut bits = 0u64;
         let mut at = 0;
         while at < len {
             let w = word_at(buf, at);
-            percent |= bytes_equal(w, b'%') | bytes_equal(w, b'\\') | bytes_equal(w, b';');
+
             bits |= movemask(bytes_equal(w, b'/')) << (at % 64);
             at += 8;
             if at % 64 == 0 {
@@ -110,7 +107,10 @@ impl ScannedPath {
         }
         let mut normal = true;
         if let Some(opts) = check {
-            normal = percent == 0 && segment_starts_are_normal(buf, &self.slashes[..=len / 64], len, opts);
+            // A '%', '\\' or ';' needs normalize_path: decoding, or refusing a
+            // spelling a backend would read differently. One SIMD scan for the three.
+            normal = memchr::memchr3(b'%', b'\\', b';', raw).is_none()
+                && segment_starts_are_normal(buf, &self.slashes[..=len / 64], len, opts);
         }
         self.slashes[len / 64] |= 1 << (len % 64);
         self.len = len;
