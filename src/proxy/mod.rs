@@ -5,14 +5,16 @@
 //!   1 decide    environment + rule + target           decide.rs   (pure; `explain` too)
 //!   │           ├─ mock          → local answer        local.rs
 //!   │           └─ refusal       → local answer        local.rs
-//!   2 policies  auth, limits (rooms)                   policy/
+//!   2 policies  body limit; auth, limits (to come)     policy/
+//!               a small body is read whole             body.rs
 //!   3 pick      endpoint group → one upstream          upstream::Balancer
 //!   4 rewrite   the upstream request head              forward.rs
 //!   5 checkout  pooled connection, else connect        upstream::{ConnPool, connect}
 //!   6 forward   head, then the body streamed           forward.rs, body.rs
 //!   7 relay     response head and body                 relay.rs
 //!   │           5–7 again once on a fresh connection   retry.rs
-//!   │           when a pooled one was stale
+//!   │           when a pooled one failed before any
+//!   │           response byte (idempotent, or unsent)
 //!   8 finish    pool check-in, counters, access log    finish.rs
 //! ```
 //!
@@ -68,14 +70,14 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
 /// Phases 2–7 for a request that is proxied.
 async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcome, ProxyError> {
     policy::admit(x)?; // 2
-    let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
-    x.upstream = Some(upstream);
-    // A small body is read whole before an upstream connection is taken (not when
-    // the client waits for `100 Continue`, which comes once one is).
+                       // A small body is read whole before an upstream is picked and a connection
+                       // taken (not when the client waits for `100 Continue`, which comes once one is).
     if !x.facts.expect_continue {
         let timing = body::BodyTiming::of(&x.view.snap.config.limits);
         body::buffer(x.client, x.facts.framing, timing).await?;
     }
+    let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
+    x.upstream = Some(upstream);
     let mut head = x.shard.take_small();
     forward::rewrite(x, target, upstream, &mut head); // 4
     x.view.balancer.track(upstream, true);
