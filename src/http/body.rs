@@ -15,7 +15,9 @@
 //! [`keep_in_place`](BodyFramer::keep_in_place), the bytes to forward with the
 //! trailer section cut out: the proxy never forwards request trailers (no backend
 //! can ask for them, and they are where a second request hides after the last
-//! chunk), and relays response trailers only to a client that sent `TE: trailers`.
+//! chunk), and relays response trailers only to a client that sent `TE: trailers`
+//! ([`with_filtered_trailers`](BodyFramer::with_filtered_trailers)), less the fields
+//! a trailer must not carry (framing, routing, authentication…).
 //!
 //! ```
 //! use ringway::http::{BodyFramer, BodyFraming};
@@ -59,6 +61,65 @@ pub struct BodyFramer {
     data: Vec<Range<usize>>,
     /// Report trailer field lines as dropped (see the module docs).
     drop_trailers: bool,
+    /// With `drop_trailers`: collect the trailer lines that may be relayed.
+    filter: Option<TrailerFilter>,
+}
+
+/// The trailer lines of a body being relayed to a client that asked for them, less
+/// the fields that must not be trailers.
+#[derive(Clone, Debug, Default)]
+struct TrailerFilter {
+    /// The line being read (it may span slices).
+    line: Vec<u8>,
+    /// Lines to relay, each with its CRLF.
+    kept: Vec<u8>,
+}
+
+/// Fields a trailer must not carry (RFC 9110 §6.5.1: framing, routing, request
+/// modifiers, authentication, response control data, content metadata); a trailer
+/// line naming one is dropped, the others are relayed.
+const NOT_IN_TRAILERS: &[&[u8]] = &[
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"authorization",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"www-authenticate",
+    b"set-cookie",
+    b"cookie",
+    b"cache-control",
+    b"expires",
+    b"age",
+    b"date",
+    b"location",
+    b"retry-after",
+    b"vary",
+    b"content-type",
+    b"content-encoding",
+    b"content-range",
+    b"max-forwards",
+];
+
+impl TrailerFilter {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.line.push(b);
+            if b == b'\n' {
+                let name = self.line.split(|&c| c == b':').next().unwrap_or_default();
+                if !NOT_IN_TRAILERS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+                    self.kept.extend_from_slice(&self.line);
+                }
+                self.line.clear();
+            }
+        }
+    }
 }
 
 impl BodyFramer {
@@ -86,7 +147,27 @@ impl BodyFramer {
             state,
             data: Vec::new(),
             drop_trailers: false,
+            filter: None,
         }
+    }
+
+    /// The same framer for a client that asked for trailers: the trailer section is
+    /// reported as not kept, like [`without_trailers`](Self::without_trailers), and
+    /// its lines that may be relayed (not framing, routing or other fields a
+    /// trailer must not carry) are collected for [`take_trailers`](Self::take_trailers).
+    pub fn with_filtered_trailers(mut self) -> BodyFramer {
+        self.drop_trailers = true;
+        self.filter = Some(TrailerFilter::default());
+        self
+    }
+
+    /// The trailer lines collected so far that may be relayed, each ending in CRLF;
+    /// to be written before the body's final CRLF.
+    pub fn take_trailers(&mut self) -> Vec<u8> {
+        self.filter
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.kept))
+            .unwrap_or_default()
     }
 
     /// The same framer, reporting a chunked body's trailer field lines as not
@@ -105,7 +186,10 @@ impl BodyFramer {
         mut on_kept: impl FnMut(Range<usize>),
     ) -> Result<Progress, ChunkError> {
         let progress = match &mut self.state {
-            State::Chunked(t) if self.drop_trailers => t.feed_parts(input, |_| {}, on_kept)?,
+            State::Chunked(t) if self.drop_trailers => match &mut self.filter {
+                Some(f) => t.feed_all(input, |_| {}, on_kept, |r| f.push(&input[r]))?,
+                None => t.feed_parts(input, |_| {}, on_kept)?,
+            },
             _ => {
                 let p = self.feed(input)?;
                 if p.consumed > 0 {
@@ -425,5 +509,24 @@ mod tests {
             }
         }
         assert!(kept_split(b"0\r\nx-a: 1\r\nX-B:2\r\n\r\n", 3).is_ok());
+    }
+
+    /// Issue 9.3: trailers relayed to a client that asked for them lose the fields a
+    /// trailer must not carry, at every split.
+    #[test]
+    fn issue9_filtered_trailers_drop_framing_and_routing_fields_at_every_split() {
+        let input = b"2\r\nhi\r\n0\r\nx-digest: abc\r\nContent-Length: 5\r\nHost: evil\r\nx-b: 2\r\n\r\n";
+        for i in 0..=input.len() {
+            let mut f = BodyFramer::for_response(RespFraming::Chunked).with_filtered_trailers();
+            let mut out = Vec::new();
+            let mut done = false;
+            for piece in [&input[..i], &input[i..]] {
+                let p = f.feed_kept(piece, |r| out.extend_from_slice(&piece[r])).unwrap();
+                done |= p.done;
+            }
+            assert!(done);
+            assert_eq!(out, b"2\r\nhi\r\n0\r\n\r\n", "split at {i}");
+            assert_eq!(f.take_trailers(), b"x-digest: abc\r\nx-b: 2\r\n", "split at {i}");
+        }
     }
 }

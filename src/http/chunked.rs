@@ -148,12 +148,25 @@ impl ChunkedTracker {
     pub fn feed_parts(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(Range<usize>),
+        on_kept: impl FnMut(Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        self.feed_all(input, on_data, on_kept, |_| {})
+    }
+
+    /// As [`feed_parts`](Self::feed_parts), and calls `on_trailer` with each range
+    /// of `input` that *is* trailer field lines (exactly the bytes not kept).
+    pub fn feed_all(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(Range<usize>),
         mut on_kept: impl FnMut(Range<usize>),
+        mut on_trailer: impl FnMut(Range<usize>),
     ) -> Result<Progress, ChunkError> {
         let mut i = 0;
-        // Start of the run of kept bytes being collected, if one is open.
+        // Starts of the runs of kept and of trailer bytes being collected.
         let mut kept: Option<usize> = None;
+        let mut trailer: Option<usize> = None;
         while i < input.len() {
             match self.state {
                 ChunkedState::Done => break,
@@ -174,7 +187,11 @@ impl ChunkedTracker {
                         if let Some(start) = kept.take() {
                             on_kept(start..i);
                         }
+                        trailer.get_or_insert(i);
                     } else {
+                        if let Some(start) = trailer.take() {
+                            on_trailer(start..i);
+                        }
                         kept.get_or_insert(i);
                     }
                     self.step(input[i])?;
@@ -184,6 +201,9 @@ impl ChunkedTracker {
         }
         if let Some(start) = kept {
             on_kept(start..i);
+        }
+        if let Some(start) = trailer {
+            on_trailer(start..i);
         }
         Ok(Progress {
             consumed: i,

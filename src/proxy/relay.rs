@@ -142,11 +142,14 @@ async fn relay_body(
         && resp.downstream_keep_alive(true)
         && !dechunk;
     let timeout = x.view.snap.config.upstream.response_timeout;
-    let mut body = BodyFramer::for_response(resp.framing);
-    if !x.facts.accepts_trailers {
-        // A client that did not ask for trailers gets none (they are validated either way).
-        body = body.without_trailers();
-    }
+    // Trailers are validated either way. A client that did not ask for them gets
+    // none; one that did gets those a trailer may carry (see http::BodyFramer).
+    let body = BodyFramer::for_response(resp.framing);
+    let mut body = if x.facts.accepts_trailers {
+        body.with_filtered_trailers()
+    } else {
+        body.without_trailers()
+    };
 
     // The body bytes that came with the head.
     let first_len = ub.len() - resp.head_len;
@@ -158,6 +161,11 @@ async fn relay_body(
     let (first, take) =
         first.map_err(|_| ProxyError::bad_response_head("upstream sent a malformed chunked body"))?;
     let mut clean = first.consumed == first_len;
+    let take = if first.done && !dechunk {
+        splice_trailers(ub, resp.head_len, take, &mut body)
+    } else {
+        take
+    };
 
     let mut out = x.shard.take_small();
     let extra: &[(&[u8], &[u8])] = if http10 && client_keep {
@@ -221,6 +229,11 @@ async fn relay_body(
         // Bad framing mid-body: end the client connection, relaying none of it.
         let Ok((p, take)) = fed else { return broken };
         clean &= p.consumed == n;
+        let take = if p.done && !dechunk {
+            splice_trailers(ub, 0, take, &mut body)
+        } else {
+            take
+        };
         let (r, s) = x.client.io.write_all(std::mem::take(ub).slice(..take)).await;
         *ub = s.into_inner();
         if r.is_err() {
@@ -235,4 +248,18 @@ async fn relay_body(
         // it (or less) in its buffers.
         reusable: body.is_done() && clean && resp.keep_alive && !until_close && x.body == BodyRead::Done,
     })
+}
+
+/// Puts the trailers `body` kept for the client before the body's final CRLF, which
+/// are the last two of the `take` bytes at `ub[at..]` (the body has just ended).
+/// Returns the new length.
+fn splice_trailers(ub: &mut Vec<u8>, at: usize, take: usize, body: &mut BodyFramer) -> usize {
+    let trailers = body.take_trailers();
+    if trailers.is_empty() || take < 2 {
+        return take;
+    }
+    ub.truncate(at + take - 2);
+    ub.extend_from_slice(&trailers);
+    ub.extend_from_slice(b"\r\n");
+    take + trailers.len()
 }
