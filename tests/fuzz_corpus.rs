@@ -39,3 +39,8 @@ fn body_framing_corpus() {
 fn normalize_corpus() {
     replay("normalize", ringway_router::normalize::fuzz_check);
 }
+
+#[test]
+fn render_corpus() {
+    replay("render", ringway_router::fuzzing::render);
+}

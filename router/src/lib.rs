@@ -78,6 +78,8 @@ pub mod analysis;
 mod compile;
 mod error;
 mod explain;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 pub mod normalize;
 mod paths;
