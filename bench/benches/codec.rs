@@ -17,47 +17,22 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
+use ringway::http::HeadScratch;
 
+use ringway_bench::codec_pass;
 use ringway_bench::heads::{many_headers, BROWSER, CURL};
 
 fn bench_head(c: &mut Criterion, name: &str, head: &[u8]) {
-    let limits = HeadLimits {
-        max_header_bytes: 16 * 1024,
-        max_headers: 100,
-    };
-    let info = ForwardInfo {
-        client_ip: b"203.0.113.7",
-        proto: b"http",
-        request_id: b"01HZX3J5Q8K2M4N6P8R0T2V4W6",
-        keep_client_host: false,
-        drop_expect: false,
-        replace_request_id: false,
-    };
     let mut scratch = HeadScratch::new();
     let mut out = Vec::with_capacity(4096);
+    assert!(
+        codec_pass(head, &mut scratch, &mut out) > 0,
+        "bench head must parse"
+    );
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Bytes(head.len() as u64));
     group.bench_function(name, |b| {
-        b.iter(|| {
-            let buf = black_box(head);
-            let parsed = parse_request_head(buf, &limits, &mut scratch);
-            let Ok(Some(req)) = parsed else {
-                panic!("bench head must parse: {parsed:?}");
-            };
-            out.clear();
-            let pq = req.target.slice(buf);
-            write_upstream_head(
-                &mut out,
-                buf,
-                &req,
-                scratch.headers(),
-                pq,
-                b"10.0.0.2:8080",
-                &info,
-            );
-            black_box(out.len())
-        })
+        b.iter(|| black_box(codec_pass(black_box(head), &mut scratch, &mut out)))
     });
     group.finish();
 }

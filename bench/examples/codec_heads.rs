@@ -10,45 +10,19 @@
 //! # Ir ÷ 10000 = instructions per head
 //! ```
 
-use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
+use ringway::http::HeadScratch;
 use std::hint::black_box;
 
+use ringway_bench::codec_pass;
 use ringway_bench::heads::{many_headers, BROWSER, CURL};
 
 #[inline(never)]
 fn run_codec(head: &[u8], n: usize) -> usize {
-    let limits = HeadLimits {
-        max_header_bytes: 16 * 1024,
-        max_headers: 100,
-    };
-    let info = ForwardInfo {
-        client_ip: b"203.0.113.7",
-        proto: b"http",
-        request_id: b"01HZX3J5Q8K2M4N6P8R0T2V4W6",
-        keep_client_host: false,
-        drop_expect: false,
-        replace_request_id: false,
-    };
     let mut scratch = HeadScratch::new();
     let mut out = Vec::with_capacity(4096);
     let mut total = 0;
     for _ in 0..n {
-        let buf = black_box(head);
-        let Ok(Some(req)) = parse_request_head(buf, &limits, &mut scratch) else {
-            return 0;
-        };
-        out.clear();
-        let pq = req.target.slice(buf);
-        write_upstream_head(
-            &mut out,
-            buf,
-            &req,
-            scratch.headers(),
-            pq,
-            b"10.0.0.2:8080",
-            &info,
-        );
-        total += black_box(out.len());
+        total += black_box(codec_pass(black_box(head), &mut scratch, &mut out));
     }
     total
 }

@@ -1,5 +1,37 @@
-//! Shared inputs of ringway's benches and callgrind harnesses, so that
-//! `benches/codec.rs` and `examples/codec_heads.rs` measure the same heads.
+//! Shared inputs and units of work of ringway's benches and callgrind harnesses,
+//! so that `benches/codec.rs` and `examples/codec_heads.rs` measure the same thing.
+
+use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
+
+/// The codec's limits in the benches.
+pub const LIMITS: HeadLimits = HeadLimits {
+    max_header_bytes: 16 * 1024,
+    max_headers: 100,
+};
+
+/// What the proxy knows of the client, as the benches pretend.
+pub const INFO: ForwardInfo<'static> = ForwardInfo {
+    client_ip: b"203.0.113.7",
+    proto: b"http",
+    request_id: b"01HZX3J5Q8K2M4N6P8R0T2V4W6",
+    keep_client_host: false,
+    drop_expect: false,
+    replace_request_id: false,
+};
+
+/// One unit of codec work on the request path: parse `head`, write the upstream
+/// head into `out` (cleared first). Returns the bytes written; 0 when the head does
+/// not parse.
+#[inline]
+pub fn codec_pass(head: &[u8], scratch: &mut HeadScratch, out: &mut Vec<u8>) -> usize {
+    let Ok(Some(req)) = parse_request_head(head, &LIMITS, scratch) else {
+        return 0;
+    };
+    out.clear();
+    let pq = req.target.slice(head);
+    write_upstream_head(out, head, &req, scratch.headers(), pq, b"10.0.0.2:8080", &INFO);
+    out.len()
+}
 
 /// Request heads for the codec: curl (3 fields), a browser (12 fields), and 64
 /// fields with a Connection option naming one of them.

@@ -1,9 +1,10 @@
 //! Write deadlines without a timer per write.
 //!
 //! A write to a peer that stopped reading never completes, so every write needs a
-//! deadline. A monoio timer per write measured at ~0.7 µs a request (6% of the
-//! request's CPU): most writes complete at once, and the timer is armed and torn
-//! down for nothing. Instead, a write takes a slot in this thread's watch list (a
+//! deadline. Most writes complete at once, so a monoio timer and a canceller per
+//! write are armed and torn down for nothing (`docs/benchmarks.md`, "The hardening
+//! work", has the same-run figures of both designs against unbounded writes).
+//! Instead, a write takes a slot in this thread's watch list (a
 //! reused slot: no allocation in the steady state) and gives it back when it
 //! completes; a ticker task on each shard calls [`expire`] every [`TICK`], which
 //! marks the writes whose deadline has passed and wakes their tasks. The writer
