@@ -85,6 +85,9 @@ pub mod normalize;
 mod paths;
 mod pattern;
 mod predicate;
+#[cfg(feature = "reference")]
+#[doc(hidden)]
+pub mod reference;
 mod rule;
 mod scan;
 mod spec;
