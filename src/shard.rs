@@ -47,6 +47,8 @@ pub struct Shard {
     pub draining: Cell<bool>,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
+    /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
+    pub handshakes: Cell<usize>,
 }
 
 /// Size of the pooled I/O buffers used for bodies and upstream responses.
@@ -86,6 +88,7 @@ impl Shard {
             prefix,
             draining: Cell::new(false),
             in_flight: Cell::new(0),
+            handshakes: Cell::new(0),
         }
     }
 

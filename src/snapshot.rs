@@ -9,7 +9,6 @@ use crate::observe::metrics::{Histogram, ShardStats, UpstreamStats};
 use crate::upstream::{Balancer, Endpoint, UpstreamId};
 use ringway_router::{CompiledRouter, EnvId, Origin};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// One config version, compiled.
@@ -21,8 +20,8 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamAddr>,
     /// Indexed by `EndpointId`.
     pub endpoints: Vec<Endpoint>,
-    /// Literal target origins (`http://host:port`) by authority.
-    pub literal: HashMap<String, UpstreamId>,
+    /// Literal target origins (`http://host:port`) by (https?, authority).
+    pub literal: HashMap<(bool, String), UpstreamId>,
     pub default_env: EnvId,
     /// Lowercased stage header name.
     pub stage_header: Option<Vec<u8>>,
@@ -34,9 +33,12 @@ impl Snapshot {
     pub fn build(config: Config, version: u64) -> Result<Snapshot, String> {
         let router = &config.compiled;
         let mut upstreams: Vec<UpstreamAddr> = Vec::new();
-        let mut by_addr: HashMap<(SocketAddr, String), UpstreamId> = HashMap::new();
+        // Interchangeable upstreams share an id: same address, authority and TLS.
+        type Identity = (std::net::SocketAddr, String, Option<Arc<str>>);
+        let mut by_addr: HashMap<Identity, UpstreamId> = HashMap::new();
         let mut intern = |u: &UpstreamAddr| -> UpstreamId {
-            *by_addr.entry((u.addr, u.authority.clone())).or_insert_with(|| {
+            let identity = (u.addr, u.authority.clone(), u.tls.as_ref().map(|t| t.id.clone()));
+            *by_addr.entry(identity).or_insert_with(|| {
                 upstreams.push(u.clone());
                 UpstreamId(upstreams.len() as u32 - 1)
             })
@@ -55,7 +57,7 @@ impl Snapshot {
         let literal = config
             .literal_origins
             .iter()
-            .map(|u| (u.authority.clone(), intern(u)))
+            .map(|u| ((u.tls.is_some(), u.authority.clone()), intern(u)))
             .collect();
         let default_env = router
             .env_id(&config.server.environment)
@@ -79,7 +81,7 @@ impl Snapshot {
     /// The upstream of a literal origin.
     pub fn literal_upstream(&self, origin: &Origin) -> Option<UpstreamId> {
         match origin {
-            Origin::Url { authority, .. } => self.literal.get(authority).copied(),
+            Origin::Url { tls, authority } => self.literal.get(&(*tls, authority.clone())).copied(),
             Origin::Endpoint(_) => None,
         }
     }

@@ -31,7 +31,7 @@
 
 mod prometheus;
 
-use crate::observe::metrics::{HistogramSum, ShardStats};
+use crate::observe::metrics::{HistogramSum, ShardStats, TLS_FAILURE_REASONS};
 use crate::snapshot::Snapshot;
 use prometheus::{Exposition, Kind};
 use ringway_router::{ActionSpec, PathSpec};
@@ -357,6 +357,14 @@ fn config_json(state: &AdminState) -> String {
             "failed": state.reloads_failed.load(Ordering::Relaxed),
         },
         "uptime_seconds": state.started_mono.elapsed().as_secs(),
+        "tls": config.tls.as_ref().map(|t| json!({
+            "listen": t.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "certificates": t.certificates.iter().map(|c| json!({
+                "cert": c.cert_path.display().to_string(),
+                "names": c.names,
+                "not_after": crate::observe::access_log::rfc3339(c.not_after),
+            })).collect::<Vec<_>>(),
+        })),
     });
     let mut body = serde_json::to_string_pretty(&v).unwrap_or_default();
     body.push('\n');
@@ -371,8 +379,11 @@ const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
 struct Totals {
     all: HistogramSum,
     routes: BTreeMap<(String, String), HistogramSum>,
-    /// connect errors, timeouts, retries, idle, closed idle.
-    upstreams: BTreeMap<String, [u64; 5]>,
+    /// connect errors, timeouts, retries, idle, closed idle, TLS verify failures,
+    /// TLS handshake failures.
+    upstreams: BTreeMap<String, [u64; 7]>,
+    /// handshakes, resumed, alpn http/1.1, alpn none, then failures by reason.
+    tls_listeners: BTreeMap<String, [u64; 4 + TLS_FAILURE_REASONS.len()]>,
     no_match: u64,
     open: u64,
     accepted: u64,
@@ -392,8 +403,19 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
                 &u.retries,
                 &u.idle,
                 &u.closed_idle,
+                &u.tls_verify_failures,
+                &u.tls_handshake_failures,
             ]) {
                 *sum = sum.wrapping_add(c.get());
+            }
+        });
+        s.for_each_tls_listener(|a, l| {
+            let e = t.tls_listeners.entry(a.to_string()).or_default();
+            let counters = [&l.handshakes, &l.resumed, &l.alpn_http11, &l.alpn_none]
+                .into_iter()
+                .chain(l.failures.iter());
+            for (sum, c) in e.iter_mut().zip(counters) {
+                *sum += c.get();
             }
         });
         t.no_match += s.no_match.get();
@@ -480,11 +502,69 @@ fn metrics(state: &AdminState) -> String {
             Kind::Counter,
             "Idle pooled connections the upstream closed, dropped before any request used them.",
         ),
+        (
+            "ringway_upstream_tls_verify_failures_total",
+            Kind::Counter,
+            "TLS handshakes to an upstream whose certificate did not verify (answered 502).",
+        ),
+        (
+            "ringway_upstream_tls_handshake_failures_total",
+            Kind::Counter,
+            "TLS handshakes to an upstream that failed for another reason (answered 502).",
+        ),
     ];
     for (i, (name, kind, help)) in upstream_families.iter().enumerate() {
         e.family(name, *kind, help);
         for (addr, v) in &t.upstreams {
             e.sample(name, &[("upstream", addr)], v[i]);
+        }
+    }
+
+    e.family(
+        "ringway_tls_handshakes_total",
+        Kind::Counter,
+        "Completed client TLS handshakes per TLS listener.",
+    );
+    for (addr, v) in &t.tls_listeners {
+        e.sample("ringway_tls_handshakes_total", &[("listener", addr)], v[0]);
+    }
+    e.family(
+        "ringway_tls_resumed_total",
+        Kind::Counter,
+        "Client TLS handshakes that resumed a session (ticket or session id).",
+    );
+    for (addr, v) in &t.tls_listeners {
+        e.sample("ringway_tls_resumed_total", &[("listener", addr)], v[1]);
+    }
+    e.family(
+        "ringway_tls_alpn_total",
+        Kind::Counter,
+        "Completed client TLS handshakes by negotiated ALPN protocol (none: no ALPN).",
+    );
+    for (addr, v) in &t.tls_listeners {
+        e.sample(
+            "ringway_tls_alpn_total",
+            &[("listener", addr), ("protocol", "http/1.1")],
+            v[2],
+        );
+        e.sample(
+            "ringway_tls_alpn_total",
+            &[("listener", addr), ("protocol", "none")],
+            v[3],
+        );
+    }
+    e.family(
+        "ringway_tls_handshake_failures_total",
+        Kind::Counter,
+        "Failed client TLS handshakes by reason (overload: over max_handshakes in flight).",
+    );
+    for (addr, v) in &t.tls_listeners {
+        for (i, reason) in TLS_FAILURE_REASONS.iter().enumerate() {
+            e.sample(
+                "ringway_tls_handshake_failures_total",
+                &[("listener", addr), ("reason", reason)],
+                v[4 + i],
+            );
         }
     }
 

@@ -269,7 +269,7 @@ fn proxy_target(snap: &Snapshot, dest: Dest, path: &str) -> (String, Value) {
         },
         Dest::Upstream(u) => {
             let up = snap.upstream(u);
-            let scheme = if up.tls { "https" } else { "http" };
+            let scheme = if up.tls.is_some() { "https" } else { "http" };
             (
                 format!("{scheme}://{}{path}", up.authority),
                 json!({ "literal": up.authority, "address": up.addr.to_string() }),

@@ -163,7 +163,8 @@ pub struct Warning {
     pub file: String,
     pub line: usize,
     pub column: usize,
-    /// `shadowed`, `overlap` or `unmatchable`.
+    /// `shadowed`, `overlap`, `unmatchable` or `certificate` (expires within 30
+    /// days, or has expired).
     pub kind: &'static str,
     pub message: String,
     pub group: String,
@@ -227,7 +228,51 @@ pub fn warnings(config: &Config, file: &str) -> Vec<Warning> {
             others,
         });
     }
+    out.extend(certificate_warnings(config, file, now_unix()));
     out
+}
+
+/// A certificate that expires within this many days is warned of.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Listener certificates that expire within [`EXPIRY_WARNING_DAYS`] of `now`.
+fn certificate_warnings(config: &Config, file: &str, now: i64) -> Vec<Warning> {
+    let Some(tls) = &config.tls else {
+        return Vec::new();
+    };
+    tls.certificates
+        .iter()
+        .filter(|c| c.not_after - now < EXPIRY_WARNING_DAYS * 86_400)
+        .map(|c| {
+            let when = crate::observe::access_log::rfc3339(c.not_after);
+            let message = if c.not_after <= now {
+                format!("certificate '{}' expired at {when}", c.cert_path.display())
+            } else {
+                format!(
+                    "certificate '{}' expires in {} day(s), at {when}",
+                    c.cert_path.display(),
+                    (c.not_after - now) / 86_400
+                )
+            };
+            Warning {
+                file: file.to_string(),
+                line: c.line,
+                column: c.column,
+                kind: "certificate",
+                message,
+                group: String::new(),
+                route: String::new(),
+                witness: String::new(),
+                others: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// `ringway check`: prints to stdout, returns the exit code.
@@ -267,10 +312,11 @@ pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
                 s += &format!("{e}\n");
             }
             for w in &warnings {
-                s += &format!(
-                    "{}:{}:{}: warning: {} (group '{}', route '{}')\n",
-                    w.file, w.line, w.column, w.message, w.group, w.route
-                );
+                s += &format!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message);
+                if !w.route.is_empty() {
+                    s += &format!(" (group '{}', route '{}')", w.group, w.route);
+                }
+                s.push('\n');
             }
             if errors.is_empty() && !ok {
                 s += &format!("{summary} (failing: --strict)\n");

@@ -25,9 +25,9 @@ pub(crate) struct FileConfig {
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub log: LogFile,
-    /// `name = "http://host:port"`.
+    /// `name = "http://host:port"` or `name = { url = "https://…", sni = …, … }`.
     #[serde(default)]
-    pub endpoints: OrderedMap<Spanned<String>>,
+    pub endpoints: OrderedMap<Spanned<EndpointFile>>,
     /// `[endpoint_groups.NAME]`.
     #[serde(default)]
     pub endpoint_groups: OrderedMap<Spanned<EndpointGroupFile>>,
@@ -48,6 +48,40 @@ pub(crate) struct ServerFile {
     pub keep_client_host: Option<bool>,
     pub drain_timeout: Option<Spanned<String>>,
     pub normalize: Option<NormalizeFile>,
+    /// `[server.tls]`: TLS listeners.
+    pub tls: Option<Spanned<TlsFile>>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFile {
+    pub listen: Spanned<Listen>,
+    /// The first is the default (no SNI, or no name matches).
+    pub certificates: Spanned<Vec<Spanned<CertFile>>>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    /// ALPN protocols offered, in preference order (default `["http/1.1"]`).
+    pub alpn: Option<Vec<Spanned<String>>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    /// Handshakes in flight per shard before new connections are refused.
+    pub max_handshakes: Option<Spanned<usize>>,
+    /// TLS 1.2 session-id cache entries, shared by the shards (0: off).
+    pub session_cache: Option<usize>,
+    /// Resumption tickets (default true).
+    pub tickets: Option<bool>,
+    /// mTLS: CA bundle client certificates are verified against.
+    pub client_ca: Option<Spanned<String>>,
+    /// `"required"` (default when `client_ca` is set) or `"optional"`.
+    pub client_auth: Option<Spanned<String>>,
+}
+
+/// `{ cert = "chain.pem", key = "key.pem" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertFile {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// `listen = "addr"` or `listen = ["addr", …]`.
@@ -141,7 +175,38 @@ pub(crate) struct EndpointGroupFile {
     pub lb: Option<LbFile>,
 }
 
-/// One member of an endpoint group: `"http://…"` or `{ url = "http://…", weight = 3 }`.
+/// `[endpoints]` value: `"https://host:port"` or a table with TLS settings.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an endpoint URL string or a table { url = \"https://…\", sni = …, ca = … }"
+)]
+pub(crate) enum EndpointFile {
+    Url(String),
+    Table(UpstreamTlsFile),
+}
+
+/// The TLS settings of an HTTPS endpoint (or group member), beside its URL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamTlsFile {
+    pub url: String,
+    /// Only in endpoint groups.
+    pub weight: Option<u32>,
+    /// Server name sent and verified (default: the URL's host).
+    pub sni: Option<String>,
+    /// CA bundle the backend's certificate is verified against (default: the
+    /// webpki-roots set of public CAs).
+    pub ca: Option<String>,
+    /// Accept any certificate. Dangerous; for tests and migrations only.
+    pub insecure_skip_verify: Option<bool>,
+    /// Client certificate (mTLS to the backend).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+/// One member of an endpoint group: `"http://…"` or `{ url = "http://…", weight = 3 }`
+/// (with the TLS settings of [`UpstreamTlsFile`]).
 #[derive(Debug, Deserialize)]
 #[serde(
     untagged,
@@ -149,14 +214,7 @@ pub(crate) struct EndpointGroupFile {
 )]
 pub(crate) enum MemberFile {
     Url(String),
-    Weighted(WeightedMemberFile),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WeightedMemberFile {
-    pub url: String,
-    pub weight: Option<u32>,
+    Weighted(UpstreamTlsFile),
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

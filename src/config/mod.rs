@@ -20,6 +20,7 @@ mod error;
 pub(crate) mod file;
 mod resolve;
 mod sections;
+pub mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -92,6 +93,11 @@ pub struct Config {
     /// Every literal `http://authority` a target starts with, resolved, deduplicated.
     /// Look one up by [`ringway_router::Origin::Url`]'s `authority`.
     pub literal_origins: Vec<UpstreamAddr>,
+    /// `[server.tls]`: TLS listeners and their certificates.
+    pub tls: Option<std::sync::Arc<tls::TlsServerSettings>>,
+    /// The files the config refers to (certificates, keys, CA bundles) and their
+    /// contents' hashes: a change to one is a change to the config.
+    pub files: tls::FileSet,
 }
 
 /// `[server]`.
@@ -194,8 +200,8 @@ pub struct UpstreamAddr {
     /// `host[:port]` as written; sent as Host.
     pub authority: String,
     pub addr: SocketAddr,
-    /// Always false for now: https upstreams are rejected at load.
-    pub tls: bool,
+    /// How to speak TLS to it (`https://`); `None` for plain HTTP.
+    pub tls: Option<std::sync::Arc<tls::UpstreamTls>>,
 }
 
 /// Load balancing within an endpoint group.
@@ -263,17 +269,37 @@ pub struct MockResponse {
 }
 
 /// Reads, parses and validates the config file at `path`. Errors name the file.
+impl Config {
+    /// Every address to listen on: `[server] listen` (plain), then `[server.tls]
+    /// listen`.
+    pub fn listen_all(&self) -> Vec<SocketAddr> {
+        let tls = self.tls.iter().flat_map(|t| t.listen.iter().copied());
+        self.server.listen.iter().copied().chain(tls).collect()
+    }
+
+    /// Whether `addr` (as configured) is a TLS listener.
+    pub fn is_tls_listener(&self, addr: SocketAddr) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.listen.contains(&addr))
+    }
+}
+
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let (bytes, hash) = read_hashed(path)?;
     parse_file(path, bytes, hash)
 }
 
 /// As [`load_file`], but `Ok(None)` without parsing anything when the file's bytes
-/// hash to `hash` (the running config's [`ConfigSource::hash`]): a reload of an
-/// unchanged file costs one read, not a parse, DNS lookups and a router compile.
-pub fn load_file_if_changed(path: &Path, hash: u64) -> Result<Option<Config>, ConfigError> {
+/// hash to `hash` (the running config's [`ConfigSource::hash`]) and every file it
+/// refers to (`files`: certificates, keys, CA bundles) is unchanged: a reload of an
+/// unchanged config costs a few reads, not a parse, DNS lookups and a router
+/// compile; a renewed certificate reloads.
+pub fn load_file_if_changed(
+    path: &Path,
+    hash: u64,
+    files: &tls::FileSet,
+) -> Result<Option<Config>, ConfigError> {
     let (bytes, now) = read_hashed(path)?;
-    if now == hash {
+    if now == hash && files.unchanged() {
         return Ok(None);
     }
     parse_file(path, bytes, now).map(Some)

@@ -83,7 +83,7 @@ pub(crate) fn parse_origin(url: &str) -> Result<HttpOrigin<'_>, String> {
         (true, r)
     } else {
         return Err(format!(
-            "endpoint URL '{url}' must start with http:// (as in \"http://10.0.0.1:8080\")"
+            "endpoint URL '{url}' must start with http:// or https:// (as in \"http://10.0.0.1:8080\")"
         ));
     };
     let (authority, path) = match rest.find(['/', '?', '#']) {
@@ -105,14 +105,6 @@ pub(crate) fn parse_origin(url: &str) -> Result<HttpOrigin<'_>, String> {
     })
 }
 
-/// The message for `https://` upstreams, which the runtime cannot speak yet.
-pub(crate) fn no_tls_yet(what: &str) -> String {
-    format!(
-        "{what}: https upstreams are not supported yet (ringway has no upstream TLS); \
-         use http:// or terminate TLS elsewhere"
-    )
-}
-
 /// Resolves an origin's host with the system resolver, preferring IPv4.
 pub(crate) fn resolve(origin: &HttpOrigin<'_>) -> Result<UpstreamAddr, String> {
     let addrs: Vec<SocketAddr> = (origin.host, origin.port)
@@ -128,7 +120,7 @@ pub(crate) fn resolve(origin: &HttpOrigin<'_>) -> Result<UpstreamAddr, String> {
     Ok(UpstreamAddr {
         authority: origin.authority.to_string(),
         addr,
-        tls: origin.tls,
+        tls: None,
     })
 }
 

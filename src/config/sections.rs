@@ -2,8 +2,12 @@
 //! addresses, `[log]`, `[endpoints]` and `[endpoint_groups]`.
 
 use super::error::Diagnostics;
-use super::file::{BackslashFile, EncodedSlashFile, FileConfig, LbFile, Listen, MemberFile, SemicolonFile};
-use super::resolve::{no_tls_yet, parse_duration, parse_origin, resolve};
+use super::file::{
+    BackslashFile, EncodedSlashFile, EndpointFile, FileConfig, LbFile, Listen, MemberFile, SemicolonFile,
+    UpstreamTlsFile,
+};
+use super::resolve::{parse_duration, parse_origin, resolve};
+use super::tls::{tls_keys_without_https, upstream_tls, ClientConfigs, FileSet};
 use super::{
     AccessLogTarget, EndpointDef, Lb, LimitsConfig, LogConfig, ServerConfig, UpstreamAddr, UpstreamConfig,
 };
@@ -73,36 +77,36 @@ pub(super) fn log(f: &FileConfig, d: &mut Diagnostics<'_>) -> LogConfig {
     LogConfig { access }
 }
 
+/// `listen = "addr"` or `listen = ["addr", …]`: at least one, none twice.
+pub(super) fn parse_listen_list(l: &Spanned<Listen>, d: &mut Diagnostics<'_>, key: &str) -> Vec<SocketAddr> {
+    let span = l.span();
+    let list = match l.get_ref() {
+        Listen::One(a) => std::slice::from_ref(a),
+        Listen::Many(v) => v.as_slice(),
+    };
+    let mut out = Vec::new();
+    for a in list {
+        let a = Spanned::new(span.clone(), a.clone());
+        if let Some(addr) = parse_listen(&a, d, key) {
+            if out.contains(&addr) {
+                d.at(span.clone(), format!("{key}: {addr} is listed twice"), None, None);
+            }
+            out.push(addr);
+        }
+    }
+    if list.is_empty() {
+        d.at(span, format!("{key}: at least one address is needed"), None, None);
+    }
+    out
+}
+
 pub(super) fn server(f: &FileConfig, d: &mut Diagnostics<'_>) -> (ServerConfig, NormalizeOptions) {
     let s = &f.server;
     let listen = match &s.listen {
+        // With TLS listeners and no plain `listen`, there is no plain listener.
+        None if s.tls.is_some() => Vec::new(),
         None => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
-        Some(l) => {
-            let span = l.span();
-            let list = match l.get_ref() {
-                Listen::One(a) => std::slice::from_ref(a),
-                Listen::Many(v) => v.as_slice(),
-            };
-            let mut out = Vec::new();
-            for a in list {
-                let a = Spanned::new(span.clone(), a.clone());
-                if let Some(addr) = parse_listen(&a, d, "server.listen") {
-                    if out.contains(&addr) {
-                        d.at(
-                            span.clone(),
-                            format!("server.listen: {addr} is listed twice"),
-                            None,
-                            None,
-                        );
-                    }
-                    out.push(addr);
-                }
-            }
-            if list.is_empty() {
-                d.at(span, "server.listen: at least one address is needed", None, None);
-            }
-            out
-        }
+        Some(l) => parse_listen_list(l, d, "server.listen"),
     };
     let environment = match &s.environment {
         None => "online".to_string(),
@@ -291,26 +295,47 @@ pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfi
     }
 }
 
-/// Parses and resolves one endpoint URL; errors go to `span`.
+/// What resolving endpoints needs beside the file: where relative paths start, the
+/// files read so far, the upstream TLS configurations made so far.
+pub(super) struct TlsContext<'a> {
+    pub base: &'a std::path::Path,
+    pub files: &'a mut FileSet,
+    pub configs: &'a mut ClientConfigs,
+}
+
+/// Parses and resolves one endpoint URL, with its TLS settings for `https://`;
+/// errors go to `span`.
 pub(super) fn endpoint_url(
     d: &mut Diagnostics<'_>,
+    cx: &mut TlsContext<'_>,
     url: &str,
+    settings: Option<&UpstreamTlsFile>,
     span: Range<usize>,
     name: &str,
 ) -> Option<UpstreamAddr> {
     let result = parse_origin(url).and_then(|o| {
+        let mut addr = resolve(&o).map_err(|m| format!("endpoint '{name}': {m}"))?;
         if o.tls {
-            Err(no_tls_yet(&format!("endpoint '{name}' ('{url}')")))
-        } else {
-            resolve(&o).map_err(|m| format!("endpoint '{name}': {m}"))
+            let tls = upstream_tls(o.host, settings, cx.base, cx.files, cx.configs)
+                .map_err(|m| format!("endpoint '{name}': {m}"))?;
+            addr.tls = Some(std::sync::Arc::new(tls));
+        } else if let Some(key) = settings.and_then(tls_keys_without_https) {
+            return Err(format!(
+                "endpoint '{name}': '{key}' applies to https:// endpoints only ('{url}' is plain HTTP)"
+            ));
         }
+        Ok(addr)
     });
     result.map_err(|m| d.at(span, m, None, None)).ok()
 }
 
 /// Endpoint definitions (`None` where invalid) and the names the router knows, both in
 /// `[endpoints]` then `[endpoint_groups]` order.
-pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<EndpointDef>>, Vec<String>) {
+pub(super) fn endpoints(
+    f: &FileConfig,
+    d: &mut Diagnostics<'_>,
+    cx: &mut TlsContext<'_>,
+) -> (Vec<Option<EndpointDef>>, Vec<String>) {
     let mut defs = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut check_name = |d: &mut Diagnostics<'_>, name: &str, span: Range<usize>| {
@@ -332,9 +357,21 @@ pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<
         }
         names.push(name.to_string());
     };
-    for (name, url) in &f.endpoints.0 {
-        check_name(d, name, url.span());
-        let upstream = endpoint_url(d, url.get_ref(), url.span(), name);
+    for (name, e) in &f.endpoints.0 {
+        check_name(d, name, e.span());
+        let (url, settings) = match e.get_ref() {
+            EndpointFile::Url(u) => (u, None),
+            EndpointFile::Table(t) => (&t.url, Some(t)),
+        };
+        if let Some(w) = settings.and_then(|s| s.weight) {
+            d.at(
+                e.span(),
+                format!("endpoint '{name}': weight = {w} applies to endpoint group members only"),
+                None,
+                None,
+            );
+        }
+        let upstream = endpoint_url(d, cx, url, settings, e.span(), name);
         defs.push(upstream.map(|upstream| EndpointDef::Single {
             name: name.clone(),
             upstream,
@@ -359,9 +396,9 @@ pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<
         let mut members = Vec::new();
         let mut ok = true;
         for m in list.get_ref() {
-            let (url, weight) = match m.get_ref() {
-                MemberFile::Url(u) => (u, 1),
-                MemberFile::Weighted(w) => (&w.url, w.weight.unwrap_or(1)),
+            let (url, weight, settings) = match m.get_ref() {
+                MemberFile::Url(u) => (u, 1, None),
+                MemberFile::Weighted(w) => (&w.url, w.weight.unwrap_or(1), Some(w)),
             };
             if weight == 0 {
                 d.at(
@@ -383,7 +420,7 @@ pub(super) fn endpoints(f: &FileConfig, d: &mut Diagnostics<'_>) -> (Vec<Option<
                 );
                 ok = false;
             }
-            match endpoint_url(d, url, m.span(), name) {
+            match endpoint_url(d, cx, url, settings, m.span(), name) {
                 Some(a) => members.push((a, weight)),
                 None => ok = false,
             }

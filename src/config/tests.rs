@@ -336,8 +336,23 @@ fn group_level_errors_point_at_the_group() {
 
 #[test]
 fn endpoint_errors() {
-    let text = "[endpoints]\na = \"https://127.0.0.1:443\"\n";
-    assert_at(&fail(text), (2, 5), "no upstream TLS");
+    // https endpoints: the string and the table form of the issue's contract.
+    let text = "[endpoints]\nbilling = \"https://127.0.0.1:8443\"\nledger = { url = \"https://127.0.0.1:9443\", sni = \"ledger.internal\", insecure_skip_verify = true }\n";
+    let c = load(text);
+    let tls = |i: usize| match &c.endpoints[i] {
+        EndpointDef::Single { upstream, .. } => upstream.tls.clone().expect("https is TLS"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(&*tls(0).id, "sni=127.0.0.1");
+    assert!(tls(0).verify);
+    assert_eq!(&*tls(1).id, "sni=ledger.internal;insecure");
+    assert!(!tls(1).verify);
+    let text = "[endpoints]\na = { url = \"https://127.0.0.1\", ca = \"/nonexistent/ca.pem\" }\n";
+    assert_at(&fail(text), (2, 5), "cannot read '/nonexistent/ca.pem'");
+    let text = "[endpoints]\na = { url = \"http://127.0.0.1\", sni = \"x\" }\n";
+    assert_at(&fail(text), (2, 5), "'sni' applies to https:// endpoints only");
+    let text = "[endpoints]\na = { url = \"https://127.0.0.1\", client_cert = \"c.pem\" }\n";
+    assert_at(&fail(text), (2, 5), "client_cert and client_key go together");
     let text = "[endpoints]\na = \"127.0.0.1:80\"\n";
     assert_at(&fail(text), (2, 5), "must start with http://");
     let text = "[endpoint_groups.g]\nendpoints = [{ url = \"http://127.0.0.1:1\", weight = 2 }]\n";
@@ -358,14 +373,18 @@ fn endpoint_errors() {
 }
 
 #[test]
-fn literal_origins_are_resolved_and_https_refused() {
+fn literal_origins_are_resolved_http_and_https() {
     let text = format!("{ROUTE_HEAD}  path = {{ regex = \"/(.*)\" }}\n  to = \"http://localhost:9100/x/{{#group[0]}}\"\n\n  [[groups.routes]]\n  name = \"r2\"\n  path = {{ exact = \"/b\" }}\n  to = \"http://localhost:9100/b\"\n");
     let c = load(&text);
     assert_eq!(c.literal_origins.len(), 1);
     assert_eq!(c.literal_origins[0].authority, "localhost:9100");
     assert!(c.literal_origins[0].addr.ip().is_loopback());
-    let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  to = \"https://127.0.0.1/\"\n");
-    assert_at(&fail(&text), pos(&text, "\"https", 0, 0), "no upstream TLS");
+    // The same authority over http and https: two upstreams.
+    let text = format!("{ROUTE_HEAD}  path = {{ exact = \"/\" }}\n  to = \"https://127.0.0.1:9100/\"\n\n  [[groups.routes]]\n  name = \"r2\"\n  path = {{ exact = \"/b\" }}\n  to = \"http://127.0.0.1:9100/b\"\n");
+    let c = load(&text);
+    assert_eq!(c.literal_origins.len(), 2);
+    assert!(c.literal_origins[0].tls.as_ref().is_some_and(|t| t.verify));
+    assert!(c.literal_origins[1].tls.is_none());
 }
 
 #[test]

@@ -4,8 +4,9 @@
 
 use super::error::{offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
-use super::resolve::{literal_origin, no_tls_yet, resolve, split_authority};
-use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream};
+use super::resolve::{literal_origin, resolve, split_authority};
+use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream, TlsContext};
+use super::tls::{server_tls, upstream_tls, ClientConfigs, FileSet};
 use super::{AdminConfig, Config, ConfigError, ConfigSource, MockResponse, RouteConfig, UpstreamAddr};
 use ringway_router::{
     ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
@@ -56,7 +57,38 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         .as_ref()
         .and_then(|a| parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen }));
     let log = log(&f, &mut d);
-    let (endpoints, endpoint_names) = endpoints(&f, &mut d);
+    // Relative paths (certificates, CA bundles) start at the config file's directory.
+    let base = std::path::Path::new(origin)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !origin.starts_with('<'))
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let mut files = FileSet::default();
+    let mut configs = ClientConfigs::default();
+    let tls = f
+        .server
+        .tls
+        .as_ref()
+        .and_then(|t| server_tls(t, &base, &mut files, &mut d).map(std::sync::Arc::new));
+    if let (Some(t), Some(spanned)) = (&tls, &f.server.tls) {
+        for a in t.listen.iter().filter(|a| server.listen.contains(a)) {
+            d.at(
+                spanned.get_ref().listen.span(),
+                format!("server.tls.listen: {a} is also in server.listen; an address is plain or TLS"),
+                None,
+                None,
+            );
+        }
+    }
+    if server.listen.is_empty() && tls.is_none() && f.server.tls.is_none() {
+        d.at(0..0, "server.listen: no address to listen on", None, None);
+    }
+    let mut cx = TlsContext {
+        base: &base,
+        files: &mut files,
+        configs: &mut configs,
+    };
+    let (endpoints, endpoint_names) = endpoints(&f, &mut d, &mut cx);
 
     // Environments: the default one first, then every one named, in file order.
     let mut environments = vec![server.environment.clone()];
@@ -124,27 +156,28 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         let Some((tls, authority)) = literal_origin(to) else {
             continue;
         };
-        if literal_origins.iter().any(|o| o.authority == authority) {
+        if literal_origins
+            .iter()
+            .any(|o| o.authority == authority && o.tls.is_some() == tls)
+        {
             continue;
         }
         let (group, route) = (Some(p.route.group.as_str()), Some(p.route.name.as_str()));
-        if tls {
-            d.at(
-                to_span.clone(),
-                no_tls_yet(&format!("target '{to}'")),
-                group,
-                route,
-            );
-            continue;
-        }
-        match split_authority(authority, false).and_then(|(host, port)| {
-            resolve(&super::resolve::HttpOrigin {
+        let resolved = split_authority(authority, tls).and_then(|(host, port)| {
+            let mut a = resolve(&super::resolve::HttpOrigin {
                 tls,
                 authority,
                 host,
                 port,
-            })
-        }) {
+            })?;
+            if tls {
+                // A literal https origin: verified against the public roots as its host.
+                let t = upstream_tls(host, None, &base, &mut files, &mut configs)?;
+                a.tls = Some(std::sync::Arc::new(t));
+            }
+            Ok(a)
+        });
+        match resolved {
             Ok(a) => literal_origins.push(a),
             Err(m) => d.at(to_span.clone(), format!("target '{to}': {m}"), group, route),
         }
@@ -167,6 +200,8 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         compiled,
         routes,
         literal_origins,
+        tls,
+        files,
     })
 }
 

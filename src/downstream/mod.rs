@@ -5,8 +5,14 @@
 //! head deadlines (`client_header_timeout` for a head in progress,
 //! `keepalive_timeout` for an idle connection), rejection of a head that cannot be
 //! parsed, and the in-flight count a drain waits on. What is per request is
-//! [`crate::proxy::serve_request`]'s. Today the protocol is HTTP/1.1 over [`Conn`];
-//! TLS (`tls.rs`) and HTTP/2 (`h2.rs`, whose streams feed the same phases) join here.
+//! [`crate::proxy::serve_request`]'s. The protocol is HTTP/1.1 over [`Conn`], plain
+//! or TLS (`tls.rs`: the handshake, its deadline and the per-shard limit on
+//! handshakes in flight); HTTP/2 (`h2.rs`, whose streams feed the same phases) joins
+//! here.
+
+mod tls;
+
+pub use tls::serve_tls;
 
 use crate::http::{parse_request_head, HeadLimits, HeadScratch, RequestHead};
 use crate::io::{Conn, ReadOutcome};
@@ -72,6 +78,8 @@ pub async fn serve(shard: Rc<Shard>, io: Conn, peer: SocketAddr) {
             c.buf.shrink_to(INITIAL_BUF);
         }
     }
+    // TLS: a close_notify, so that a client reading to EOF sees a clean end.
+    c.io.close().await;
     shard.stats.open_connections.dec();
 }
 

@@ -1,8 +1,7 @@
 //! [`Conn`]: one connection, client or upstream, whatever carries it.
 //!
-//! Every read and write of the request path goes through these methods, so a TLS
-//! variant (issue 10) is a new arm here and nowhere else. A method is a `match`
-//! over one variant today, which the compiler removes.
+//! Every read and write of the request path goes through these methods: plain TCP
+//! and TLS ([`TlsStream`]) are two arms here and nowhere else.
 //!
 //! An upstream connection also keeps a second descriptor of its socket (`control`,
 //! a `dup` made when it was connected). monoio's stream exposes no borrowed
@@ -11,7 +10,7 @@
 //! closed this idle pooled connection, or answered before the body was sent? — with
 //! one non-blocking `recv(MSG_PEEK)`, and never an io_uring round trip.
 
-use crate::io::{read_append, write_all_timeout, ReadOutcome, Reclaim};
+use crate::io::{read_append, write_all_timeout, ReadOutcome, Reclaim, TlsStream};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::mem::MaybeUninit;
@@ -28,6 +27,9 @@ pub enum Conn {
         /// How long a write may make no progress before the connection is given up.
         send_timeout: Duration,
     },
+    /// TLS over TCP (boxed: the rustls state is large and most connections are
+    /// moved around as `Conn`).
+    Tls(Box<TlsStream>),
 }
 
 /// What [`Conn::poll_input`] saw, without consuming anything.
@@ -69,6 +71,7 @@ impl Conn {
     pub async fn read_append(&mut self, buf: Vec<u8>, timeout: Duration) -> (ReadOutcome, Vec<u8>) {
         match self {
             Conn::Tcp { stream, .. } => read_append(stream, buf, timeout).await,
+            Conn::Tls(t) => t.read_append(buf, timeout).await,
         }
     }
 
@@ -80,6 +83,7 @@ impl Conn {
             Conn::Tcp {
                 stream, send_timeout, ..
             } => write_all_timeout(stream, buf, *send_timeout).await,
+            Conn::Tls(t) => t.write_all(buf).await,
         }
     }
 
@@ -88,12 +92,24 @@ impl Conn {
     pub fn is_tls(&self) -> bool {
         match self {
             Conn::Tcp { .. } => false,
+            Conn::Tls(_) => true,
         }
     }
 
-    /// Looks at the socket without reading from it (one non-blocking
-    /// `recv(MSG_PEEK)`): is anything waiting, or has the peer closed?
-    pub fn poll_input(&self) -> Input {
+    /// Sends a TLS close_notify before the connection is dropped (nothing for TCP).
+    pub async fn close(&mut self) {
+        if let Conn::Tls(t) = self {
+            t.close().await;
+        }
+    }
+
+    /// Looks at the socket without waiting (TCP: one non-blocking `recv(MSG_PEEK)`;
+    /// TLS: the records waiting are read and processed, see [`TlsStream::poll_input`]):
+    /// is anything waiting, or has the peer closed?
+    pub fn poll_input(&mut self) -> Input {
+        if let Conn::Tls(t) = self {
+            return t.poll_input();
+        }
         let Conn::Tcp {
             control: Some(control),
             ..

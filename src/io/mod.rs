@@ -12,9 +12,11 @@
 //! which hands the buffer back and releases the socket.
 
 mod conn;
+pub mod tls;
 pub mod watch;
 
 pub use conn::{Conn, Input};
+pub use tls::{HandshakeError, TlsStream};
 
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller};
@@ -81,11 +83,19 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
 /// caller gets an empty one back.
 pub trait Reclaim: IoBuf + 'static {
     fn lost() -> Self;
+
+    /// The bytes to write (a TLS stream encrypts them rather than handing the
+    /// buffer to the kernel).
+    fn bytes(&self) -> &[u8];
 }
 
 impl Reclaim for Vec<u8> {
     fn lost() -> Self {
         Vec::new()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self
     }
 }
 
@@ -93,11 +103,19 @@ impl Reclaim for &'static [u8] {
     fn lost() -> Self {
         &[]
     }
+
+    fn bytes(&self) -> &[u8] {
+        self
+    }
 }
 
 impl Reclaim for monoio::buf::Slice<Vec<u8>> {
     fn lost() -> Self {
         Vec::new().slice(..)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.get_ref()[self.begin()..self.end()]
     }
 }
 

@@ -90,6 +90,47 @@ pub struct UpstreamStats {
     pub idle: Counter,
     /// Idle pooled connections found closed by the upstream (dropped, never used).
     pub closed_idle: Counter,
+    /// TLS handshakes to the upstream whose certificate did not verify.
+    pub tls_verify_failures: Counter,
+    /// TLS handshakes to the upstream that failed otherwise.
+    pub tls_handshake_failures: Counter,
+}
+
+/// Why a client's TLS handshake failed, as labels (`reason`) of
+/// `ringway_tls_handshake_failures_total`; indexes [`TlsListenerStats::failures`].
+pub const TLS_FAILURE_REASONS: [&str; 7] = [
+    "timeout",
+    "closed",
+    "certificate",
+    "incompatible",
+    "alert",
+    "protocol",
+    "overload",
+];
+
+/// One TLS listener's counters (per shard; summed on scrape).
+#[derive(Debug, Default)]
+pub struct TlsListenerStats {
+    /// Handshakes completed.
+    pub handshakes: Counter,
+    /// Of those, resumed sessions (ticket or session id).
+    pub resumed: Counter,
+    /// Completed handshakes by negotiated ALPN protocol: `http/1.1`, none.
+    pub alpn_http11: Counter,
+    pub alpn_none: Counter,
+    /// Failed handshakes, by [`TLS_FAILURE_REASONS`].
+    pub failures: [Counter; 7],
+}
+
+impl TlsListenerStats {
+    /// Counts a failure with reason `reason` (one of [`TLS_FAILURE_REASONS`]).
+    pub fn failed(&self, reason: &str) {
+        let i = TLS_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(TLS_FAILURE_REASONS.len() - 2);
+        self.failures[i].inc();
+    }
 }
 
 /// One shard's counters.
@@ -108,6 +149,7 @@ pub struct ShardStats {
     /// group → route → histogram. Two levels so lookups borrow their keys.
     routes: Mutex<HashMap<String, HashMap<String, Arc<Histogram>>>>,
     upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
+    tls_listeners: Mutex<HashMap<String, Arc<TlsListenerStats>>>,
 }
 
 impl ShardStats {
@@ -154,6 +196,20 @@ impl ShardStats {
         };
         for (g, r, h) in &copy {
             f(g, r, h);
+        }
+    }
+
+    /// The TLS counters of listener `addr` (created on first use).
+    pub fn tls_listener(&self, addr: &str) -> Arc<TlsListenerStats> {
+        let mut ls = self.tls_listeners.lock().unwrap_or_else(|e| e.into_inner());
+        ls.entry(addr.to_string()).or_default().clone()
+    }
+
+    /// Visits every TLS listener's counters.
+    pub fn for_each_tls_listener(&self, mut f: impl FnMut(&str, &TlsListenerStats)) {
+        let ls = self.tls_listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (a, l) in ls.iter() {
+            f(a, l);
         }
     }
 

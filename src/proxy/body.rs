@@ -184,7 +184,7 @@ pub async fn pump(
         // An upstream that answers (or closes) before the whole body is sent will
         // not read the rest: stop sending and relay its answer. One non-blocking
         // peek per body read, only while a body is being streamed.
-        if let Sink::Upstream { conn, .. } = &sink {
+        if let Sink::Upstream { conn, .. } = &mut sink {
             if matches!(conn.poll_input(), Input::Waiting | Input::Closed) {
                 return Err(BodyError::Interrupted);
             }

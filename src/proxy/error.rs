@@ -195,6 +195,8 @@ impl ProxyError {
             Kind::Connect(ConnectError::Refused) => respond(502, "upstream refused the connection"),
             Kind::Connect(ConnectError::Failed) => respond(502, "upstream connection failed"),
             Kind::Connect(ConnectError::TimedOut) => respond(504, "upstream connect timed out"),
+            Kind::Connect(ConnectError::Verify(v)) => respond(502, v.problem()),
+            Kind::Connect(ConnectError::Handshake) => respond(502, "upstream TLS handshake failed"),
             Kind::ClosedBeforeResponse => respond(502, "upstream closed the connection without a response"),
             Kind::ResponseTimeout => respond(504, "upstream did not respond in time"),
             Kind::BadResponseHead(why) => respond(502, why),

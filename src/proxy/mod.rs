@@ -41,7 +41,7 @@ pub use error::{ProxyError, Source};
 pub use exchange::{ClientConn, Exchange, Next, Outcome};
 
 use crate::io::Conn;
-use crate::upstream::{connect, PoolKey, UpstreamId};
+use crate::upstream::{connect_to, ConnectError, PoolKey, UpstreamId};
 
 /// Serves one request, from the decision to the log line.
 pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
@@ -160,8 +160,10 @@ fn pick(x: &Exchange<'_>, dest: Dest) -> Option<UpstreamId> {
 
 /// The pool key of `upstream`.
 fn pool_key(x: &Exchange<'_>, upstream: UpstreamId) -> PoolKey {
+    let u = x.view.snap.upstream(upstream);
     PoolKey {
-        addr: x.view.snap.upstream(upstream).addr,
+        addr: u.addr,
+        tls: u.tls.as_ref().map(|t| t.id.clone()),
     }
 }
 
@@ -183,16 +185,17 @@ async fn checkout(
             return Ok((conn, true));
         }
     }
-    match connect(
-        x.view.snap.upstream(upstream).addr,
-        cfg.connect_timeout,
-        cfg.send_timeout,
-    )
-    .await
-    {
+    let u = x.view.snap.upstream(upstream);
+    match connect_to(u.addr, u.tls.as_deref(), cfg.connect_timeout, cfg.send_timeout).await {
         Ok(conn) => Ok((conn, false)),
         Err(e) => {
-            x.view.upstream_stats(upstream).connect_errors.inc();
+            let stats = x.view.upstream_stats(upstream);
+            stats.connect_errors.inc();
+            match e {
+                ConnectError::Verify(_) => stats.tls_verify_failures.inc(),
+                ConnectError::Handshake => stats.tls_handshake_failures.inc(),
+                _ => {}
+            }
             Err(ProxyError::connect(e))
         }
     }

@@ -124,24 +124,26 @@ impl ControlLoop {
     /// FILE:LINE:COL.
     fn reload(&mut self, path: &Path) {
         let current = self.snap.version;
-        let config = match config::load_file_if_changed(path, self.snap.config.source.hash()) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                log(format_args!(
-                    "reload: {} unchanged, version {current} still serving",
-                    path.display()
-                ));
-                self.admin.reload_unchanged();
-                return;
-            }
-            Err(e) => {
-                log(format_args!(
-                    "reload failed, still serving version {current}: {e}"
-                ));
-                self.admin.reload_failed(e.to_string());
-                return;
-            }
-        };
+        let config =
+            match config::load_file_if_changed(path, self.snap.config.source.hash(), &self.snap.config.files)
+            {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    log(format_args!(
+                        "reload: {} unchanged, version {current} still serving",
+                        path.display()
+                    ));
+                    self.admin.reload_unchanged();
+                    return;
+                }
+                Err(e) => {
+                    log(format_args!(
+                        "reload failed, still serving version {current}: {e}"
+                    ));
+                    self.admin.reload_failed(e.to_string());
+                    return;
+                }
+            };
         let next = match Snapshot::build(config, current + 1) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -166,6 +168,9 @@ impl ControlLoop {
             next.router().len()
         ));
         self.snap = next;
+        if let Some(w) = &mut self.watcher {
+            w.watch_files(&self.snap.config.files);
+        }
         self.admin.reload_succeeded(self.snap.clone());
         // Each shard's router clone and counters are made here, off the shards, so
         // installing costs them nothing per rule.
@@ -182,7 +187,7 @@ impl ControlLoop {
         // A wanted address is already served when it is how it was written before, or
         // the address that was bound for it (`:0` written, the chosen port written now).
         let served = |a: &SocketAddr, l: &(SocketAddr, SocketAddr)| l.0 == *a || l.1 == *a;
-        let wanted = &next.config.server.listen;
+        let wanted = &next.config.listen_all();
         let mut bound = Vec::new();
         for addr in wanted
             .iter()
@@ -208,7 +213,12 @@ impl ControlLoop {
             for (c, l) in self.controls.iter().zip(b.sockets) {
                 let _ = c.try_send(Control::Listen(b.configured, l));
             }
-            println!("ringway listening on {}", b.actual);
+            let tls = if next.config.is_tls_listener(b.configured) {
+                " (tls)"
+            } else {
+                ""
+            };
+            println!("ringway listening on {}{tls}", b.actual);
             self.listening.push((b.configured, b.actual));
         }
         Ok(())

@@ -84,6 +84,7 @@ pub struct Gateway {
 #[derive(Debug)]
 pub struct Handle {
     listen: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
     shards: usize,
     driver: Driver,
@@ -116,7 +117,7 @@ impl Gateway {
             0 => cores.len().max(1),
             n => n,
         };
-        let bound = listeners::bind_all(&snap.config.server.listen, shards).map_err(StartError)?;
+        let bound = listeners::bind_all(&snap.config.listen_all(), shards).map_err(StartError)?;
         let all_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
         let admin = Arc::new(AdminState::new(snap.clone(), all_stats.clone()));
         let admin_addr = match &snap.config.admin {
@@ -174,10 +175,19 @@ impl Gateway {
         } else {
             Driver::Legacy
         };
+        let tls = listening
+            .iter()
+            .filter(|(configured, _)| snap.config.is_tls_listener(*configured))
+            .map(|(_, actual)| *actual)
+            .collect();
         let (commands, commands_rx) = mpsc::channel();
+        let mut watcher = self.watcher;
+        if let Some(w) = &mut watcher {
+            w.watch_files(&snap.config.files);
+        }
         let control = ControlLoop {
             commands: commands_rx,
-            watcher: self.watcher,
+            watcher,
             snap,
             controls,
             shards: handles,
@@ -190,6 +200,7 @@ impl Gateway {
             .spawn(move || control.run())
             .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
         Ok(Handle {
+            tls,
             listen: listening.into_iter().map(|(_, actual)| actual).collect(),
             admin: admin_addr,
             shards,
@@ -204,6 +215,11 @@ impl Handle {
     /// The addresses listened on, in `listen` order (port 0 resolved).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen
+    }
+
+    /// The TLS listeners among [`Handle::listen_addrs`] (port 0 resolved).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls
     }
 
     /// The admin port's address, when `[admin]` is configured.
@@ -291,7 +307,12 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         }
     };
     for addr in handle.listen_addrs() {
-        println!("ringway listening on {addr}");
+        let tls = if handle.tls_addrs().contains(addr) {
+            " (tls)"
+        } else {
+            ""
+        };
+        println!("ringway listening on {addr}{tls}");
     }
     if let Some(addr) = handle.admin_addr() {
         println!("ringway admin on {addr}");

@@ -152,16 +152,23 @@ fn listen(
 ) -> std::io::Result<()> {
     let l = monoio::net::TcpListener::from_std(l)?;
     let (stop, stopped) = async_channel::bounded::<()>(1);
-    let done = monoio::spawn(accept_loop(shard.clone(), l, stopped));
+    let done = monoio::spawn(accept_loop(shard.clone(), addr, l, stopped));
     stops.insert(addr, AcceptLoop { stop, done });
     Ok(())
 }
 
+/// Accepts on `listener` (configured as `addr`) until stopped. Whether a
+/// connection gets TLS is decided per connection, by the snapshot current when it is
+/// accepted (`addr` among `[server.tls] listen`): a reload that renews a
+/// certificate applies to the next handshake.
 async fn accept_loop(
     shard: Rc<Shard>,
+    addr: SocketAddr,
     listener: monoio::net::TcpListener,
     stop: async_channel::Receiver<()>,
 ) {
+    let label = listener.local_addr().unwrap_or(addr).to_string();
+    let mut tls_stats = None;
     loop {
         // The accept is cancelled and awaited when told to stop, never dropped in
         // flight: an in-flight accept would keep the socket open (and could take a
@@ -190,12 +197,31 @@ async fn accept_loop(
         match result {
             Ok((io, peer)) => {
                 let _ = io.set_nodelay(true);
-                let send_timeout = shard.view().snap.config.limits.send_timeout;
-                monoio::spawn(downstream::serve(
-                    shard.clone(),
-                    Conn::client(io, send_timeout),
-                    peer,
-                ));
+                let view = shard.view();
+                let send_timeout = view.snap.config.limits.send_timeout;
+                let tls = view
+                    .snap
+                    .config
+                    .tls
+                    .as_ref()
+                    .filter(|t| t.listen.contains(&addr))
+                    .cloned();
+                drop(view);
+                match tls {
+                    None => {
+                        monoio::spawn(downstream::serve(
+                            shard.clone(),
+                            Conn::client(io, send_timeout),
+                            peer,
+                        ));
+                    }
+                    Some(settings) => {
+                        let stats = tls_stats
+                            .get_or_insert_with(|| shard.stats.tls_listener(&label))
+                            .clone();
+                        monoio::spawn(downstream::serve_tls(shard.clone(), io, peer, settings, stats));
+                    }
+                }
             }
             // Out of file descriptors and the like: back off instead of spinning.
             Err(_) if !last => monoio::time::sleep(Duration::from_millis(10)).await,
@@ -229,7 +255,12 @@ async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
         shard.release_retired();
         let view = shard.view();
         let idle = view.snap.config.upstream.idle_timeout;
-        let alive = |k: &crate::upstream::PoolKey| view.snap.upstreams.iter().any(|u| u.addr == k.addr);
+        let alive = |k: &crate::upstream::PoolKey| {
+            view.snap
+                .upstreams
+                .iter()
+                .any(|u| u.addr == k.addr && u.tls.as_ref().map(|t| &t.id) == k.tls.as_ref())
+        };
         shard.pool.borrow_mut().sweep(idle, alive);
         shard.access_log.borrow_mut().flush();
     }

@@ -6,15 +6,31 @@
 //! file's name, or for a `..`-prefixed name, marks the config as possibly changed;
 //! the control thread debounces, re-reads the file and reloads only when its bytes
 //! changed.
+//!
+//! The files the config refers to (certificates and keys) are watched the same way,
+//! by directory and name: certbot and other ACME clients renew by writing new files
+//! and swapping symlinks, and a renewed certificate is a changed config.
 
+use crate::config::tls::FileSet;
 use inotify::{Inotify, WatchMask};
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A non-blocking watcher of one config file.
+/// Not MODIFY: an in-place write truncates first, and a reload between the truncate
+/// and the write would read a partial (or empty, hence valid) file. CLOSE_WRITE
+/// comes once the writer is done.
+const EVENTS: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE);
+
+/// A non-blocking watcher of one config file and the files it refers to.
 pub struct ConfigWatcher {
     inotify: Inotify,
     name: OsString,
+    /// Names of the referred files, and the directories watched for them.
+    files: Vec<OsString>,
+    dirs: Vec<PathBuf>,
     buf: Vec<u8>,
 }
 
@@ -32,18 +48,31 @@ impl ConfigWatcher {
         };
         let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         let inotify = Inotify::init()?;
-        inotify.watches().add(
-            &dir,
-            // Not MODIFY: an in-place write truncates first, and a reload between the
-            // truncate and the write would read a partial (or empty, hence valid) file.
-            // CLOSE_WRITE comes once the writer is done.
-            WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE,
-        )?;
+        inotify.watches().add(&dir, EVENTS)?;
         Ok(ConfigWatcher {
             inotify,
             name,
+            files: Vec::new(),
+            dirs: vec![dir],
             buf: vec![0; 4096],
         })
+    }
+
+    /// Also watches `files` (added to those watched before; a directory that cannot
+    /// be watched is skipped: the file is still re-read on every reload).
+    pub fn watch_files(&mut self, files: &FileSet) {
+        for (path, _) in &files.0 {
+            if let Some(n) = path.file_name() {
+                if !self.files.iter().any(|f| f == n) {
+                    self.files.push(n.to_os_string());
+                }
+            }
+        }
+        for dir in files.dirs() {
+            if !self.dirs.contains(&dir) && self.inotify.watches().add(&dir, EVENTS).is_ok() {
+                self.dirs.push(dir);
+            }
+        }
     }
 
     /// Drains pending events; true when one may concern the config file.
@@ -56,7 +85,9 @@ impl ConfigWatcher {
                     for e in events {
                         any = true;
                         if let Some(n) = e.name {
-                            hit |= n == self.name || n.as_encoded_bytes().starts_with(b"..");
+                            hit |= n == self.name
+                                || n.as_encoded_bytes().starts_with(b"..")
+                                || self.files.iter().any(|f| f == n);
                         }
                     }
                     if !any {

@@ -1,9 +1,11 @@
-//! Opening an upstream connection within its deadline.
+//! Opening an upstream connection within its deadline: TCP, then for an HTTPS
+//! upstream the TLS handshake, both within the one connect timeout.
 
-use crate::io::Conn;
+use crate::config::tls::UpstreamTls;
+use crate::io::{Conn, HandshakeError, TlsStream};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a connection could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,8 +14,77 @@ pub enum ConnectError {
     Refused,
     /// Any other failure (unreachable, no socket, …).
     Failed,
-    /// No answer within the connect timeout.
+    /// No answer within the connect timeout (TCP or TLS handshake).
     TimedOut,
+    /// The upstream's certificate did not verify.
+    Verify(VerifyFailure),
+    /// The TLS handshake failed otherwise (no common version or cipher, an alert,
+    /// the upstream closed).
+    Handshake,
+}
+
+/// Why an upstream certificate was refused, in words for the 502's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyFailure {
+    WrongName,
+    UnknownIssuer,
+    Expired,
+    Other,
+}
+
+impl VerifyFailure {
+    fn of(e: &rustls::CertificateError) -> VerifyFailure {
+        use rustls::CertificateError as C;
+        match e {
+            C::NotValidForName | C::NotValidForNameContext { .. } => VerifyFailure::WrongName,
+            C::UnknownIssuer => VerifyFailure::UnknownIssuer,
+            C::Expired | C::ExpiredContext { .. } => VerifyFailure::Expired,
+            _ => VerifyFailure::Other,
+        }
+    }
+
+    /// What the client is told.
+    pub fn problem(self) -> &'static str {
+        match self {
+            VerifyFailure::WrongName => "upstream TLS certificate is not valid for the upstream's name (SNI)",
+            VerifyFailure::UnknownIssuer => "upstream TLS certificate is not signed by a trusted CA",
+            VerifyFailure::Expired => "upstream TLS certificate has expired",
+            VerifyFailure::Other => "upstream TLS certificate failed verification",
+        }
+    }
+}
+
+/// Connects to `addr` within `timeout`, with TLS when `tls` is given.
+pub async fn connect_to(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+    send_timeout: Duration,
+) -> Result<Conn, ConnectError> {
+    let start = Instant::now();
+    let conn = connect(addr, timeout, send_timeout).await?;
+    let Some(tls) = tls else {
+        return Ok(conn);
+    };
+    let Conn::Tcp {
+        stream,
+        control: Some(control),
+        ..
+    } = conn
+    else {
+        return Err(ConnectError::Failed);
+    };
+    let mut t = TlsStream::client(stream, control, tls.config.clone(), tls.sni.clone(), send_timeout)
+        .map_err(|_| ConnectError::Handshake)?;
+    let left = timeout.saturating_sub(start.elapsed());
+    match t.handshake(left).await {
+        Ok(()) => Ok(Conn::Tls(Box::new(t))),
+        Err(HandshakeError::TimedOut) => Err(ConnectError::TimedOut),
+        Err(HandshakeError::Tls(rustls::Error::InvalidCertificate(e))) => {
+            Err(ConnectError::Verify(VerifyFailure::of(&e)))
+        }
+        Err(_) => Err(ConnectError::Handshake),
+    }
 }
 
 /// Connects to `addr` within `timeout`.

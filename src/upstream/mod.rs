@@ -5,10 +5,11 @@
 //!   endpoints (single or groups) that name them.
 //! - `balance.rs`: [`Balancer`], per-shard picks over endpoint groups.
 //! - `pool.rs`: [`ConnPool`], per-shard idle connections keyed by [`PoolKey`].
-//! - `connect.rs`: [`connect`], a TCP connect with a deadline that never leaks the
-//!   socket, and its [`ConnectError`].
+//! - `connect.rs`: [`connect_to`], a TCP connect with a deadline that never leaks
+//!   the socket, then the TLS handshake of an HTTPS upstream, and its
+//!   [`ConnectError`].
 //!
-//! Later: `tls.rs` (HTTPS upstreams, joining [`PoolKey`]) and `health.rs`.
+//! Later: `health.rs`.
 //!
 //! This layer knows nothing of client connections or of the proxy phases that use
 //! it: it imports `io`, `config` and `observe` only.
@@ -18,7 +19,7 @@ mod connect;
 mod pool;
 
 pub use balance::Balancer;
-pub use connect::{connect, ConnectError};
+pub use connect::{connect, connect_to, ConnectError, VerifyFailure};
 pub use pool::{ConnPool, PoolKey};
 
 use crate::config::Lb;

@@ -1,10 +1,10 @@
 //! Per-shard keep-alive pools of upstream connections.
 //!
 //! The pool key is everything that makes two connections interchangeable (as
-//! pingora's `Peer::reuse_hash`): today the upstream socket address, as every upstream
-//! is plain TCP; HTTPS upstreams add TLS on/off, SNI, the verification settings and
-//! the client certificate to [`PoolKey`], so a connection verified for one name is
-//! never handed out for another. Idle connections are kept
+//! pingora's `Peer::reuse_hash`): the upstream socket address and, for HTTPS
+//! upstreams, the TLS identity ([`crate::config::tls::UpstreamTls::id`]: SNI, CA
+//! file and contents, verification on/off, client certificate), so a connection
+//! verified for one name is never handed out for another. Idle connections are kept
 //! newest-last and taken from the end (the most recently used is the least likely to
 //! have been closed by the upstream); each has an idle deadline, and a periodic sweep
 //! closes the expired ones so they do not linger on the upstream.
@@ -36,14 +36,16 @@ pub const CHECK_AFTER_IDLE: Duration = Duration::from_millis(50);
 
 /// Whether an idle connection can still carry a request: the upstream has neither
 /// closed it nor sent anything unasked.
-fn still_open(conn: &Conn) -> bool {
+fn still_open(conn: &mut Conn) -> bool {
     matches!(conn.poll_input(), Input::None | Input::Unknown)
 }
 
 /// What makes two upstream connections interchangeable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub addr: SocketAddr,
+    /// The TLS identity; `None` for plain HTTP.
+    pub tls: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -77,7 +79,8 @@ impl ConnPool {
             if age >= idle_timeout {
                 continue;
             }
-            if age >= CHECK_AFTER_IDLE && !still_open(&idle.conn) {
+            let mut idle = idle;
+            if age >= CHECK_AFTER_IDLE && !still_open(&mut idle.conn) {
                 pool.stats.closed_idle.inc();
                 continue;
             }
@@ -110,8 +113,8 @@ impl ConnPool {
             let before = pool.idle.len();
             if alive(k) {
                 let stats = &pool.stats;
-                pool.idle.retain(|i| {
-                    let open = still_open(&i.conn);
+                pool.idle.retain_mut(|i| {
+                    let open = still_open(&mut i.conn);
                     if !open {
                         stats.closed_idle.inc();
                     }
