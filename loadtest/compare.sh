@@ -17,8 +17,9 @@ REPO=$(cd "$HERE/.." && pwd)
 COMMAND_LINE="$0$(printf ' %q' "$@")"
 
 # ---- defaults ---------------------------------------------------------------
-ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
-SCENARIOS=("${ALL_SCENARIOS[@]}")
+ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream)
+# The TLS scenarios are chosen explicitly (--scenarios tls-small,…).
+SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
 TARGETS=(backend ringway nginx haproxy)
 ROUNDS=3
 DURATION=10
@@ -37,6 +38,12 @@ RINGWAY_PORT=${RINGWAY_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
 BASELINE_PORT=${BASELINE_PORT:-18083}
+# TLS listeners (for the tls-* scenarios), one per proxy.
+RINGWAY_TLS_PORT=${RINGWAY_TLS_PORT:-18443}
+NGINX_TLS_PORT=${NGINX_TLS_PORT:-18444}
+HAPROXY_TLS_PORT=${HAPROXY_TLS_PORT:-18445}
+# tls-upstream: stunnel terminates TLS in front of the backend.
+STUNNEL_PORT=${STUNNEL_PORT:-19443}
 BASELINE_BIN=
 # CPU sets for the split layout (override for bigger machines).
 LOAD_CPUS=${LOAD_CPUS:-0}
@@ -46,7 +53,11 @@ usage() {
     cat <<EOF
 usage: loadtest/compare.sh [options]
 
-  --scenarios a,b     subset of: ${ALL_SCENARIOS[*]} (default: all)
+  --scenarios a,b     subset of: ${ALL_SCENARIOS[*]}
+                      (default: all but the tls-* ones: tls-small = keep-alive HTTPS,
+                      tls-newconn = a full handshake per request, tls-resume = a
+                      resumed handshake per request, tls-upstream = plain client,
+                      HTTPS to the backend (through stunnel), verified; ECDSA P-256)
   --targets a,b       subset of: ${TARGETS[*]} (default: all; backend = ceiling)
   --rounds N          rounds per scenario, target order rotated each round (default 3)
   --duration S        seconds per counted run (default 10)
@@ -161,7 +172,7 @@ forget_pid() {
 # ---- tools --------------------------------------------------------------------
 install_tools() {
     local missing=() cmd pkg
-    for pair in wrk:wrk nginx:nginx haproxy:haproxy gnuplot:gnuplot-nox taskset:util-linux python3:python3 ps:procps curl:curl; do
+    for pair in wrk:wrk nginx:nginx haproxy:haproxy gnuplot:gnuplot-nox taskset:util-linux python3:python3 ps:procps curl:curl openssl:openssl stunnel:stunnel4; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null || missing+=("$pkg")
     done
@@ -195,7 +206,7 @@ NPROC=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
 [[ -n $PROXY_CPUS ]] || PROXY_CPUS=$((NPROC > 1 ? 1 : 0))-$((NPROC > 1 ? NPROC - 1 : 0))
 
-for port in "$BACKEND_PORT" "$RINGWAY_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+for port in "$BACKEND_PORT" "$RINGWAY_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$RINGWAY_TLS_PORT" "$NGINX_TLS_PORT" "$HAPROXY_TLS_PORT" "$STUNNEL_PORT"; do
     if command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; then
         log "port $port is already in use on this machine; set *_PORT to free ports"
         exit 1
@@ -260,6 +271,49 @@ tree_rss() {
 
 # ---- starting things --------------------------------------------------------------
 declare -A PID_OF=() PORT_OF=([backend]=$BACKEND_PORT [ringway]=$RINGWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [baseline]=$BASELINE_PORT)
+declare -A TLS_PORT_OF=([ringway]=$RINGWAY_TLS_PORT [nginx]=$NGINX_TLS_PORT [haproxy]=$HAPROXY_TLS_PORT)
+
+# One certificate for every TLS listener (ECDSA P-256, signed by a bench CA that
+# the proxies trust for tls-upstream), made once per run.
+TLS_DIR=$WORK/tls
+make_certificate() {
+    [[ -e $TLS_DIR/cert.pem ]] && return 0
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -keyout ca.key -out ca.pem -subj "/CN=bench CA"
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout key.pem -out leaf.csr -subj /CN=bench.test
+        printf 'subjectAltName=DNS:bench.test\nbasicConstraints=CA:FALSE\n' >leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile leaf.ext -out cert.pem
+        cat cert.pem key.pem >haproxy.pem
+    ) >/dev/null 2>&1
+}
+
+start_stunnel() {
+    cat >"$WORK/stunnel.conf" <<EOF
+foreground = yes
+pid =
+[backend]
+accept = 127.0.0.1:${STUNNEL_PORT}
+connect = 127.0.0.1:${BACKEND_PORT}
+cert = ${TLS_DIR}/cert.pem
+key = ${TLS_DIR}/key.pem
+EOF
+    "${PIN_LOAD[@]}" stunnel "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
+    PID_OF[stunnel]=$!
+    STARTED_PIDS+=("$!")
+    local i
+    for ((i = 0; i < 50; i++)); do
+        curl -sk -o /dev/null -m 1 "https://127.0.0.1:${STUNNEL_PORT}/" && return 0
+        sleep 0.1
+    done
+    log "stunnel did not come up: $(tail -n 3 "$WORK/stunnel.log")"
+    exit 1
+}
+is_tls_scenario() { [[ $1 == tls-* ]]; }
 LAYOUT=split
 
 # Command prefixes that pin to a CPU set in the split layout (empty when
@@ -351,7 +405,7 @@ body_size() {
 wrk_args() {
     local -a a=(-t"$WRK_THREADS" -c"$CONNECTIONS" --latency --timeout 5s)
     case $1 in
-    newconn) a+=(-H 'Connection: close') ;;
+    newconn | tls-newconn) a+=(-H 'Connection: close') ;;
     routes10k) a+=(-s "$HERE/wrk/routes.lua") ;;
     backend-fail) a+=(-s "$HERE/wrk/status-count.lua") ;;
     esac
@@ -363,7 +417,15 @@ run_wrk() { # run_wrk SCENARIO TARGET SECONDS OUTFILE
     mapfile -t args < <(wrk_args "$1")
     # In the background and waited for, so a signal to this script is handled
     # at once (bash defers traps until a foreground child exits).
-    "${PIN_LOAD[@]}" wrk "${args[@]}" -d"${3}s" "http://127.0.0.1:${PORT_OF[$2]}/" >"$4" 2>&1 &
+    local url="http://127.0.0.1:${PORT_OF[$2]}/"
+    is_tls_scenario "$1" && [[ $1 != tls-upstream ]] && url="https://127.0.0.1:${TLS_PORT_OF[$2]}/"
+    if [[ $1 == tls-resume ]]; then
+        # wrk does not resume sessions; openssl s_time -reuse does, one connection
+        # after another, reported in wrk's format (loadtest/s_time.sh).
+        "${PIN_LOAD[@]}" "$HERE/s_time.sh" "127.0.0.1:${TLS_PORT_OF[$2]}" "$3" >"$4" 2>&1 &
+    else
+        "${PIN_LOAD[@]}" wrk "${args[@]}" -d"${3}s" "$url" >"$4" 2>&1 &
+    fi
     local wrk_pid=$!
     STARTED_PIDS+=("$wrk_pid")
     wait "$wrk_pid" || true
@@ -407,6 +469,12 @@ warm() { # warm SCENARIO TARGET
 
 generate_configs() { # generate_configs SCENARIO ROUTES
     ROUTES=$2
+    TLS=0 TLS_UPSTREAM=0
+    if is_tls_scenario "$1"; then
+        make_certificate
+        TLS=1
+    fi
+    [[ $1 == tls-upstream ]] && TLS_UPSTREAM=1
     gen_ringway "$WORK"
     # The baseline binary serves the same config on its own port.
     sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
@@ -429,8 +497,11 @@ start_targets() { # start_targets SCENARIO
     local t
     LIVE=()
     start_backend "$(body_size "$1")"
+    [[ $1 == tls-upstream ]] && start_stunnel
     for t in "${TARGETS[@]}"; do
-        if [[ $t == backend ]]; then
+        if is_tls_scenario "$1" && [[ $t == backend || $t == baseline ]]; then
+            continue # no TLS listener: the backend is plain, a baseline may predate TLS
+        elif [[ $t == backend ]]; then
             [[ $1 == backend-fail ]] || LIVE+=(backend)
         elif start_proxy "$t"; then
             LIVE+=("$t")
@@ -440,7 +511,7 @@ start_targets() { # start_targets SCENARIO
 
 stop_targets() {
     local t
-    for t in ringway baseline nginx haproxy backend; do stop_target "$t"; done
+    for t in ringway baseline nginx haproxy stunnel backend; do stop_target "$t"; done
 }
 
 # Steady-state scenario: rounds × live targets, order rotated each round.

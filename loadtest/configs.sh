@@ -5,6 +5,12 @@
 #   RINGWAY_PORT NGINX_PORT HAPROXY_PORT   where each proxy listens
 #   ROUTES        0, or the number of extra exact-path rules (/r/1 … /r/N)
 #                 placed before the catch-all (routes10k uses 9999)
+#   TLS           1: also a TLS listener (*_TLS_PORT) with the certificate in
+#                 $TLS_DIR: TLS 1.2 and 1.3, session tickets and a session cache
+#                 on in all three
+#   TLS_UPSTREAM  1: the backend is reached over TLS through stunnel
+#                 (STUNNEL_PORT), verified against $TLS_DIR/ca.pem as bench.test,
+#                 connections kept alive and sessions reused in all three
 #
 # The three configs are meant to be equivalent: HTTP/1.1 keep-alive to the
 # client and to the backend, connection reuse to the backend, no logging,
@@ -18,9 +24,18 @@ gen_ringway() {
         echo "[server]"
         echo "listen = [\"127.0.0.1:${RINGWAY_PORT}\"]"
         echo "shards = ${SHARDS}"
+        if ((TLS)); then
+            echo "[server.tls]"
+            echo "listen = [\"127.0.0.1:${RINGWAY_TLS_PORT}\"]"
+            echo "certificates = [{ cert = \"${TLS_DIR}/cert.pem\", key = \"${TLS_DIR}/key.pem\" }]"
+        fi
         echo
         echo "[endpoints]"
-        echo "backend = \"http://127.0.0.1:${BACKEND_PORT}\""
+        if ((TLS_UPSTREAM)); then
+            echo "backend = { url = \"https://127.0.0.1:${STUNNEL_PORT}\", sni = \"bench.test\", ca = \"${TLS_DIR}/ca.pem\" }"
+        else
+            echo "backend = \"http://127.0.0.1:${BACKEND_PORT}\""
+        fi
         echo
         echo "[[groups]]"
         echo "name = \"bench\""
@@ -74,7 +89,7 @@ http {
     tcp_nodelay on;
 
     upstream backend {
-        server 127.0.0.1:${BACKEND_PORT};
+        server 127.0.0.1:$( ((TLS_UPSTREAM)) && echo "${STUNNEL_PORT}" || echo "${BACKEND_PORT}");
         keepalive 64;
         keepalive_requests 100000000;
     }
@@ -85,6 +100,27 @@ http {
         proxy_set_header Connection "";
         proxy_buffering on;
         proxy_max_temp_file_size 0;
+EOF
+        if ((TLS_UPSTREAM)); then
+            cat <<EOF
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate ${TLS_DIR}/ca.pem;
+        proxy_ssl_name bench.test;
+        proxy_ssl_server_name on;
+        proxy_ssl_session_reuse on;
+EOF
+        fi
+        if ((TLS)); then
+            cat <<EOF
+        listen 127.0.0.1:${NGINX_TLS_PORT} ssl reuseport backlog=4096;
+        ssl_certificate ${TLS_DIR}/cert.pem;
+        ssl_certificate_key ${TLS_DIR}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+EOF
+        fi
+        cat <<EOF
 
 EOF
         local n
@@ -93,7 +129,7 @@ EOF
         done
         cat <<EOF
         location / {
-            proxy_pass http://backend;
+            proxy_pass $( ((TLS_UPSTREAM)) && echo https || echo http)://backend;
         }
     }
 }
@@ -131,6 +167,9 @@ defaults
 frontend fe_bench
     bind 127.0.0.1:${HAPROXY_PORT}
 EOF
+        if ((TLS)); then
+            echo "    bind 127.0.0.1:${HAPROXY_TLS_PORT} ssl crt ${TLS_DIR}/haproxy.pem alpn http/1.1 ssl-min-ver TLSv1.2"
+        fi
         if ((ROUTES > 0)); then
             echo "    use_backend %[path,map(${dir}/haproxy-routes.map,be_bench)]"
         fi
@@ -138,7 +177,7 @@ EOF
     default_backend be_bench
 
 backend be_bench
-    server backend 127.0.0.1:${BACKEND_PORT} maxconn 10000
+    server backend 127.0.0.1:$( ((TLS_UPSTREAM)) && echo "${STUNNEL_PORT} ssl verify required ca-file ${TLS_DIR}/ca.pem sni str(bench.test)" || echo "${BACKEND_PORT}") maxconn 10000
 EOF
     } >"$f"
     if ((ROUTES > 0)); then

@@ -266,8 +266,9 @@ impl TlsStream {
                 Ok(n) => off += n,
                 Err(e) => return (Err(e), buf),
             }
+            // The plaintext was copied into rustls: `buf` is still ours.
             if let Err(e) = self.flush().await {
-                return (Err(e), T::lost());
+                return (Err(e), buf);
             }
         }
         (Ok(len), buf)
