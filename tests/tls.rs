@@ -216,6 +216,27 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_POST(self):
+        if self.path.startswith("/early"):
+            # A final answer before the body is read, then a pause before draining
+            # it: the gateway is still sending when the answer arrives.
+            body = b"too large\n"
+            self.send_response(413)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            import time
+            time.sleep(1.5)
+            self.close_connection = True
+            return
+        n = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(n)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
     def log_message(self, *a):
         pass
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -766,4 +787,219 @@ fn client_certificates_to_the_backend() {
     assert!(body.contains("client=ringway-gw"), "{body}");
     let (status, body) = get(gw.addr, "/without/x");
     assert_eq!(status, 502, "{body}");
+}
+
+// ---------------------------------------------------------------------------------
+// Adversarial peers (regressions of the TLS review)
+
+/// A ClientHello that declares 65,530 bytes and comes in five full records fills
+/// rustls' handshake buffer before it is whole. The connection is refused and
+/// closed, and the shard goes on serving: it must not spin on a buffer that cannot
+/// take more.
+#[test]
+fn an_oversized_fragmented_client_hello_is_refused_without_stalling_the_shard() {
+    let dir = temp_dir("bighello");
+    let pki = three_certs(&dir);
+    let backend = Backend::echo("be");
+    let toml = listener_config(&pki, "", &backend.url()).replace("shards = 2", "shards = 1");
+    let (gw, tls) = start(&dir, &toml);
+    let ca = pki.path("edge-ca.pem");
+    let mut s = TcpStream::connect(tls).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut bytes = Vec::new();
+    for i in 0..5 {
+        bytes.extend_from_slice(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+        let mut payload = vec![0x41u8; 0x4000];
+        if i == 0 {
+            payload[..4].copy_from_slice(&[0x01, 0x00, 0xff, 0xfa]);
+        }
+        bytes.extend_from_slice(&payload);
+    }
+    let started = Instant::now();
+    let _ = s.write_all(&bytes);
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed in {:?}",
+        started.elapsed()
+    );
+    let (status, _, verbose) = curl(tls, "api.example.com", "/after", &ca, &["--max-time", "3"]);
+    assert_eq!(status, 200, "the shard still serves: {verbose}\n{}", gw.stderr());
+}
+
+/// A request head dripped one byte at a time inside one TLS record is still bound by
+/// `client_header_timeout`: reads of a record's pieces share the deadline.
+#[test]
+fn a_tls_record_dripped_byte_by_byte_is_bound_by_the_header_timeout() {
+    let dir = temp_dir("drip");
+    let pki = three_certs(&dir);
+    let backend = Backend::echo("be");
+    let toml = listener_config(&pki, "", &backend.url()).replace(
+        "shards = 2",
+        "shards = 1\n[limits]\nclient_header_timeout = \"1s\"",
+    );
+    // `[limits]` must not split `[server]` from `[server.tls]`: put it last.
+    let toml = {
+        let (head, rest) = toml
+            .split_once("[limits]\nclient_header_timeout = \"1s\"")
+            .unwrap();
+        format!("{head}{rest}\n[limits]\nclient_header_timeout = \"1s\"\n")
+    };
+    let (_gw, tls) = start(&dir, &toml);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::pem::PemObject::pem_file_iter(pki.path("edge-ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("api.example.com").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(tls).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    // The whole request as one record, written out a byte every 300 ms.
+    conn.writer()
+        .write_all(b"GET /drip HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut record = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut record).unwrap();
+    }
+    let started = Instant::now();
+    let mut closed = false;
+    for b in &record {
+        if sock.write_all(std::slice::from_ref(b)).is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        match sock.read(&mut probe) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        closed,
+        "the connection is closed before the record is whole ({} bytes)",
+        record.len()
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "closed after {took:?}, not within client_header_timeout"
+    );
+}
+
+/// An HTTPS backend that answers 413 before reading the body: the client gets the
+/// 413, whole (issue 9.2 over TLS: looking at the early answer must not eat it).
+#[test]
+fn an_early_answer_from_an_https_backend_reaches_the_client_whole() {
+    let dir = temp_dir("early");
+    let pki = Pki::new(&dir, "internal");
+    pki.leaf("backend", "backend", &["backend.internal"]);
+    let be = HttpsBackend::start(&dir, &pki.path("backend.pem"), &pki.path("backend.key"), None);
+    let url = format!("https://127.0.0.1:{}", be.port);
+    let endpoints =
+        format!("be = {{ url = \"{url}\", sni = \"backend.internal\", ca = \"internal-ca.pem\" }}");
+    let toml = upstream_config(&endpoints, &[("early", "{#endpoints['be']}")]);
+    let file = dir.join("ringway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let gw = Gateway::start_file(dir.clone(), file);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let len = 8 << 20;
+    write!(
+        s,
+        "POST /early/x HTTP/1.1\r\nHost: gw\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < len {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+    });
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+        if text.windows(10).any(|w| w == b"too large\n") {
+            break;
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.ends_with("too large\n"), "{text}");
+}
+
+/// A session made before a reload that starts requiring client certificates does
+/// not resume past the new requirement: resumption state is per client-certificate
+/// policy.
+#[test]
+fn sessions_do_not_resume_past_a_new_client_certificate_requirement() {
+    let dir = temp_dir("resume-mtls");
+    let pki = three_certs(&dir);
+    let clients = Pki::new(&dir, "clients");
+    clients.leaf("alice", "alice", &["alice.test"]);
+    let backend = Backend::echo("be");
+    let (gw, tls) = start(&dir, &listener_config(&pki, "", &backend.url()));
+    let sess = dir.join("session.pem").display().to_string();
+    let request = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let args = ["-ign_eof", "-tls1_3", "-servername", "api.example.com"];
+    let first = s_client(tls, &[&args[..], &["-sess_out", &sess]].concat(), request);
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+
+    let required = format!("client_ca = \"{}\"", clients.path("clients-ca.pem"));
+    let before = gw.stderr().len();
+    std::fs::write(gw.config_file(), listener_config(&pki, &required, &backend.url())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !gw.stderr()[before..].contains("reloaded") {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.stderr()[before..].contains("reloaded"), "{}", gw.stderr());
+    let second = s_client(tls, &[&args[..], &["-sess_in", &sess]].concat(), request);
+    assert!(
+        !second.contains("Reused, TLS"),
+        "resumed without a client certificate: {second}"
+    );
+    assert!(
+        !second.contains("HTTP/1.1 200"),
+        "served without a client certificate: {second}"
+    );
 }

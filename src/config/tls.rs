@@ -12,6 +12,10 @@
 //! ticketer, the previous key still accepted) and one TLS 1.2 session-id cache are
 //! made once and shared by every shard and every config version, so a client that
 //! reconnects lands on any shard (SO_REUSEPORT) and still resumes, across reloads.
+//! There is one such pair per client-certificate policy (off, or required/optional
+//! with a given CA bundle): a resumed session skips the certificate request, so a
+//! session made without a client certificate, or verified by a CA since removed,
+//! must not resume where one is now required.
 
 use super::error::Diagnostics;
 use super::file::{TlsFile, UpstreamTlsFile};
@@ -42,12 +46,24 @@ struct Resumption {
     cache: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
-fn resumption() -> &'static Resumption {
-    static R: OnceLock<Resumption> = OnceLock::new();
-    R.get_or_init(|| Resumption {
-        ticketer: rustls::crypto::ring::Ticketer::new().ok(),
-        cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
-    })
+/// The resumption state of client-certificate policy `policy` (see the module docs).
+/// Called when a config is loaded, never on the request path: the lock is the
+/// control thread's.
+#[allow(clippy::disallowed_types)]
+fn resumption(policy: &str) -> Arc<Resumption> {
+    static R: OnceLock<std::sync::Mutex<HashMap<String, Arc<Resumption>>>> = OnceLock::new();
+    let mut all = R
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    all.entry(policy.to_string())
+        .or_insert_with(|| {
+            Arc::new(Resumption {
+                ticketer: rustls::crypto::ring::Ticketer::new().ok(),
+                cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
+            })
+        })
+        .clone()
 }
 
 /// Entries of the shared TLS 1.2 session-id cache.
@@ -449,7 +465,21 @@ pub(super) fn server_tls(
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver::new(&certificates)));
     cfg.alpn_protocols = alpn;
-    let shared = resumption();
+    // The CA bundle's contents were hashed when it was read (the last file read for
+    // it); a bundle edited in place is a new policy.
+    let policy = match &client_auth {
+        ClientAuth::Off => String::new(),
+        ClientAuth::Optional(p) | ClientAuth::Required(p) => {
+            let hash = files.0.iter().rev().find(|(f, _)| f == p).map_or(0, |f| f.1);
+            let mode = if matches!(client_auth, ClientAuth::Optional(_)) {
+                "optional"
+            } else {
+                "required"
+            };
+            format!("{mode}:{}#{hash:016x}", p.display())
+        }
+    };
+    let shared = resumption(&policy);
     if t.tickets.unwrap_or(true) {
         if let Some(ticketer) = &shared.ticketer {
             cfg.ticketer = ticketer.clone();

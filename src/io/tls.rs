@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 /// Ciphertext read at once (a little more than one full record).
 const TLS_READ: usize = 18 * 1024;
 
+/// How long the close_notify at the end of a connection may wait for the peer's
+/// window: the connection is being closed anyway.
+const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A TLS connection over TCP.
 pub struct TlsStream {
     tcp: TcpStream,
@@ -36,6 +40,8 @@ pub struct TlsStream {
     send_timeout: Duration,
     /// The socket said EOF (rustls has been told).
     eof: bool,
+    /// A write failed: nothing more is sent (not even a close_notify).
+    broken: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -130,6 +136,7 @@ impl TlsStream {
             outgoing: Vec::new(),
             send_timeout,
             eof: false,
+            broken: false,
         }
     }
 
@@ -138,11 +145,12 @@ impl TlsStream {
         &self.tls
     }
 
-    /// Runs the handshake to completion within `timeout`.
+    /// Runs the handshake to completion within `timeout` (its writes included: a
+    /// peer that does not read is given no more than what is left of it).
     pub async fn handshake(&mut self, timeout: Duration) -> Result<(), HandshakeError> {
         let deadline = Instant::now() + timeout;
         while self.tls.is_handshaking() {
-            self.flush().await.map_err(|_| HandshakeError::Closed)?;
+            self.flush_by(deadline).await?;
             if !self.tls.is_handshaking() {
                 break;
             }
@@ -159,12 +167,25 @@ impl TlsStream {
             }
             if let Err(e) = self.feed() {
                 // Tell the peer why (the alert rustls queued), best effort.
-                let _ = self.flush().await;
+                let _ = self.flush_by(deadline).await;
                 return Err(HandshakeError::Tls(e));
             }
         }
         // The last flight (a server's tickets, a client's Finished).
-        self.flush().await.map_err(|_| HandshakeError::Closed)
+        self.flush_by(deadline).await
+    }
+
+    /// [`TlsStream::flush`], each write bounded by what is left until `deadline`.
+    async fn flush_by(&mut self, deadline: Instant) -> Result<(), HandshakeError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HandshakeError::TimedOut);
+        }
+        match self.flush_within(left.min(self.send_timeout)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(HandshakeError::TimedOut),
+            Err(_) => Err(HandshakeError::Closed),
+        }
     }
 
     /// Reads ciphertext from the socket into `incoming`.
@@ -182,16 +203,23 @@ impl TlsStream {
         outcome
     }
 
-    /// Gives rustls the ciphertext read (one `read_tls` at a time, so its plaintext
-    /// buffer never overflows), or the EOF seen, and processes the records.
+    /// Gives rustls the ciphertext read (one `read_tls` at a time), or the EOF
+    /// seen, and processes the records.
+    ///
+    /// rustls refuses more ciphertext only when a buffer of its own is full: of
+    /// plaintext nobody took (callers take it before feeding more), or of one
+    /// handshake message larger than it allows (a ClientHello declaring 64 KB,
+    /// fragmented). Neither can make progress, so both fail the connection: a
+    /// refusal taken for "try later" would spin without ever awaiting.
     fn feed(&mut self) -> Result<(), rustls::Error> {
         if self.pos < self.incoming.len() {
             let mut rd = &self.incoming[self.pos..];
             let before = rd.len();
             match self.tls.read_tls(&mut rd) {
-                Ok(_) => self.pos += before - rd.len(),
-                // rustls' buffer is full of plaintext nobody took; take it first.
-                Err(_) => return Ok(()),
+                Ok(_) if rd.len() < before => self.pos += before - rd.len(),
+                Ok(_) | Err(_) => {
+                    return Err(rustls::Error::General("TLS receive buffer full".into()));
+                }
             }
         } else if self.eof {
             let _ = self.tls.read_tls(&mut &[][..]);
@@ -199,28 +227,41 @@ impl TlsStream {
         self.tls.process_new_packets().map(|_| ())
     }
 
-    /// Sends whatever rustls has queued.
+    /// Sends whatever rustls has queued; a write may make no progress for the send
+    /// timeout.
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_within(self.send_timeout).await
+    }
+
+    async fn flush_within(&mut self, timeout: Duration) -> std::io::Result<()> {
+        if self.broken {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
         while self.tls.wants_write() {
             self.tls.write_tls(&mut self.outgoing)?;
         }
         if self.outgoing.is_empty() {
             return Ok(());
         }
-        let (res, mut out) = write_all_timeout(
-            &mut self.tcp,
-            std::mem::take(&mut self.outgoing),
-            self.send_timeout,
-        )
-        .await;
+        let (res, mut out) =
+            write_all_timeout(&mut self.tcp, std::mem::take(&mut self.outgoing), timeout).await;
         out.clear();
         self.outgoing = out;
+        if res.is_err() {
+            self.broken = true;
+        }
         res.map(|_| ())
     }
 
     /// Appends decrypted bytes to `buf` (at most its spare capacity), waiting at most
-    /// `timeout` for the peer; see [`read_append`].
+    /// `timeout` in all for the peer — however it spreads a record over reads — as
+    /// [`read_append`] does for TCP.
+    ///
+    /// A peer that closes without a close_notify: EOF for a client connection
+    /// (clients often just close), a failure for an upstream one, so that a body
+    /// that ends at close is not taken as whole when it was cut (RFC 9112 §9.8).
     pub async fn read_append(&mut self, mut buf: Vec<u8>, timeout: Duration) -> (ReadOutcome, Vec<u8>) {
+        let deadline = Instant::now() + timeout;
         let spare = buf.capacity() - buf.len();
         loop {
             match self.tls.reader().fill_buf() {
@@ -232,8 +273,14 @@ impl TlsStream {
                     return (ReadOutcome::Data(n), buf);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                // EOF without close_notify: the peer went away.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return (ReadOutcome::Eof, buf),
+                // EOF without close_notify.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    let outcome = match self.tls {
+                        rustls::Connection::Server(_) => ReadOutcome::Eof,
+                        rustls::Connection::Client(_) => ReadOutcome::Failed,
+                    };
+                    return (outcome, buf);
+                }
                 Err(_) => return (ReadOutcome::Failed, buf),
             }
             // Key updates and the like want an answer.
@@ -244,7 +291,11 @@ impl TlsStream {
                 if self.eof {
                     return (ReadOutcome::Eof, buf);
                 }
-                match self.read_tls(timeout).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (ReadOutcome::TimedOut, buf);
+                }
+                match self.read_tls(left).await {
                     ReadOutcome::Data(_) | ReadOutcome::Eof => {}
                     other => return (other, buf),
                 }
@@ -274,10 +325,16 @@ impl TlsStream {
         (Ok(len), buf)
     }
 
-    /// Sends close_notify (best effort; the connection is being closed anyway).
+    /// Sends close_notify (best effort, briefly, and not after a failed write: the
+    /// connection is being closed anyway).
     pub async fn close(&mut self) {
+        if self.broken {
+            return;
+        }
         self.tls.send_close_notify();
-        let _ = self.flush().await;
+        let _ = self
+            .flush_within(CLOSE_NOTIFY_TIMEOUT.min(self.send_timeout))
+            .await;
     }
 
     /// What is waiting on an idle connection, read without blocking: records are
@@ -290,13 +347,18 @@ impl TlsStream {
         // The socket is non-blocking (upstream sockets are made so before they
         // connect, and a dup shares the flag): this read never waits.
         let mut chunk = [0u8; 4096];
-        loop {
+        // At most about a record's worth per look; the rest waits for the next.
+        let mut taken = 0;
+        while taken < TLS_READ {
             match (&*control).read(&mut chunk) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(n) => self.incoming.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.incoming.extend_from_slice(&chunk[..n]);
+                    taken += n;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => return Input::Closed,
             }
@@ -310,9 +372,9 @@ impl TlsStream {
                 break;
             }
         }
-        let mut probe = [0u8; 1];
-        match self.tls.reader().read(&mut probe) {
-            Ok(0) => Input::Closed,
+        // Looked at, not consumed: an early response is read by whoever relays it.
+        match self.tls.reader().fill_buf() {
+            Ok([]) => Input::Closed,
             Ok(_) => Input::Waiting,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !self.eof => Input::None,
             Err(_) => Input::Closed,
