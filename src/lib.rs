@@ -14,7 +14,7 @@
 //! | [`shard`] | a shard's state: snapshot view, pools, buffers, counters, log |
 //! | [`snapshot`] | one config version compiled, and a shard's view of it |
 //! | [`upstream`] | upstream ids, balancers, the connection pool, connect |
-//! | [`io`] | [`io::Conn`] (TCP; TLS next) and reads with deadlines |
+//! | [`io`] | [`io::Conn`] (TCP or TLS) and reads with deadlines |
 //! | [`observe`] | metrics and the access log |
 //! | [`config`] | the TOML file in, a validated `Config` out |
 //! | [`http`] | the HTTP/1.1 codec: pure functions over bytes |

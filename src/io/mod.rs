@@ -1,7 +1,7 @@
 //! Byte streams as the rest of ringway sees them: [`Conn`], a client or upstream
-//! connection that is TCP today (TLS joins it as a variant, so nothing above this
-//! layer changes), and reads with a deadline that neither lose the buffer nor leave
-//! an operation in flight.
+//! connection over TCP or TLS ([`TlsStream`], rustls over the same reads and writes),
+//! and reads with a deadline that neither lose the buffer nor leave an operation in
+//! flight.
 //!
 //! Imports nothing else of `src/`.
 //!
