@@ -33,7 +33,7 @@ pub trait Choose {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -45,12 +45,13 @@ impl Rng {
 
 impl Choose for Rng {
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
 /// Choices read from a fuzzer's input, one byte each; zeros once it runs out, so
 /// every generator ends (zero is always the shortest choice).
+#[derive(Debug)]
 pub struct Bytes<'a>(pub &'a [u8]);
 
 impl Bytes<'_> {
@@ -295,12 +296,14 @@ pub fn random_request(rng: &mut impl Choose, spice: bool) -> Request {
 // ---------------------------------------------------------------------------------
 // The reference router.
 
+#[derive(Debug)]
 enum RefPath {
     Exact(String),
     Prefix(String),
     Regex(regex_lite::Regex),
 }
 
+#[derive(Debug)]
 struct RefRule {
     envs: Option<Vec<u8>>,
     methods: Vec<String>,
@@ -310,6 +313,7 @@ struct RefRule {
     predicates: Vec<(Source, String, RefOp)>,
 }
 
+#[derive(Debug)]
 enum RefOp {
     Equals(Vec<u8>),
     OneOf(Vec<Vec<u8>>),
@@ -519,6 +523,7 @@ fn reference_match(rules: &[RefRule], req: &Request, norm: &[u8]) -> Answer {
 // ---------------------------------------------------------------------------------
 
 /// The reference router for one rule set.
+#[derive(Debug)]
 pub struct Reference {
     rules: Vec<RefRule>,
     normalize: NormalizeOptions,
