@@ -360,15 +360,28 @@ fn sni_picks_exact_wildcard_and_default_certificates() {
     let (status, _, verbose) = curl(tls, "shop.example.com", "/y", &ca, &[]);
     assert_eq!(status, 200, "{verbose}");
 
-    // The plain listener beside it stays plain.
-    let (status, _) = get(gw.addr, "/plain");
-    assert_eq!(status, 200);
-    let plain = backend
-        .requests()
-        .into_iter()
-        .find(|r| r.target == "/plain")
+    // A client cannot claim the other scheme: its own X-Forwarded-Proto is replaced.
+    let claim = ["-H", "X-Forwarded-Proto: http"];
+    let (status, _, verbose) = curl(tls, "api.example.com", "/claims-http", &ca, &claim);
+    assert_eq!(status, 200, "{verbose}");
+    let find = |target: &str| {
+        backend
+            .requests()
+            .into_iter()
+            .find(|r| r.target == target)
+            .unwrap()
+    };
+    assert_eq!(find("/claims-http").header_all("x-forwarded-proto"), ["https"]);
+
+    // The plain listener beside it stays plain, whatever the client says.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /plain HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n")
         .unwrap();
-    assert_eq!(plain.header("x-forwarded-proto"), Some("http"));
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(find("/plain").header_all("x-forwarded-proto"), ["http"]);
     let admin = admin_addr(&gw);
     assert!(metric(admin, "ringway_tls_handshakes_total", &[]) >= 8);
     assert!(metric(admin, "ringway_tls_alpn_total", &["http/1.1"]) >= 2);

@@ -60,8 +60,11 @@ pub fn is_usable_request_id(v: &[u8]) -> bool {
 ///   `info.drop_expect`; x-request-id is kept unless
 ///   `info.replace_request_id`.
 /// - `x-forwarded-for`: the client's values, merged, then `client_ip`.
-/// - `x-forwarded-proto`, `x-forwarded-host` (the client's host) and
-///   `x-request-id` when the client sent none.
+/// - `x-forwarded-proto`: always `info.proto`, the scheme of the client's
+///   connection to ringway; a client's own value is dropped (at the edge, a
+///   plain-HTTP client must not be able to claim `https`).
+/// - `x-forwarded-host` (the client's host) and `x-request-id` when the client
+///   sent none.
 pub fn write_upstream_head(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -84,7 +87,6 @@ pub fn write_upstream_head(
 
     let filter = HopFilter::new(buf, headers);
     let mut has_xff = false;
-    let mut has_proto = false;
     let mut has_fwd_host = false;
     let mut has_request_id = false;
     let mut content_length_sent = false;
@@ -100,6 +102,7 @@ pub fn write_upstream_head(
         }
         if (info.drop_expect && name_is(buf, h.name, b"expect"))
             || (info.replace_request_id && name_is(buf, h.name, b"x-request-id"))
+            || name_is(buf, h.name, b"x-forwarded-proto")
         {
             continue;
         }
@@ -113,7 +116,6 @@ pub fn write_upstream_head(
                 continue;
             }
         }
-        has_proto |= name_is(buf, h.name, b"x-forwarded-proto");
         has_fwd_host |= name_is(buf, h.name, b"x-forwarded-host");
         has_request_id |= name_is(buf, h.name, b"x-request-id");
         push_field(out, name, value);
@@ -131,9 +133,7 @@ pub fn write_upstream_head(
     }
     out.extend_from_slice(info.client_ip);
     out.extend_from_slice(b"\r\n");
-    if !has_proto {
-        push_field(out, b"x-forwarded-proto", info.proto);
-    }
+    push_field(out, b"x-forwarded-proto", info.proto);
     if let (false, Some(host)) = (has_fwd_host, client_host) {
         push_field(out, b"x-forwarded-host", host);
     }
@@ -216,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn keeps_client_host_and_existing_forwarded_fields() {
+    fn keeps_client_host_and_forwarded_host_but_sets_the_proto() {
         let raw = b"GET http://Shop.Example/a HTTP/1.1\r\nHost: ignored\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: orig\r\nX-Request-Id: client-7\r\n\r\n";
         let info = ForwardInfo {
             keep_client_host: true,
@@ -224,7 +224,7 @@ mod tests {
         };
         assert_eq!(
             rewrite(raw, b"/a", &info),
-            "GET /a HTTP/1.1\r\nhost: Shop.Example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: orig\r\nX-Request-Id: client-7\r\nx-forwarded-for: 203.0.113.7\r\n\r\n"
+            "GET /a HTTP/1.1\r\nhost: Shop.Example\r\nX-Forwarded-Host: orig\r\nX-Request-Id: client-7\r\nx-forwarded-for: 203.0.113.7\r\nx-forwarded-proto: http\r\n\r\n"
         );
     }
 
