@@ -31,7 +31,7 @@ use crate::pattern::{ByteSet, SegMatch};
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson;
 use regex_automata::util::primitives::StateID;
-use regex_automata::Anchored;
+use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
 use std::collections::HashMap;
 
@@ -252,9 +252,15 @@ fn class_dfa(hir: &Hir, max_bytes: usize) -> Option<ClassDfa> {
         )
         .build_from_hir(hir)
         .ok()?;
+    // `MatchKind::All`, as every path automaton: the question is whether the whole
+    // segment matches, not which alternative matches first. Under the default
+    // leftmost-first semantics `[a-c]|(?i:ab?)` stops at its first alternative's
+    // match of `a` and never sees that `ab` matches the second (found by the
+    // `router` fuzz target).
     let dfa = dense::Builder::new()
         .configure(
             dense::Config::new()
+                .match_kind(MatchKind::All)
                 .start_kind(StartKind::Anchored)
                 .dfa_size_limit(Some(max_bytes))
                 .determinize_size_limit(Some(max_bytes)),
