@@ -291,18 +291,46 @@ fn client_certificates_on_a_listener() {
     clients.leaf("alice", "alice", &["alice.test"]);
     let backend = Backend::echo("be");
     let extra = format!("client_ca = \"{}\"", clients.path("clients-ca.pem"));
-    let (_gw, tls) = start(&dir, &listener_config(&pki, &extra, &backend.url()));
+    let (gw, tls) = start(&dir, &listener_config(&pki, &extra, &backend.url()));
     let ca = pki.path("edge-ca.pem");
+    // The verified subject goes upstream as x-forwarded-client-cert (Envoy's XFCC);
+    // a client's own is dropped.
+    let forged = "X-Forwarded-Client-Cert: Subject=\"CN=admin\"";
     let cert = [
         "--cert",
         &clients.path("alice.pem"),
         "--key",
         &clients.path("alice.key"),
+        "-H",
+        forged,
     ];
-    let (status, _, verbose) = curl(tls, "api.example.com", "/", &ca, &cert);
+    let (status, _, verbose) = curl(tls, "api.example.com", "/alice", &ca, &cert);
     assert_eq!(status, 200, "{verbose}");
+    let find = |target: &str| {
+        backend
+            .requests()
+            .into_iter()
+            .find(|r| r.target == target)
+            .unwrap()
+    };
+    assert_eq!(
+        find("/alice").header_all("x-forwarded-client-cert"),
+        ["Subject=\"CN=alice\""]
+    );
     let (status, _, _) = curl(tls, "api.example.com", "/", &ca, &[]);
     assert_eq!(status, 0, "no client certificate, no handshake");
+    // Nor can a plain-HTTP client forge one.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /plain HTTP/1.1\r\nHost: gw\r\n{forged}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(find("/plain").header_all("x-forwarded-client-cert").is_empty());
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub const INFO: ForwardInfo<'static> = ForwardInfo {
     keep_client_host: false,
     drop_expect: false,
     replace_request_id: false,
+    client_cert: None,
 };
 
 /// One unit of codec work on the request path: parse `head`, write the upstream

@@ -30,6 +30,12 @@ const INITIAL_BUF: usize = 2 * 1024;
 
 /// Serves one client connection until it closes.
 pub async fn serve(shard: Rc<Shard>, io: Conn, peer: SocketAddr) {
+    serve_with(shard, io, peer, None).await
+}
+
+/// [`serve`], for a connection whose client presented a verified certificate
+/// (`client_cert`: the `x-forwarded-client-cert` value).
+pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, client_cert: Option<Box<[u8]>>) {
     shard.stats.open_connections.inc();
     shard.stats.accepted.inc();
     let mut c = ClientConn {
@@ -37,6 +43,7 @@ pub async fn serve(shard: Rc<Shard>, io: Conn, peer: SocketAddr) {
         buf: Vec::with_capacity(INITIAL_BUF),
         pos: 0,
         peer_ip: peer.ip().to_string().into_bytes(),
+        client_cert,
     };
     let mut first = true;
     // A connection accepted but not yet past its first head counts as in flight, so a

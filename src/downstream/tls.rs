@@ -6,6 +6,10 @@
 //! the deadline; one that arrives while the shard already runs `max_handshakes`
 //! handshakes is closed at once (counted as `overload`), so a flood of slow
 //! handshakes cannot take a shard's memory or CPU.
+//!
+//! On an mTLS listener the verified client certificate's subject is forwarded as
+//! `x-forwarded-client-cert: Subject="CN=…"` (Envoy's XFCC), and kept on the
+//! connection for routing and auth.
 
 use crate::config::tls::TlsServerSettings;
 use crate::io::{Conn, TlsStream};
@@ -60,5 +64,32 @@ pub async fn serve_tls(
         Some(b"http/1.1") => stats.alpn_http11.inc(),
         _ => stats.alpn_none.inc(),
     }
-    super::serve(shard, Conn::Tls(Box::new(stream)), peer).await;
+    let client_cert = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| forwarded_client_cert(leaf));
+    super::serve_with(shard, Conn::Tls(Box::new(stream)), peer, client_cert).await;
+}
+
+/// The `x-forwarded-client-cert` value (Envoy's XFCC) for a verified client
+/// certificate: `Subject="…"`, the subject as RFC 4514 text, with `"` and `\`
+/// escaped. Only rustls' verifier let the certificate through, so it parses.
+fn forwarded_client_cert(leaf: &[u8]) -> Option<Box<[u8]>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let subject = cert.subject().to_string();
+    let mut v = String::with_capacity(subject.len() + 10);
+    v.push_str("Subject=\"");
+    for ch in subject.chars() {
+        match ch {
+            '"' | '\\' => {
+                v.push('\\');
+                v.push(ch);
+            }
+            // A field value carries no control bytes.
+            c if c.is_control() => v.push(' '),
+            c => v.push(c),
+        }
+    }
+    v.push('"');
+    Some(v.into_bytes().into_boxed_slice())
 }

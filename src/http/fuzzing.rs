@@ -14,6 +14,7 @@ const INFO: ForwardInfo<'static> = ForwardInfo {
     keep_client_host: false,
     drop_expect: true,
     replace_request_id: false,
+    client_cert: None,
 };
 
 /// Request heads: parsing never panics; a parsed head lies within the input and

@@ -58,6 +58,7 @@
 //!     keep_client_host: false,
 //!     drop_expect: false,
 //!     replace_request_id: false,
+//!     client_cert: None,
 //! };
 //! write_upstream_head(&mut out, buf, &head, scratch.headers(), b"/users?id=7", b"10.0.0.2:8080", &info);
 //! assert!(out.starts_with(b"GET /users?id=7 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\n"));

@@ -25,6 +25,10 @@ pub struct ForwardInfo<'a> {
     /// Drop the client's `x-request-id` fields and send `request_id`
     /// instead (the client's id was not usable).
     pub replace_request_id: bool,
+    /// The verified client certificate of an mTLS connection, as the value of
+    /// `x-forwarded-client-cert` (`Subject="CN=alice"`); a client's own
+    /// `x-forwarded-client-cert` is always dropped.
+    pub client_cert: Option<&'a [u8]>,
 }
 
 /// Longest client `x-request-id` kept.
@@ -65,6 +69,8 @@ pub fn is_usable_request_id(v: &[u8]) -> bool {
 ///   plain-HTTP client must not be able to claim `https`).
 /// - `x-forwarded-host` (the client's host) and `x-request-id` when the client
 ///   sent none.
+/// - `x-forwarded-client-cert`: `info.client_cert` when there is one (Envoy's
+///   XFCC); the client's own fields are dropped, so none can be forged.
 pub fn write_upstream_head(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -103,6 +109,7 @@ pub fn write_upstream_head(
         if (info.drop_expect && name_is(buf, h.name, b"expect"))
             || (info.replace_request_id && name_is(buf, h.name, b"x-request-id"))
             || name_is(buf, h.name, b"x-forwarded-proto")
+            || name_is(buf, h.name, b"x-forwarded-client-cert")
         {
             continue;
         }
@@ -134,6 +141,9 @@ pub fn write_upstream_head(
     out.extend_from_slice(info.client_ip);
     out.extend_from_slice(b"\r\n");
     push_field(out, b"x-forwarded-proto", info.proto);
+    if let Some(cert) = info.client_cert {
+        push_field(out, b"x-forwarded-client-cert", cert);
+    }
     if let (false, Some(host)) = (has_fwd_host, client_host) {
         push_field(out, b"x-forwarded-host", host);
     }
@@ -157,6 +167,7 @@ mod tests {
         keep_client_host: false,
         drop_expect: false,
         replace_request_id: false,
+        client_cert: None,
     };
 
     fn rewrite(raw: &[u8], pq: &[u8], info: &ForwardInfo) -> String {
@@ -332,5 +343,47 @@ mod tests {
         ] {
             assert!(!is_usable_request_id(bad), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod client_cert_tests {
+    use super::*;
+    use crate::http::{parse_request_head, HeadLimits, HeadScratch};
+
+    #[test]
+    fn the_client_certificate_is_ours_to_say() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: Subject=\"CN=admin\"\r\n\r\n";
+        let mut scratch = HeadScratch::new();
+        let head = parse_request_head(raw, &HeadLimits::default(), &mut scratch)
+            .unwrap()
+            .unwrap();
+        let mut info = ForwardInfo {
+            client_ip: b"203.0.113.7",
+            proto: b"https",
+            request_id: b"rid",
+            keep_client_host: false,
+            drop_expect: false,
+            replace_request_id: false,
+            client_cert: None,
+        };
+        let mut out = Vec::new();
+        write_upstream_head(&mut out, raw, &head, scratch.headers(), b"/", b"up", &info);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.to_ascii_lowercase().contains("x-forwarded-client-cert"),
+            "{text}"
+        );
+        info.client_cert = Some(b"Subject=\"CN=alice\"");
+        let mut out = Vec::new();
+        write_upstream_head(&mut out, raw, &head, scratch.headers(), b"/", b"up", &info);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.matches("x-forwarded-client-cert: Subject=\"CN=alice\"\r\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("CN=admin"), "{text}");
     }
 }

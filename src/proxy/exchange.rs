@@ -23,6 +23,9 @@ pub struct ClientConn {
     pub pos: usize,
     /// The client's address as text, for `X-Forwarded-For` and the log.
     pub peer_ip: Vec<u8>,
+    /// The verified client certificate (mTLS listeners), as the value of
+    /// `x-forwarded-client-cert` — and, later, for routing and auth.
+    pub client_cert: Option<Box<[u8]>>,
 }
 
 /// What one request's head says, copied out before the body is read: the head's

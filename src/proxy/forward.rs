@@ -32,6 +32,7 @@ pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut 
             // nginx does), so the upstream must not wait to send its own.
             drop_expect: x.facts.expect_continue,
             replace_request_id: x.replace_client_id,
+            client_cert: x.client.client_cert.as_deref(),
         },
     );
 }
