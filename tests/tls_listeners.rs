@@ -57,23 +57,12 @@ fn sni_picks_exact_wildcard_and_default_certificates() {
     let claim = ["-H", "X-Forwarded-Proto: http"];
     let (status, _, verbose) = curl(tls, "api.example.com", "/claims-http", &ca, &claim);
     assert_eq!(status, 200, "{verbose}");
-    let find = |target: &str| {
-        backend
-            .requests()
-            .into_iter()
-            .find(|r| r.target == target)
-            .unwrap()
-    };
+    let find = |target: &str| received(&backend, target);
     assert_eq!(find("/claims-http").header_all("x-forwarded-proto"), ["https"]);
 
     // The plain listener beside it stays plain, whatever the client says.
-    let mut s = TcpStream::connect(gw.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /plain HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (status, body) = get_with(gw.addr, "/plain", &["X-Forwarded-Proto: https"]);
+    assert_eq!(status, 200, "{body}");
     assert_eq!(find("/plain").header_all("x-forwarded-proto"), ["http"]);
     let admin = admin_addr(&gw);
     assert!(metric(admin, "ringway_tls_handshakes_total", &[]) >= 8);
@@ -306,13 +295,7 @@ fn client_certificates_on_a_listener() {
     ];
     let (status, _, verbose) = curl(tls, "api.example.com", "/alice", &ca, &cert);
     assert_eq!(status, 200, "{verbose}");
-    let find = |target: &str| {
-        backend
-            .requests()
-            .into_iter()
-            .find(|r| r.target == target)
-            .unwrap()
-    };
+    let find = |target: &str| received(&backend, target);
     assert_eq!(
         find("/alice").header_all("x-forwarded-client-cert"),
         ["Subject=\"CN=alice\""]
@@ -320,16 +303,8 @@ fn client_certificates_on_a_listener() {
     let (status, _, _) = curl(tls, "api.example.com", "/", &ca, &[]);
     assert_eq!(status, 0, "no client certificate, no handshake");
     // Nor can a plain-HTTP client forge one.
-    let mut s = TcpStream::connect(gw.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /plain HTTP/1.1\r\nHost: gw\r\n{forged}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (status, body) = get_with(gw.addr, "/plain", &[forged]);
+    assert_eq!(status, 200, "{body}");
     assert!(find("/plain").header_all("x-forwarded-client-cert").is_empty());
 }
 

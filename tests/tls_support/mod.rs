@@ -269,14 +269,33 @@ impl Drop for HttpsBackend {
 
 /// A plain GET through the gateway's plain listener.
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_with(addr, path, &[])
+}
+
+/// [`get`] with extra header lines (`"Name: value"`).
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: gw\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
     (status, body)
+}
+
+/// The request the backend received for `target`.
+pub fn received(backend: &crate::common::Backend, target: &str) -> crate::common::Request {
+    backend
+        .requests()
+        .into_iter()
+        .find(|r| r.target == target)
+        .unwrap_or_else(|| panic!("the backend got no request for {target}"))
 }
 
 // ---------------------------------------------------------------------------------
