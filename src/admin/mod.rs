@@ -520,21 +520,21 @@ fn metrics(state: &AdminState) -> String {
         }
     }
 
-    e.family(
-        "ringway_tls_handshakes_total",
-        Kind::Counter,
-        "Completed client TLS handshakes per TLS listener.",
-    );
-    for (addr, v) in &t.tls_listeners {
-        e.sample("ringway_tls_handshakes_total", &[("listener", addr)], v[0]);
-    }
-    e.family(
-        "ringway_tls_resumed_total",
-        Kind::Counter,
-        "Client TLS handshakes that resumed a session (ticket or session id).",
-    );
-    for (addr, v) in &t.tls_listeners {
-        e.sample("ringway_tls_resumed_total", &[("listener", addr)], v[1]);
+    let listener_families = [
+        (
+            "ringway_tls_handshakes_total",
+            "Completed client TLS handshakes per TLS listener.",
+        ),
+        (
+            "ringway_tls_resumed_total",
+            "Client TLS handshakes that resumed a session (ticket or session id).",
+        ),
+    ];
+    for (i, (name, help)) in listener_families.iter().enumerate() {
+        e.family(name, Kind::Counter, help);
+        for (addr, v) in &t.tls_listeners {
+            e.sample(name, &[("listener", addr)], v[i]);
+        }
     }
     e.family(
         "ringway_tls_alpn_total",

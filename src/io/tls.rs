@@ -261,7 +261,8 @@ impl TlsStream {
     /// (clients often just close), a failure for an upstream one, so that a body
     /// that ends at close is not taken as whole when it was cut (RFC 9112 §9.8).
     pub async fn read_append(&mut self, mut buf: Vec<u8>, timeout: Duration) -> (ReadOutcome, Vec<u8>) {
-        let deadline = Instant::now() + timeout;
+        // Set at the first socket read: plaintext already decrypted needs no clock.
+        let mut deadline = None;
         let spare = buf.capacity() - buf.len();
         loop {
             match self.tls.reader().fill_buf() {
@@ -291,7 +292,13 @@ impl TlsStream {
                 if self.eof {
                     return (ReadOutcome::Eof, buf);
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = match deadline {
+                    None => {
+                        deadline = Some(Instant::now() + timeout);
+                        timeout
+                    }
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                };
                 if left.is_zero() {
                     return (ReadOutcome::TimedOut, buf);
                 }
@@ -344,6 +351,10 @@ impl TlsStream {
         let Some(control) = &self.control else {
             return Input::Unknown;
         };
+        if self.pos == self.incoming.len() {
+            self.incoming.clear();
+            self.pos = 0;
+        }
         // The socket is non-blocking (upstream sockets are made so before they
         // connect, and a dup shares the flag): this read never waits.
         let mut chunk = [0u8; 4096];
@@ -363,14 +374,14 @@ impl TlsStream {
                 Err(_) => return Input::Closed,
             }
         }
-        while self.pos < self.incoming.len() || self.eof {
-            let at = self.pos;
+        // `feed` consumes ciphertext or fails, so this ends; then the EOF, if seen.
+        while self.pos < self.incoming.len() {
             if self.feed().is_err() {
                 return Input::Closed;
             }
-            if self.eof || self.pos == at {
-                break;
-            }
+        }
+        if self.eof && self.feed().is_err() {
+            return Input::Closed;
         }
         // Looked at, not consumed: an early response is read by whoever relays it.
         match self.tls.reader().fill_buf() {

@@ -54,7 +54,9 @@ impl VerifyFailure {
     }
 }
 
-/// Connects to `addr` within `timeout`, with TLS when `tls` is given.
+/// Connects to `addr` within `timeout`, with TLS when `tls` is given (the handshake
+/// shares the timeout). Writes on the connection fail when they make no progress
+/// for `send_timeout`.
 pub async fn connect_to(
     addr: SocketAddr,
     tls: Option<&UpstreamTls>,
@@ -62,17 +64,9 @@ pub async fn connect_to(
     send_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
     let start = Instant::now();
-    let conn = connect(addr, timeout, send_timeout).await?;
+    let (stream, control) = connect_tcp(addr, timeout).await?;
     let Some(tls) = tls else {
-        return Ok(conn);
-    };
-    let Conn::Tcp {
-        stream,
-        control: Some(control),
-        ..
-    } = conn
-    else {
-        return Err(ConnectError::Failed);
+        return Ok(Conn::upstream(stream, control, send_timeout));
     };
     let mut t = TlsStream::client(stream, control, tls.config.clone(), tls.sni.clone(), send_timeout)
         .map_err(|_| ConnectError::Handshake)?;
@@ -87,18 +81,17 @@ pub async fn connect_to(
     }
 }
 
-/// Connects to `addr` within `timeout`.
+/// A TCP connection to `addr` within `timeout`, with a second descriptor of its
+/// socket (see [`Conn::upstream`]).
 ///
 /// The connect is started on a non-blocking socket and its completion awaited as a
 /// poll for writability. On timeout the half-open connection is aborted, which
 /// completes the poll: a dropped, still-pending operation would otherwise keep the
 /// socket open (for minutes, against a blackholed upstream).
-/// Writes on the connection fail when they make no progress for `send_timeout`.
-pub async fn connect(
+async fn connect_tcp(
     addr: SocketAddr,
     timeout: Duration,
-    send_timeout: Duration,
-) -> Result<Conn, ConnectError> {
+) -> Result<(TcpStream, socket2::Socket), ConnectError> {
     use socket2::{Domain, Socket, Type};
     let failed = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
@@ -131,7 +124,7 @@ pub async fn connect(
         Ok(Ok(())) => {}
     }
     match probe.take_error() {
-        Ok(None) => Ok(Conn::upstream(conn, probe, send_timeout)),
+        Ok(None) => Ok((conn, probe)),
         Ok(Some(e)) | Err(e) => Err(failed(e)),
     }
 }

@@ -19,7 +19,7 @@ mod connect;
 mod pool;
 
 pub use balance::Balancer;
-pub use connect::{connect, connect_to, ConnectError, VerifyFailure};
+pub use connect::{connect_to, ConnectError, VerifyFailure};
 pub use pool::{ConnPool, PoolKey};
 
 use crate::config::Lb;

@@ -91,11 +91,9 @@ impl FileSet {
             .all(|(p, h)| std::fs::read(p).is_ok_and(|b| super::fnv1a(&b) == *h))
     }
 
-    /// One hash over every file's.
-    pub fn hash(&self) -> u64 {
-        self.0.iter().fold(0, |acc, (_, h)| {
-            acc.rotate_left(7) ^ h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        })
+    /// The contents' hash of `path` as last read (0 if it was not).
+    pub fn hash_of(&self, path: &Path) -> u64 {
+        self.0.iter().rev().find(|(p, _)| p == path).map_or(0, |f| f.1)
     }
 
     /// The directories the files are in (to watch for renewals).

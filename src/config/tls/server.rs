@@ -298,12 +298,11 @@ pub(in crate::config) fn server_tls(
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver::new(&certificates)));
     cfg.alpn_protocols = alpn;
-    // The CA bundle's contents were hashed when it was read (the last file read for
-    // it); a bundle edited in place is a new policy.
+    // A CA bundle edited in place is a new policy.
     let policy = match &client_auth {
         ClientAuth::Off => String::new(),
         ClientAuth::Optional(p) | ClientAuth::Required(p) => {
-            let hash = files.0.iter().rev().find(|(f, _)| f == p).map_or(0, |f| f.1);
+            let hash = files.hash_of(p);
             let mode = if matches!(client_auth, ClientAuth::Optional(_)) {
                 "optional"
             } else {

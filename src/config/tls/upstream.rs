@@ -118,38 +118,40 @@ pub(in crate::config) fn upstream_tls(
     let sni = ServerName::try_from(host_for_sni.to_string())
         .map_err(|_| format!("'{sni_text}' is not a DNS name or IP address to send as SNI"))?;
     let verify = !s.insecure_skip_verify.unwrap_or(false);
-    let mut id = format!("sni={host_for_sni}");
+    // What the rustls configuration depends on — everything but the name, so
+    // upstreams that differ only in SNI share one — each file with its contents.
+    let mut settings = String::new();
     let roots = match &s.ca {
         Some(ca) => {
             let path = relative(base, ca);
             let roots = roots_from_file(files, &path)?;
-            id += &format!(
-                ";ca={}#{:016x}",
-                path.display(),
-                files.0.last().map_or(0, |f| f.1)
-            );
+            settings += &format!(";ca={}#{:016x}", path.display(), files.hash_of(&path));
             Arc::new(roots)
         }
         None => public_roots(),
     };
     if !verify {
-        id += ";insecure";
+        settings += ";insecure";
     }
     let client_cert = match (&s.client_cert, &s.client_key) {
         (None, None) => None,
         (Some(c), Some(k)) => {
             let (cert, der) = load_cert(files, relative(base, c), relative(base, k))?;
-            id += &format!(";cert={}#{:016x}", cert.cert_path.display(), files.hash());
+            settings += &format!(
+                ";cert={}#{:016x}#{:016x}",
+                cert.cert_path.display(),
+                files.hash_of(&cert.cert_path),
+                files.hash_of(&cert.key_path)
+            );
             Some((cert.key.cert.clone(), der))
         }
         _ => return Err("client_cert and client_key go together".into()),
     };
-    // The rustls configuration does not depend on the name: share it.
-    let settings_id = id[id.find(';').unwrap_or(id.len())..].to_string();
-    if let Some(cfg) = configs.0.get(&settings_id) {
+    let id: Arc<str> = format!("sni={host_for_sni}{settings}").into();
+    if let Some(cfg) = configs.0.get(&settings) {
         return Ok(UpstreamTls {
             sni,
-            id: id.into(),
+            id,
             verify,
             config: cfg.clone(),
         });
@@ -171,10 +173,10 @@ pub(in crate::config) fn upstream_tls(
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let cfg = Arc::new(cfg);
-    configs.0.insert(settings_id, cfg.clone());
+    configs.0.insert(settings, cfg.clone());
     Ok(UpstreamTls {
         sni,
-        id: id.into(),
+        id,
         verify,
         config: cfg,
     })
