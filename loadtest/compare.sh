@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/.." && pwd)
 COMMAND_LINE="$0$(printf ' %q' "$@")"
 
 # ---- defaults ---------------------------------------------------------------
-ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream)
+ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-sig)
 # The TLS scenarios are chosen explicitly (--scenarios tls-small,…).
 SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
 TARGETS=(backend ringway nginx haproxy)
@@ -314,6 +314,10 @@ EOF
     exit 1
 }
 is_tls_scenario() { [[ $1 == tls-* ]]; }
+# auth-none / auth-key / auth-sig: ringway only (the same secured route, /a/x,
+# free, with a subscription key, with a JDCLOUD2 signature per request).
+is_auth_scenario() { [[ $1 == auth-* ]]; }
+BENCH_KEY=benchkey-7f3a9c01d2e4
 LAYOUT=split
 
 # Command prefixes that pin to a CPU set in the split layout (empty when
@@ -406,6 +410,8 @@ wrk_args() {
     local -a a=(-t"$WRK_THREADS" -c"$CONNECTIONS" --latency --timeout 5s)
     case $1 in
     newconn | tls-newconn) a+=(-H 'Connection: close') ;;
+    auth-key) a+=(-H "jdcloud-apim-subscription-key: $BENCH_KEY") ;;
+    auth-sig) a+=(-s "$HERE/wrk/jdsign.lua") ;;
     routes10k) a+=(-s "$HERE/wrk/routes.lua") ;;
     backend-fail) a+=(-s "$HERE/wrk/status-count.lua") ;;
     esac
@@ -418,6 +424,7 @@ run_wrk() { # run_wrk SCENARIO TARGET SECONDS OUTFILE
     # In the background and waited for, so a signal to this script is handled
     # at once (bash defers traps until a foreground child exits).
     local url="http://127.0.0.1:${PORT_OF[$2]}/"
+    is_auth_scenario "$1" && url="http://127.0.0.1:${PORT_OF[$2]}/a/x"
     is_tls_scenario "$1" && [[ $1 != tls-upstream ]] && url="https://127.0.0.1:${TLS_PORT_OF[$2]}/"
     if [[ $1 == tls-resume ]]; then
         # wrk does not resume sessions; openssl s_time -reuse does, one connection
@@ -475,6 +482,8 @@ generate_configs() { # generate_configs SCENARIO ROUTES
         TLS=1
     fi
     [[ $1 == tls-upstream ]] && TLS_UPSTREAM=1
+    AUTH=""
+    is_auth_scenario "$1" && AUTH=${1#auth-}
     gen_ringway "$WORK"
     # The baseline binary serves the same config on its own port.
     sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
@@ -501,6 +510,8 @@ start_targets() { # start_targets SCENARIO
     for t in "${TARGETS[@]}"; do
         if is_tls_scenario "$1" && [[ $t == backend || $t == baseline ]]; then
             continue # no TLS listener: the backend is plain, a baseline may predate TLS
+        elif is_auth_scenario "$1" && [[ $t != ringway && $t != baseline ]]; then
+            continue # JD Cloud's key and signature schemes are ringway's alone
         elif [[ $t == backend ]]; then
             [[ $1 == backend-fail ]] || LIVE+=(backend)
         elif start_proxy "$t"; then

@@ -37,6 +37,27 @@ gen_ringway() {
             echo "backend = \"http://127.0.0.1:${BACKEND_PORT}\""
         fi
         echo
+        if [[ -n ${AUTH:-} ]]; then
+            # auth-*: one secured route, free / subscription key / signature.
+            echo "[[access.subscription_keys]]"
+            echo "id = \"bench\""
+            echo "key = \"${BENCH_KEY}\""
+            echo "groups = [\"secured\"]"
+            echo "[[access.key_pairs]]"
+            echo "access_key = \"AKIDBENCH01\""
+            echo "secret_key = \"s3cr3tBENCH\""
+            echo "groups = [\"secured\"]"
+            echo "[[groups]]"
+            echo "name = \"secured\""
+            case $AUTH in
+            key) echo "auth = \"subscription_key\"" ;;
+            sig) echo "auth = \"signature\"" ;;
+            esac
+            echo "  [[groups.routes]]"
+            echo "  name = \"secured\""
+            echo "  path = { prefix = \"/a\" }"
+            echo "  to = \"{#endpoints['backend']}/\""
+        fi
         echo "[[groups]]"
         echo "name = \"bench\""
         local n

@@ -7,6 +7,8 @@
 //! The thread, its runtime and its accept loops are `runtime/`'s; the connections it
 //! serves are `downstream/`'s; both reach this state through an `Rc<Shard>`.
 
+use crate::access::jdcloud;
+use crate::access::nonce::NonceStore;
 use crate::http::HeadScratch;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::ShardStats;
@@ -49,6 +51,13 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
     pub handshakes: Cell<usize>,
+    /// The node's nonces of signed requests: shared by every shard (the one
+    /// cross-core structure on the request path; see `access::nonce`).
+    pub nonces: Arc<NonceStore>,
+    pub sig_scratch: RefCell<jdcloud::Scratch>,
+    /// Backend-signature nonces: a random prefix per shard and a counter.
+    nonce_prefix: u64,
+    nonce_seq: Cell<u64>,
 }
 
 /// Size of the pooled I/O buffers used for bodies and upstream responses.
@@ -69,6 +78,7 @@ impl Shard {
         stats: Arc<ShardStats>,
         prefix: u64,
         retire: Retire,
+        nonces: Arc<NonceStore>,
     ) -> Shard {
         let view = ShardView::new(PreparedView::new(snap, &stats), id.0 as u64 + 1);
         let access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
@@ -89,7 +99,27 @@ impl Shard {
             draining: Cell::new(false),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),
+            nonces,
+            sig_scratch: RefCell::default(),
+            nonce_prefix: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::hash::RandomState::new().build_hasher();
+                h.write_usize(id.0);
+                h.finish()
+            },
+            nonce_seq: Cell::new(0),
         }
+    }
+
+    /// A nonce for a backend signature: unique per process (shard prefix and
+    /// counter), unpredictable across runs (the prefix is random).
+    pub fn backend_nonce(&self) -> [u8; 16] {
+        let seq = self.nonce_seq.get() + 1;
+        self.nonce_seq.set(seq);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.nonce_prefix.to_be_bytes());
+        out[8..].copy_from_slice(&seq.to_be_bytes());
+        out
     }
 
     /// The current snapshot view. A request keeps the `Rc` it started with.

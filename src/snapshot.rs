@@ -4,10 +4,11 @@
 //! to every shard; each shard makes its own [`ShardView`] (its own router clone and
 //! balancer state) and switches to it between requests.
 
+use crate::access::jdcloud::KeyCache;
 use crate::config::{Config, EndpointDef, UpstreamAddr};
-use crate::observe::metrics::{Histogram, ShardStats, UpstreamStats};
+use crate::observe::metrics::{Counter, Histogram, ShardStats, UpstreamStats};
 use crate::upstream::{Balancer, Endpoint, UpstreamId};
-use ringway_router::{CompiledRouter, EnvId, Origin};
+use ringway_router::{CompiledRouter, EndpointId, EnvId, Origin, RouteId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ pub struct Snapshot {
     pub default_env: EnvId,
     /// Lowercased stage header name.
     pub stage_header: Option<Vec<u8>>,
+    /// (group, environment, endpoint) → the endpoint that replaces it there
+    /// (`publish.ENV.endpoints`). Empty for most configs: then never looked up.
+    pub overrides: HashMap<(usize, EnvId, EndpointId), EndpointId>,
 }
 
 impl Snapshot {
@@ -67,6 +71,16 @@ impl Snapshot {
             .stage_header
             .as_ref()
             .map(|h| h.to_ascii_lowercase().into_bytes());
+        let mut overrides = HashMap::new();
+        for o in &config.endpoint_overrides {
+            let env = router
+                .env_id(&o.env)
+                .ok_or_else(|| format!("unknown environment '{}'", o.env))?;
+            overrides.insert(
+                (o.group, env, EndpointId(o.endpoint as u32)),
+                EndpointId(o.replacement as u32),
+            );
+        }
         Ok(Snapshot {
             version,
             config,
@@ -75,7 +89,41 @@ impl Snapshot {
             literal,
             default_env,
             stage_header,
+            overrides,
         })
+    }
+
+    /// The endpoint `route` sends to in `env` for its target's endpoint `e`: `e`,
+    /// unless the environment publishing the route's group replaces it.
+    #[inline]
+    pub fn endpoint_in(&self, route: RouteId, env: EnvId, e: EndpointId) -> EndpointId {
+        if self.overrides.is_empty() {
+            return e;
+        }
+        let group = self
+            .config
+            .routes
+            .get(route.index())
+            .map_or(usize::MAX, |r| r.group_index);
+        self.overrides.get(&(group, env, e)).copied().unwrap_or(e)
+    }
+
+    /// The version of `route`'s group that `env` publishes (versioned groups only).
+    pub fn version_in(&self, route: RouteId, env: EnvId) -> Option<&str> {
+        let group = self
+            .config
+            .groups
+            .get(self.config.routes.get(route.index())?.group_index)?;
+        group.versions.as_ref()?.in_env(self.env_name(env)?)
+    }
+
+    /// The name of environment `env`.
+    pub fn env_name(&self, env: EnvId) -> Option<&str> {
+        self.config
+            .router
+            .environments
+            .get(usize::from(env.0))
+            .map(String::as_str)
     }
 
     /// The upstream of a literal origin.
@@ -113,6 +161,50 @@ pub struct ShardView {
     pub route_stats: Vec<Arc<Histogram>>,
     /// Indexed by `UpstreamId`.
     pub upstream_stats: Vec<Arc<UpstreamStats>>,
+    pub auth_stats: AuthStats,
+    /// `[group][env]`: the histogram of the version the environment publishes, for
+    /// versioned groups (empty inner vectors for the others).
+    pub version_stats: Vec<Vec<Option<Arc<Histogram>>>>,
+    /// Signing keys of this snapshot's key pairs, derived on first use.
+    pub signing_keys: KeyCache,
+}
+
+/// Admission counters per caller and group, resolved once per snapshot:
+/// `keys[i][j]` counts subscription key `i` calling its `j`-th group (the order of
+/// its sorted `groups`), `pairs` the same for key pairs.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    pub keys: Vec<Vec<Arc<Counter>>>,
+    pub pairs: Vec<Vec<Arc<Counter>>>,
+}
+
+impl AuthStats {
+    fn new(config: &crate::config::Config, stats: &ShardStats) -> AuthStats {
+        let group = |g: &usize| config.groups.get(*g).map_or("", |g| g.name.as_str());
+        let a = &config.access;
+        AuthStats {
+            keys: a
+                .subscription_keys
+                .iter()
+                .map(|k| {
+                    k.groups
+                        .iter()
+                        .map(|g| stats.auth(group(g), &k.id, true))
+                        .collect()
+                })
+                .collect(),
+            pairs: a
+                .key_pairs
+                .iter()
+                .map(|k| {
+                    k.groups
+                        .iter()
+                        .map(|g| stats.auth(group(g), &k.access_key, true))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What a shard needs to switch to a snapshot, prepared off the shard (by the control
@@ -125,6 +217,8 @@ pub struct PreparedView {
     pub router: CompiledRouter,
     pub route_stats: Vec<Arc<Histogram>>,
     pub upstream_stats: Vec<Arc<UpstreamStats>>,
+    pub auth_stats: AuthStats,
+    pub version_stats: Vec<Vec<Option<Arc<Histogram>>>>,
 }
 
 impl PreparedView {
@@ -141,11 +235,27 @@ impl PreparedView {
             .iter()
             .map(|u| stats.upstream(&u.addr.to_string()))
             .collect();
+        let auth_stats = AuthStats::new(&snap.config, stats);
+        let envs = &snap.config.router.environments;
+        let version_stats = snap
+            .config
+            .groups
+            .iter()
+            .map(|g| match &g.versions {
+                None => Vec::new(),
+                Some(vs) => envs
+                    .iter()
+                    .map(|e| vs.in_env(e).map(|v| stats.version(&g.name, v, e)))
+                    .collect(),
+            })
+            .collect();
         PreparedView {
             snap,
             router,
             route_stats,
             upstream_stats,
+            auth_stats,
+            version_stats,
         }
     }
 }
@@ -159,6 +269,9 @@ impl ShardView {
             balancer,
             route_stats: p.route_stats,
             upstream_stats: p.upstream_stats,
+            auth_stats: p.auth_stats,
+            version_stats: p.version_stats,
+            signing_keys: KeyCache::default(),
         }
     }
 

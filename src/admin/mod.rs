@@ -348,8 +348,22 @@ fn config_json(state: &AdminState) -> String {
         "rules": config.routes.len(),
         "groups": groups
             .into_iter()
-            .map(|(name, routes)| json!({"name": name, "routes": routes}))
+            .map(|(name, routes)| {
+                let g = config.groups.iter().find(|g| g.name == name);
+                json!({
+                    "name": name,
+                    "auth": g.map_or("none", |g| g.auth.as_str()),
+                    "forward_credentials": g.is_some_and(|g| g.forward_credentials),
+                    "backend_key": g.and_then(|g| g.backend_key).and_then(|k| config.access.backend_keys.get(k)).map(|k| &k.id),
+                    "versions": g.and_then(|g| g.versions.as_ref()).map(|v| json!({
+                        "list": v.list,
+                        "published": v.published.iter().map(|(e, i)| (e.clone(), json!(v.list[*i]))).collect::<serde_json::Map<_, _>>(),
+                    })),
+                    "routes": routes,
+                })
+            })
             .collect::<Vec<_>>(),
+        "access": access_json(config),
         "shards": shards,
         "last_reload_error": state.last_reload_error(),
         "reloads": {
@@ -371,6 +385,28 @@ fn config_json(state: &AdminState) -> String {
     body
 }
 
+/// `[access]` without a single secret: key ids, access keys (public halves) and
+/// the groups each may call.
+fn access_json(config: &crate::config::Config) -> serde_json::Value {
+    use serde_json::json;
+    let a = &config.access;
+    let names = |gs: &[usize]| -> Vec<&str> {
+        gs.iter()
+            .filter_map(|&g| config.groups.get(g).map(|g| g.name.as_str()))
+            .collect()
+    };
+    json!({
+        "subscription_key_header": a.key_header,
+        "subscription_key_query": a.key_query,
+        "signature_skew_seconds": a.skew.as_secs(),
+        "nonce_capacity": a.nonce_capacity,
+        "max_signed_body": a.max_signed_body,
+        "subscription_keys": a.subscription_keys.iter().map(|k| json!({"id": k.id, "groups": names(&k.groups)})).collect::<Vec<_>>(),
+        "key_pairs": a.key_pairs.iter().map(|k| json!({"access_key": k.access_key, "groups": names(&k.groups)})).collect::<Vec<_>>(),
+        "backend_keys": a.backend_keys.iter().map(|k| json!({"id": k.id, "signed_headers": k.signed_headers})).collect::<Vec<_>>(),
+    })
+}
+
 /// Status classes as labels, indexed like [`crate::observe::metrics::Histogram::responses`].
 const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -388,6 +424,13 @@ struct Totals {
     open: u64,
     accepted: u64,
     access_log_errors: u64,
+    /// (group, caller) → admitted requests.
+    auth_allowed: BTreeMap<(String, String), u64>,
+    /// (group, code) → denied requests.
+    auth_denied: BTreeMap<(String, String), u64>,
+    /// (group, version, environment) → requests by class.
+    versions: BTreeMap<(String, String, String), HistogramSum>,
+    nonce_store_full: u64,
 }
 
 fn totals(shards: &[Arc<ShardStats>]) -> Totals {
@@ -422,6 +465,21 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         t.open = t.open.wrapping_add(s.open_connections.get());
         t.accepted += s.accepted.get();
         t.access_log_errors += s.access_log_errors.get();
+        t.nonce_store_full += s.nonce_store_full.get();
+        s.for_each_version(|g, v, env, h| {
+            t.versions
+                .entry((g.to_string(), v.to_string(), env.to_string()))
+                .or_default()
+                .add(h)
+        });
+        s.for_each_auth(|g, c, allowed, n| {
+            let m = if allowed {
+                &mut t.auth_allowed
+            } else {
+                &mut t.auth_denied
+            };
+            *m.entry((g.to_string(), c.to_string())).or_default() += n;
+        });
     }
     t
 }
@@ -442,6 +500,27 @@ fn metrics(state: &AdminState) -> String {
                 e.sample(
                     "ringway_requests_total",
                     &[("group", g), ("route", r), ("class", class)],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_version_requests_total",
+        Kind::Counter,
+        "Requests of versioned groups by group, the version served, environment and status class.",
+    );
+    for ((g, v, env), h) in &t.versions {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_version_requests_total",
+                    &[
+                        ("group", g),
+                        ("version", v),
+                        ("environment", env),
+                        ("class", class),
+                    ],
                     n,
                 );
             }
@@ -586,6 +665,28 @@ fn metrics(state: &AdminState) -> String {
         "Access log writes or opens that failed (their lines are lost).",
     );
     e.sample("ringway_access_log_errors_total", &[], t.access_log_errors);
+    e.family(
+        "ringway_auth_allowed_total",
+        Kind::Counter,
+        "Requests admitted by a group's auth, by group and caller (subscription key id or access key).",
+    );
+    for ((g, c), n) in &t.auth_allowed {
+        e.sample("ringway_auth_allowed_total", &[("group", g), ("caller", c)], n);
+    }
+    e.family(
+        "ringway_auth_denied_total",
+        Kind::Counter,
+        "Requests refused by a group's auth, by group and code (the error body's code).",
+    );
+    for ((g, c), n) in &t.auth_denied {
+        e.sample("ringway_auth_denied_total", &[("group", g), ("code", c)], n);
+    }
+    e.family(
+        "ringway_auth_nonce_store_full_total",
+        Kind::Counter,
+        "Signed requests refused with 503 because the nonce store had no room (raise access.nonce_capacity).",
+    );
+    e.sample("ringway_auth_nonce_store_full_total", &[], t.nonce_store_full);
 
     e.family(
         "ringway_config_reloads_total",

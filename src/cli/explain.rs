@@ -212,6 +212,7 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         .iter()
         .map(|c| json!({ "index": c.index, "name": c.name, "value": c.value }))
         .collect();
+    v["version"] = json!(decision.route().and_then(|r| snap.version_in(r, env)));
     v["rule"] = match decision.route() {
         Some(r) => {
             let (group, name) = router.route_name(r);
@@ -316,6 +317,9 @@ fn human(v: &Value) -> String {
         }
     }
     o += &format!("rule             {}\n", s("rule"));
+    if !v["version"].is_null() {
+        o += &format!("version          {}\n", s("version"));
+    }
     for c in v["captures"].as_array().into_iter().flatten() {
         let name = c["name"].as_str().map(|n| format!(" ({n})")).unwrap_or_default();
         let value = c["value"].as_str().unwrap_or("(did not participate)");

@@ -31,9 +31,71 @@ pub(crate) struct FileConfig {
     /// `[endpoint_groups.NAME]`.
     #[serde(default)]
     pub endpoint_groups: OrderedMap<Spanned<EndpointGroupFile>>,
+    /// `[access]`: subscription keys, signature key pairs, backend signing keys.
+    #[serde(default)]
+    pub access: AccessFile,
     /// `[[groups]]`, in order: their routes, in order, are the router's rules.
     #[serde(default)]
     pub groups: Vec<Spanned<GroupFile>>,
+}
+
+/// `[access]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessFile {
+    /// The header a subscription key comes in (default `jdcloud-apim-subscription-key`).
+    pub subscription_key_header: Option<Spanned<String>>,
+    /// A query parameter a subscription key may come in instead (default: none).
+    pub subscription_key_query: Option<Spanned<String>>,
+    /// How far `x-jdcloud-date` may be from the gateway's clock (default `5m`).
+    pub signature_skew: Option<Spanned<String>>,
+    /// Slots of the node's nonce store (default 4,194,304: 32 MiB once used).
+    pub nonce_capacity: Option<Spanned<usize>>,
+    /// The largest body a signature group reads whole to hash (default 1 MiB).
+    pub max_signed_body: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub subscription_keys: Vec<Spanned<SubscriptionKeyFile>>,
+    #[serde(default)]
+    pub key_pairs: Vec<Spanned<KeyPairFile>>,
+    #[serde(default)]
+    pub backend_keys: Vec<Spanned<BackendKeyFile>>,
+}
+
+/// `[[access.subscription_keys]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubscriptionKeyFile {
+    pub id: Spanned<String>,
+    pub key: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}
+
+/// `[[access.key_pairs]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyPairFile {
+    pub access_key: Spanned<String>,
+    pub secret_key: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}
+
+/// `[[access.backend_keys]]`: a key the gateway signs upstream requests with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackendKeyFile {
+    pub id: Spanned<String>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    /// Request header fields covered besides the fixed ones (default
+    /// `["content-type", "content-length", "x-request-id"]`).
+    pub signed_headers: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server]`.
@@ -233,8 +295,42 @@ pub(crate) struct GroupFile {
     pub hosts: Option<Vec<Spanned<String>>>,
     pub context_path: Option<Spanned<String>>,
     pub environments: Option<Vec<Spanned<String>>>,
+    /// `"none"` (default), `"subscription_key"` or `"signature"`.
+    pub auth: Option<Spanned<String>>,
+    /// Send the caller's credentials (subscription key, signature `Authorization`)
+    /// upstream too (default false: the gateway consumes them).
+    pub forward_credentials: Option<bool>,
+    /// An `[[access.backend_keys]]` id: sign every upstream request of the group.
+    pub backend_key: Option<Spanned<String>>,
+    /// The group's versions (`["0.0.1", "0.0.2"]`); with them, `publish` says which
+    /// one each environment serves.
+    pub versions: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Environment → the version it serves, or `{ version = "…", endpoints = { … } }`
+    /// with endpoint overrides for that environment.
+    pub publish: Option<Spanned<OrderedMap<Spanned<PublishFile>>>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RouteFile>>,
+}
+
+/// `publish.ENV = "0.0.2"` or `{ version = "0.0.2", endpoints = { name = "http://…" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a version string or a table { version = \"…\", endpoints = { name = \"http://…\" } }"
+)]
+pub(crate) enum PublishFile {
+    Version(String),
+    Table(PublishTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishTable {
+    pub version: String,
+    /// Endpoints of `[endpoints]` replaced, for this environment, by these. (No
+    /// spans inside an untagged enum: errors point at the publish entry.)
+    #[serde(default)]
+    pub endpoints: OrderedMap<EndpointFile>,
 }
 
 /// `[[groups.routes]]`.
@@ -250,6 +346,8 @@ pub(crate) struct RouteFile {
     pub headers: Vec<Spanned<PredicateFile>>,
     /// Overrides the group's `environments` for this route.
     pub environments: Option<Vec<Spanned<String>>>,
+    /// The group versions the route belongs to (default: every version).
+    pub versions: Option<Vec<Spanned<String>>>,
     pub to: Option<Spanned<String>>,
     pub mock: Option<Spanned<MockFile>>,
     /// Overrides `[limits] max_body_bytes` for this route (0: no limit).

@@ -16,12 +16,14 @@
 //! ` (group 'g', route 'r')` when it is about a rule; as many problems as can be found
 //! are reported at once. `docs/configuration.md` documents every key.
 
+pub mod access;
 mod error;
 pub(crate) mod file;
 mod resolve;
 mod sections;
 pub mod tls;
 mod validate;
+pub mod versions;
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +97,12 @@ pub struct Config {
     pub literal_origins: Vec<UpstreamAddr>,
     /// `[server.tls]`: TLS listeners and their certificates.
     pub tls: Option<std::sync::Arc<tls::TlsServerSettings>>,
+    /// `[access]`: keys, key pairs, backend signing keys.
+    pub access: access::AccessConfig,
+    /// Index == the group's position in the file ([`RouteConfig::group_index`]).
+    pub groups: Vec<access::GroupConfig>,
+    /// Endpoints a group's publishing environment replaces (`publish.ENV.endpoints`).
+    pub endpoint_overrides: Vec<versions::EndpointOverride>,
     /// The files the config refers to (certificates, keys, CA bundles) and their
     /// contents' hashes: a change to one is a change to the config.
     pub files: tls::FileSet,
@@ -251,6 +259,11 @@ pub struct RouteConfig {
     /// The route's own request-body limit (`u64::MAX`: none), over `[limits]`'s.
     pub max_body_bytes: Option<u64>,
     pub group: String,
+    /// Index into [`Config::groups`].
+    pub group_index: usize,
+    /// The group versions the route is in (indices into the group's
+    /// [`versions::Versions::list`]; `None`: every version, or an unversioned group).
+    pub versions: Option<Vec<usize>>,
     pub name: String,
     /// `Some` for mock routes ([`ringway_router::ActionSpec::Local`]).
     pub mock: Option<MockResponse>,

@@ -2,11 +2,13 @@
 //! routes turned into a [`RouterSpec`] that is compiled here, with every problem mapped
 //! back to the line and column it comes from.
 
+use super::access::{access, SecretSource};
 use super::error::{offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
 use super::resolve::{literal_origin, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream, TlsContext};
 use super::tls::{server_tls, upstream_tls, ClientConfigs, FileSet};
+use super::versions::{overrides, route_versions, versions, Versions};
 use super::{AdminConfig, Config, ConfigError, ConfigSource, MockResponse, RouteConfig, UpstreamAddr};
 use ringway_router::{
     ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
@@ -88,7 +90,19 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         files: &mut files,
         configs: &mut configs,
     };
-    let (endpoints, endpoint_names) = endpoints(&f, &mut d, &mut cx);
+    let (mut endpoints, mut endpoint_names) = endpoints(&f, &mut d, &mut cx);
+    let group_versions = versions(&f, &mut d);
+    let endpoint_overrides = overrides(&f, &mut d, &mut cx, &mut endpoints, &mut endpoint_names);
+    let env = |k: &str| std::env::var(k).ok();
+    let mut secrets = SecretSource {
+        base: &base,
+        files: &mut files,
+        env: &env,
+    };
+    let (access, mut groups) = access(&f, &mut d, &mut secrets);
+    for (g, v) in groups.iter_mut().zip(&group_versions) {
+        g.versions = v.clone();
+    }
 
     // Environments: the default one first, then every one named, in file order.
     let mut environments = vec![server.environment.clone()];
@@ -101,9 +115,14 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
                 environments.push(e.get_ref().clone());
             }
         }
+        for (e, _) in g.get_ref().publish.iter().flat_map(|p| &p.get_ref().0) {
+            if !environments.contains(e) {
+                environments.push(e.clone());
+            }
+        }
     }
 
-    let (mut pending, group_spans) = rules(&f.groups, &mut d);
+    let (mut pending, group_spans) = rules(&f.groups, &group_versions, &mut d);
     let mut spec = RouterSpec {
         rules: pending.iter().map(|p| p.spec.clone()).collect(),
         endpoints: endpoint_names,
@@ -201,6 +220,9 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         routes,
         literal_origins,
         tls,
+        access,
+        groups,
+        endpoint_overrides,
         files,
     })
 }
@@ -228,7 +250,11 @@ fn site_offset(text: &str, r: &RuleSpans, g: &GroupSpans, site: ErrorSite) -> us
 }
 
 /// Every route of every group, in order, with where its parts are.
-fn rules(groups: &[Spanned<GroupFile>], d: &mut Diagnostics<'_>) -> (Vec<PendingRule>, Vec<GroupSpans>) {
+fn rules(
+    groups: &[Spanned<GroupFile>],
+    versions: &[Option<Versions>],
+    d: &mut Diagnostics<'_>,
+) -> (Vec<PendingRule>, Vec<GroupSpans>) {
     let mut out = Vec::new();
     let mut spans = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -252,7 +278,8 @@ fn rules(groups: &[Spanned<GroupFile>], d: &mut Diagnostics<'_>) -> (Vec<Pending
             context_path: gf.context_path.as_ref().map(Spanned::span),
         });
         for r in &gf.routes {
-            if let Some(rule) = rule(gi, gf, r.get_ref(), d) {
+            let versions = versions.get(gi).and_then(Option::as_ref);
+            if let Some(rule) = rule(gi, gf, r.get_ref(), versions, d) {
                 out.push(rule);
             }
         }
@@ -261,7 +288,13 @@ fn rules(groups: &[Spanned<GroupFile>], d: &mut Diagnostics<'_>) -> (Vec<Pending
 }
 
 /// One route; `None` (with diagnostics) when it cannot be given to the router.
-fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Option<PendingRule> {
+fn rule(
+    gi: usize,
+    g: &GroupFile,
+    r: &RouteFile,
+    versions: Option<&Versions>,
+    d: &mut Diagnostics<'_>,
+) -> Option<PendingRule> {
     let group = g.name.get_ref().as_str();
     let name = r.name.get_ref().as_str();
     let errors_before = d.len();
@@ -349,6 +382,12 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
         }
     };
     let envs = r.environments.as_ref().or(g.environments.as_ref());
+    let route_versions = route_versions(g, r, versions, d);
+    // A versioned group's route is live where one of its versions is published.
+    let environments = match versions {
+        Some(vs) => Some(vs.environments_of(route_versions.as_deref())),
+        None => envs.map(|e| e.iter().map(|e| e.get_ref().clone()).collect()),
+    };
     let (line, column) = d.line_col(r.name.span().start);
     if d.len() > errors_before {
         return None;
@@ -362,12 +401,14 @@ fn rule(gi: usize, g: &GroupFile, r: &RouteFile, d: &mut Diagnostics<'_>) -> Opt
             context_path: g.context_path.as_ref().map(|c| c.get_ref().clone()),
             path,
             predicates,
-            environments: envs.map(|e| e.iter().map(|e| e.get_ref().clone()).collect()),
+            environments,
             action,
         },
         route: RouteConfig {
             max_body_bytes: super::sections::body_limit(r.max_body_bytes.as_ref()),
             group: group.to_string(),
+            group_index: gi,
+            versions: route_versions,
             name: name.to_string(),
             mock,
             line,

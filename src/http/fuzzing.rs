@@ -15,6 +15,8 @@ const INFO: ForwardInfo<'static> = ForwardInfo {
     drop_expect: true,
     replace_request_id: false,
     client_cert: None,
+    drop_credential: None,
+    drop_signature_fields: false,
 };
 
 /// Request heads: parsing never panics; a parsed head lies within the input and

@@ -29,7 +29,22 @@ pub struct ForwardInfo<'a> {
     /// `x-forwarded-client-cert` (`Subject="CN=alice"`); a client's own
     /// `x-forwarded-client-cert` is always dropped.
     pub client_cert: Option<&'a [u8]>,
+    /// A field the gateway consumed (a subscription key header, the signature's
+    /// `authorization`), lowercase: not forwarded.
+    pub drop_credential: Option<&'a [u8]>,
+    /// Drop the client's fields of the backend signature's names
+    /// ([`SIGNATURE_FIELDS`]): ringway adds its own, and a client's must not be
+    /// mistaken for them.
+    pub drop_signature_fields: bool,
 }
+
+/// The fields of ringway's backend signature (`access::backend`).
+pub const SIGNATURE_FIELDS: [&[u8]; 4] = [
+    b"x-ringway-date",
+    b"x-ringway-nonce",
+    b"x-ringway-content-sha256",
+    b"x-ringway-signature",
+];
 
 /// Longest client `x-request-id` kept.
 pub const MAX_REQUEST_ID: usize = 128;
@@ -110,6 +125,8 @@ pub fn write_upstream_head(
             || (info.replace_request_id && name_is(buf, h.name, b"x-request-id"))
             || name_is(buf, h.name, b"x-forwarded-proto")
             || name_is(buf, h.name, b"x-forwarded-client-cert")
+            || info.drop_credential.is_some_and(|c| name.eq_ignore_ascii_case(c))
+            || (info.drop_signature_fields && SIGNATURE_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)))
         {
             continue;
         }
@@ -168,6 +185,8 @@ mod tests {
         drop_expect: false,
         replace_request_id: false,
         client_cert: None,
+        drop_credential: None,
+        drop_signature_fields: false,
     };
 
     fn rewrite(raw: &[u8], pq: &[u8], info: &ForwardInfo) -> String {
@@ -366,6 +385,8 @@ mod client_cert_tests {
             drop_expect: false,
             replace_request_id: false,
             client_cert: None,
+            drop_credential: None,
+            drop_signature_fields: false,
         };
         let mut out = Vec::new();
         write_upstream_head(&mut out, raw, &head, scratch.headers(), b"/", b"up", &info);

@@ -9,10 +9,14 @@
 //! ```text
 //! {"time":"2024-05-01T12:00:00.123Z","id":"5f3a9c01-0-1a","client":"203.0.113.9",
 //!  "method":"GET","path":"/api/users/7","query":"x=1","group":"api","route":"users",
-//!  "upstream":"127.0.0.1:9001","status":200,"bytes":512,"duration_us":840,"upstream_us":790}
+//!  "env":"online","version":"0.0.2","caller":"mobile-app","upstream":"127.0.0.1:9001",
+//!  "status":200,"bytes":512,"duration_us":840,"upstream_us":790}
 //! ```
-//! (one line in the log; `query`, `group`, `route`, `upstream` and `upstream_us` may be
-//! `null`.)
+//! (one line in the log; `query`, `group`, `route`, `env`, `version`, `caller`,
+//! `upstream` and `upstream_us` may be `null`; `version` is the group version the
+//! environment publishes, for versioned groups; `caller` is the id of the
+//! subscription key or the access key that authenticated the request, never a
+//! secret.)
 //!
 //! Lines of different shards never interleave: every `write` holds whole lines only. A
 //! file is opened with `O_APPEND` by each shard, and the kernel appends each write to a
@@ -85,6 +89,12 @@ pub struct ResponseFields<'a> {
     pub duration_us: u64,
     /// From the start of the request to the upstream's response head.
     pub upstream_us: Option<u64>,
+    /// The authenticated caller's id (subscription key id or access key).
+    pub caller: Option<&'a str>,
+    /// The environment served, once decided.
+    pub env: Option<&'a str>,
+    /// The group version that served (versioned groups).
+    pub version: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -140,6 +150,12 @@ impl AccessLog {
         json_opt(&mut l, resp.group.map(str::as_bytes));
         l.extend_from_slice(b",\"route\":");
         json_opt(&mut l, resp.route.map(str::as_bytes));
+        l.extend_from_slice(b",\"env\":");
+        json_opt(&mut l, resp.env.map(str::as_bytes));
+        l.extend_from_slice(b",\"version\":");
+        json_opt(&mut l, resp.version.map(str::as_bytes));
+        l.extend_from_slice(b",\"caller\":");
+        json_opt(&mut l, resp.caller.map(str::as_bytes));
         l.extend_from_slice(b",\"upstream\":");
         match resp.upstream {
             Some(a) => {
@@ -274,7 +290,7 @@ fn write_lines(out: &mut impl Write, buf: &[u8], max: usize) -> io::Result<()> {
 }
 
 /// Appends `bytes` as a JSON string. Invalid UTF-8 becomes U+FFFD.
-fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let text = String::from_utf8_lossy(bytes);
     let mut from = 0;
@@ -441,6 +457,9 @@ mod tests {
                 bytes: 12,
                 duration_us: 30,
                 upstream_us: None,
+                caller: Some("mobile-app"),
+                env: Some("online"),
+                version: None,
             },
         );
         let text = String::from_utf8(std::mem::take(&mut log.buf)).unwrap();
@@ -450,6 +469,9 @@ mod tests {
         assert_eq!(v["path"], "/a\"b");
         assert!(v["query"].is_null() && v["route"].is_null() && v["upstream_us"].is_null());
         assert_eq!(v["group"], "g");
+        assert_eq!(v["caller"], "mobile-app");
+        assert_eq!(v["env"], "online");
+        assert!(v["version"].is_null());
         assert_eq!(v["upstream"], "127.0.0.1:9");
         assert_eq!((v["status"].as_u64(), v["bytes"].as_u64()), (Some(502), Some(12)));
         assert_eq!(v["duration_us"], 30);

@@ -146,6 +146,12 @@ pub struct ShardStats {
     pub version: Counter,
     /// Access log writes (or opens) that failed; their lines are lost.
     pub access_log_errors: Counter,
+    /// Signed requests refused because the nonce store had no room.
+    pub nonce_store_full: Counter,
+    /// (group, caller) → requests admitted; (group, code) → requests denied.
+    auth: Mutex<HashMap<(String, String, bool), Arc<Counter>>>,
+    /// (group, version, environment) → requests of a versioned group.
+    versions: Mutex<HashMap<(String, String, String), Arc<Histogram>>>,
     /// group → route → histogram. Two levels so lookups borrow their keys.
     routes: Mutex<HashMap<String, HashMap<String, Arc<Histogram>>>>,
     upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
@@ -196,6 +202,49 @@ impl ShardStats {
         };
         for (g, r, h) in &copy {
             f(g, r, h);
+        }
+    }
+
+    /// Requests of `group` admitted for `caller` (`allowed`) or denied with code
+    /// `caller` (`!allowed`): created on first use. Admissions are looked up once
+    /// per snapshot (the shard keeps the handles); denials per denial.
+    pub fn auth(&self, group: &str, caller: &str, allowed: bool) -> Arc<Counter> {
+        let mut m = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((group.to_string(), caller.to_string(), allowed))
+            .or_default()
+            .clone()
+    }
+
+    /// The histogram of `group`'s `version` served in `env` (created on first use;
+    /// looked up once per snapshot).
+    pub fn version(&self, group: &str, version: &str, env: &str) -> Arc<Histogram> {
+        let mut m = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((group.to_string(), version.to_string(), env.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Visits every versioned group's histogram: (group, version, environment).
+    pub fn for_each_version(&self, mut f: impl FnMut(&str, &str, &str, &Histogram)) {
+        let copy: Vec<_> = {
+            let m = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            m.iter().map(|(k, h)| (k.clone(), h.clone())).collect()
+        };
+        for ((g, v, e), h) in &copy {
+            f(g, v, e, h);
+        }
+    }
+
+    /// The denial counter of `group` and `code`.
+    pub fn auth_denied(&self, group: &str, code: &str) -> Arc<Counter> {
+        self.auth(group, code, false)
+    }
+
+    /// Visits every auth counter: (group, caller or code, allowed, value).
+    pub fn for_each_auth(&self, mut f: impl FnMut(&str, &str, bool, u64)) {
+        let m = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        for ((g, c, a), n) in m.iter() {
+            f(g, c, *a, n.get());
         }
     }
 

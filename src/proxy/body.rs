@@ -98,10 +98,21 @@ impl BodyTiming {
 /// holds no upstream connection while its body trickles in (nginx buffers request
 /// bodies for the same reason). Larger and chunked bodies are streamed.
 pub async fn buffer(c: &mut ClientConn, framing: BodyFraming, timing: BodyTiming) -> Result<(), BodyError> {
+    read_whole(c, framing, timing, BUFFER_BODY as u64).await
+}
+
+/// As [`buffer`], up to `max` bytes: a signature group reads a signed body whole
+/// to check its hash (`[access] max_signed_body`).
+pub async fn read_whole(
+    c: &mut ClientConn,
+    framing: BodyFraming,
+    timing: BodyTiming,
+    max: u64,
+) -> Result<(), BodyError> {
     let BodyFraming::Length(n) = framing else {
         return Ok(());
     };
-    if n > BUFFER_BODY as u64 {
+    if n > max {
         return Ok(());
     }
     let want = c.pos + n as usize;

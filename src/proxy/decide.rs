@@ -89,6 +89,14 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The environment served, once known.
+    pub fn env(&self) -> Option<EnvId> {
+        match self {
+            Decision::Mock { env, .. } | Decision::Proxy { env, .. } => Some(*env),
+            Decision::Refuse { env, .. } => *env,
+        }
+    }
+
     /// The winning rule, if one matched.
     pub fn route(&self) -> Option<RouteId> {
         match self {
@@ -160,7 +168,7 @@ where
     }
     target.clear();
     let dest = match router.render_target(route, scratch, req.query, target) {
-        Some(Origin::Endpoint(e)) => Some(Dest::Endpoint(*e)),
+        Some(Origin::Endpoint(e)) => Some(Dest::Endpoint(snap.endpoint_in(route, env, *e))),
         Some(o) => snap.literal_upstream(o).map(Dest::Upstream),
         None => None,
     };

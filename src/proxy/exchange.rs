@@ -9,7 +9,7 @@ use crate::observe::access_log::{Line, RequestFields};
 use crate::shard::{RequestId, Shard};
 use crate::snapshot::ShardView;
 use crate::upstream::UpstreamId;
-use ringway_router::RouteId;
+use ringway_router::{EnvId, RouteId};
 use std::time::Instant;
 
 /// The client side of one connection, as the phases see it: the stream and the
@@ -112,6 +112,8 @@ pub struct Exchange<'a> {
     pub log_line: Option<Line>,
     /// The winning rule, once decided.
     pub route: Option<RouteId>,
+    /// The environment served, once decided.
+    pub env: Option<EnvId>,
     /// The upstream picked, once picked.
     pub upstream: Option<UpstreamId>,
     /// How much of the request body has been read off the connection.
@@ -119,6 +121,27 @@ pub struct Exchange<'a> {
     /// `100 Continue` was sent to the client (once, whatever the attempts).
     pub continue_sent: bool,
     pub sent: Sent,
+    /// Who is calling, once authorization has said (groups with `auth`).
+    pub caller: Option<Caller>,
+}
+
+/// An authenticated caller: an index into the snapshot's `[access]` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// `access.subscription_keys[i]`.
+    Key(usize),
+    /// `access.key_pairs[i]`.
+    Pair(usize),
+}
+
+impl Caller {
+    /// The caller's id as logs and metrics show it (never a secret).
+    pub fn id<'c>(&self, access: &'c crate::config::access::AccessConfig) -> &'c str {
+        match *self {
+            Caller::Key(i) => access.subscription_keys.get(i).map_or("", |k| k.id.as_str()),
+            Caller::Pair(i) => access.key_pairs.get(i).map_or("", |k| k.access_key.as_str()),
+        }
+    }
 }
 
 impl<'a> Exchange<'a> {
@@ -160,6 +183,7 @@ impl<'a> Exchange<'a> {
             started,
             log_line,
             route: None,
+            env: None,
             upstream: None,
             body: if facts.has_body() {
                 BodyRead::Unread
@@ -168,6 +192,7 @@ impl<'a> Exchange<'a> {
             },
             continue_sent: false,
             sent: Sent::default(),
+            caller: None,
         }
     }
 }

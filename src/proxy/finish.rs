@@ -13,8 +13,14 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
     if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
         h.record(outcome.status, micros);
     }
-    let Some(line) = x.log_line.take() else { return };
     let rule = x.route.and_then(|r| view.snap.config.routes.get(r.index()));
+    if let (Some(rule), Some(env)) = (rule, x.env) {
+        let per_env = view.version_stats.get(rule.group_index);
+        if let Some(Some(h)) = per_env.and_then(|v| v.get(usize::from(env.0))) {
+            h.record(outcome.status, micros);
+        }
+    }
+    let Some(line) = x.log_line.take() else { return };
     let upstream_us = x
         .sent
         .upstream_head
@@ -29,6 +35,9 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
             bytes: x.sent.body_bytes,
             duration_us: micros,
             upstream_us,
+            caller: x.caller.map(|c| c.id(&view.snap.config.access)),
+            env: x.env.and_then(|e| view.snap.env_name(e)),
+            version: x.route.zip(x.env).and_then(|(r, e)| view.snap.version_in(r, e)),
         },
     );
 }

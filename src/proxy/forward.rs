@@ -1,8 +1,10 @@
 //! Forwarding: the upstream request head written from the client's, then sent with
 //! the request body streamed behind it.
 
+use crate::access::backend::{sign_head, SigningKey};
+use crate::config::access::Auth;
 use crate::http::write_upstream_head;
-use crate::http::ForwardInfo;
+use crate::http::{BodyFraming, ForwardInfo};
 use crate::io::Conn;
 use crate::proxy::body::{pump, BodyError, BodyTiming, Sink};
 use crate::proxy::error::ProxyError;
@@ -13,9 +15,31 @@ use crate::upstream::UpstreamId;
 /// Writes into `out` the head sent to `upstream` for `x`: `target` as the
 /// request-target, the upstream's authority as Host (unless the config keeps the
 /// client's), hop-by-hop fields dropped, forwarding fields and the request id added.
+/// The caller's credentials are consumed (unless the group forwards them), and a
+/// group with a backend key has the head signed last, as it is sent.
 pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut Vec<u8>) {
     let snap = &x.view.snap;
     let up = snap.upstream(upstream);
+    let access = &snap.config.access;
+    let group = crate::proxy::policy::auth::group(x).map(|(_, g)| g);
+    let consumed = group.filter(|g| !g.forward_credentials).map(|g| g.auth);
+    let drop_credential: Option<&[u8]> = match consumed {
+        Some(Auth::SubscriptionKey) => Some(access.key_header.as_bytes()),
+        Some(Auth::Signature) => Some(b"authorization"),
+        _ => None,
+    };
+    // A subscription key that came in the query leaves it too.
+    let stripped;
+    let target = match (consumed, &access.key_query) {
+        (Some(Auth::SubscriptionKey), Some(param)) => {
+            stripped = without_query_param(target, param.as_bytes());
+            stripped.as_deref().unwrap_or(target)
+        }
+        _ => target,
+    };
+    let signing = group
+        .and_then(|g| g.backend_key)
+        .and_then(|k| access.backend_keys.get(k));
     write_upstream_head(
         out,
         &x.client.buf,
@@ -33,8 +57,77 @@ pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut 
             drop_expect: x.facts.expect_continue,
             replace_request_id: x.replace_client_id,
             client_cert: x.client.client_cert.as_deref(),
+            drop_credential,
+            drop_signature_fields: signing.is_some(),
         },
     );
+    if let Some(key) = signing {
+        let key = SigningKey {
+            id: &key.id,
+            secret: key.secret.expose(),
+            headers: &key.signed_headers,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let body = body_in_memory(x).map(crate::config::access::sha256);
+        let mut scratch = x.shard.take_small();
+        sign_head(
+            out,
+            &key,
+            now,
+            x.shard.backend_nonce(),
+            body.as_ref(),
+            &mut scratch,
+        );
+        x.shard.give_small(scratch);
+    }
+}
+
+/// The whole request body, if it is in the client buffer now (no body: empty).
+fn body_in_memory<'b>(x: &'b Exchange<'_>) -> Option<&'b [u8]> {
+    match (x.facts.framing, x.body) {
+        (BodyFraming::None, _) => Some(&[]),
+        (BodyFraming::Length(n), BodyRead::Unread) => {
+            let start = x.client.pos;
+            x.client
+                .buf
+                .get(start..start.checked_add(usize::try_from(n).ok()?)?)
+        }
+        _ => None,
+    }
+}
+
+/// `target` without its query parameters named `name`; `None` if it has none.
+fn without_query_param(target: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let q = memchr::memchr(b'?', target)?;
+    let is_it = |p: &[u8]| p.strip_prefix(name).is_some_and(|r| r.is_empty() || r[0] == b'=');
+    let params = target[q + 1..].split(|&b| b == b'&');
+    if !params.clone().any(is_it) {
+        return None;
+    }
+    let mut out = target[..q].to_vec();
+    for p in params.filter(|p| !is_it(p)) {
+        out.push(if out.len() == q { b'?' } else { b'&' });
+        out.extend_from_slice(p);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_query_param;
+
+    #[test]
+    fn the_key_parameter_leaves_the_query() {
+        let strip =
+            |t: &str| without_query_param(t.as_bytes(), b"key").map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(strip("/a?key=1&b=2").as_deref(), Some("/a?b=2"));
+        assert_eq!(strip("/a?b=2&key=1&c").as_deref(), Some("/a?b=2&c"));
+        assert_eq!(strip("/a?key=1").as_deref(), Some("/a"));
+        assert_eq!(strip("/a?keys=1"), None);
+        assert_eq!(strip("/a"), None);
+    }
 }
 
 /// How much of the request went upstream.

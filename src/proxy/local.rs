@@ -201,6 +201,35 @@ pub async fn refuse(x: &mut Exchange<'_>, status: u16, problem: &str) -> Outcome
     respond(x, &resp).await
 }
 
+/// Answers an authorization refusal: a JSON body with a stable `code`, a message
+/// naming the problem and the request id; `WWW-Authenticate` on a 401.
+pub async fn deny(x: &mut Exchange<'_>, d: &crate::proxy::policy::auth::Denial) -> Outcome {
+    let body = json_error(d.code, &d.message, x.id.as_bytes());
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(scheme) = d.challenge {
+        headers.push(("www-authenticate".to_string(), scheme.to_string()));
+    }
+    let resp = LocalResponse {
+        status: d.status,
+        headers: &headers,
+        body: &body,
+    };
+    respond(x, &resp).await
+}
+
+/// `{"code":"…","message":"…","request_id":"…"}` and a newline.
+pub fn json_error(code: &str, message: &str, request_id: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + message.len());
+    out.extend_from_slice(b"{\"code\":");
+    crate::observe::access_log::json_str(&mut out, code.as_bytes());
+    out.extend_from_slice(b",\"message\":");
+    crate::observe::access_log::json_str(&mut out, message.as_bytes());
+    out.extend_from_slice(b",\"request_id\":");
+    crate::observe::access_log::json_str(&mut out, request_id);
+    out.extend_from_slice(b"}\n");
+    out
+}
+
 /// Answers a failed proxy attempt as [`ProxyError::answer`] says.
 pub async fn fail(x: &mut Exchange<'_>, err: ProxyError) -> Outcome {
     match err.answer() {

@@ -5,7 +5,8 @@
 //!   1 decide    environment + rule + target           decide.rs   (pure; `explain` too)
 //!   │           ├─ mock          → local answer        local.rs
 //!   │           └─ refusal       → local answer        local.rs
-//!   2 policies  body limit; auth, limits (to come)     policy/
+//!   2 policies  auth (keys, signatures); body limit    policy/
+//!               (limits to come)
 //!               a small body is read whole             body.rs
 //!   3 pick      endpoint group → one upstream          upstream::Balancer
 //!   4 rewrite   the upstream request head              forward.rs
@@ -48,16 +49,23 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
     let mut target = x.shard.take_small();
     let decision = decide_request(x, &mut target); // 1
     x.route = decision.route();
-    let outcome = match decision {
-        Decision::Mock { route, .. } => local::mock(x, route).await,
-        Decision::Refuse { refusal, .. } => {
+    x.env = decision.env();
+    let authorized = match decision {
+        Decision::Refuse { .. } => Ok(()),
+        _ => policy::auth::authorize(x).await, // 2 (auth)
+    };
+    let outcome = match (authorized, decision) {
+        (Err(policy::auth::Refused::Denied(d)), _) => local::deny(x, &d).await,
+        (Err(policy::auth::Refused::Failed(e)), _) => local::fail(x, e).await,
+        (Ok(()), Decision::Mock { route, .. }) => local::mock(x, route).await,
+        (Ok(()), Decision::Refuse { refusal, .. }) => {
             if refusal == Refusal::NoMatch {
                 x.shard.stats.no_match.inc();
             }
             let status = refusal.status(x.view.snap.config.server.no_match_status);
             local::refuse(x, status, &refusal.problem()).await
         }
-        Decision::Proxy { dest, .. } => match proxy(x, dest, &target).await {
+        (Ok(()), Decision::Proxy { dest, .. }) => match proxy(x, dest, &target).await {
             Ok(outcome) => outcome,
             Err(e) => local::fail(x, e).await,
         },

@@ -140,6 +140,11 @@ impl Gateway {
         let forced = std::env::var("RINGWAY_DRIVER").ok();
         let prefix = instance_prefix();
         let (retire, graveyard) = mpsc::channel::<Box<dyn Send>>();
+        // One nonce store for the process, whatever reloads do (a smaller or larger
+        // `nonce_capacity` applies at the next start).
+        let nonces = Arc::new(crate::access::nonce::NonceStore::new(
+            snap.config.access.nonce_capacity,
+        ));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Driver, String>>();
         let mut controls = Vec::with_capacity(shards);
         let mut handles = Vec::with_capacity(shards);
@@ -147,7 +152,7 @@ impl Gateway {
             let (tx, rx) = async_channel::unbounded();
             controls.push(tx);
             let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-            let (snap, stats, retire) = (snap.clone(), stats.clone(), retire.clone());
+            let (snap, stats, retire, nonces) = (snap.clone(), stats.clone(), retire.clone(), nonces.clone());
             let (forced, ready) = (forced.clone(), ready_tx.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("ringway-shard-{i}"))
@@ -155,7 +160,7 @@ impl Gateway {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let shard = move || Shard::new(ShardId(i), snap, stats, prefix, retire);
+                    let shard = move || Shard::new(ShardId(i), snap, stats, prefix, retire, nonces);
                     shard_thread::run(shard, listeners, rx, forced.as_deref(), ready);
                 })
                 .map_err(|e| StartError(format!("cannot start shard {i}: {e}")))?;

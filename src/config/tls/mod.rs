@@ -78,7 +78,7 @@ pub(in crate::config) fn relative(base: &Path, p: &str) -> PathBuf {
 pub struct FileSet(pub Vec<(PathBuf, u64)>);
 
 impl FileSet {
-    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
+    pub(in crate::config) fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
         self.0.push((path.to_path_buf(), super::fnv1a(&bytes)));
         Ok(bytes)

@@ -5,18 +5,21 @@
 //! upstream work). A policy may read the [`Exchange`] and the shard's state; it
 //! answers by returning a [`ProxyError`], whose `answer` is the client's response.
 //!
-//! The rooms, in the order they will run:
-//! - `auth.rs` — access authorization: subscription keys, signature key pairs
-//!   (issue 11). Records the caller's identity on the exchange for what follows.
+//! The rooms, in the order they run:
+//! - [`auth`] — access authorization: subscription keys, signature key pairs.
+//!   Records the caller's identity on the exchange for what follows. Runs for mock
+//!   routes too (a group's auth covers every route of it).
 //! - `limits.rs` — traffic control: per group, route, key and client-IP limits from
-//!   shard-local leases (issue 12).
+//!   shard-local leases (issue 12, to come).
 //!
 //! Backend signing is not a policy: it edits the upstream head, in the rewrite.
 //!
-//! Today: the request-body limit (`max_body_bytes`, per route over `[limits]`). A
+//! Then the request-body limit (`max_body_bytes`, per route over `[limits]`). A
 //! declared `Content-Length` over it is refused here, before an upstream is picked;
 //! a chunked body is counted as it streams (`body.rs`), and refused when its running
 //! total passes the limit.
+
+pub mod auth;
 
 use crate::http::BodyFraming;
 use crate::proxy::error::ProxyError;
