@@ -45,6 +45,7 @@ HAPROXY_TLS_PORT=${HAPROXY_TLS_PORT:-18445}
 # tls-upstream: stunnel terminates TLS in front of the backend.
 STUNNEL_PORT=${STUNNEL_PORT:-19443}
 BASELINE_BIN=
+PROXY_QUOTA=
 # CPU sets for the split layout (override for bigger machines).
 LOAD_CPUS=${LOAD_CPUS:-0}
 PROXY_CPUS=${PROXY_CPUS:-}
@@ -73,6 +74,10 @@ usage: loadtest/compare.sh [options]
   --ringway-bin PATH  ringway binary (default target/release/ringway)
   --baseline-bin PATH a second ringway binary (e.g. the previous commit), run as
                       target "baseline" with the same config: before/after in one run
+  --proxy-cpu-quota P cap each proxy (its whole process tree) at P% of one CPU with a
+                      cgroup (v1 cpu or v2 cpu.max), so that the proxy, not the client,
+                      is the bottleneck of a scenario the client cannot saturate
+                      (tls-newconn on two cores); rates then compare at equal CPU
 
 Ports (env): BACKEND_PORT=$BACKEND_PORT RINGWAY_PORT=$RINGWAY_PORT NGINX_PORT=$NGINX_PORT HAPROXY_PORT=$HAPROXY_PORT BASELINE_PORT=$BASELINE_PORT
 Split layout CPUs (env): LOAD_CPUS=$LOAD_CPUS (wrk + backend), PROXY_CPUS (default: 1..nproc-1)
@@ -104,6 +109,7 @@ while (($#)); do
     --backend-bin) BACKEND_BIN=$2; shift 2 ;;
     --ringway-bin) RINGWAY_BIN=$2; shift 2 ;;
     --baseline-bin) BASELINE_BIN=$2; shift 2 ;;
+    --proxy-cpu-quota) PROXY_QUOTA=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -157,6 +163,7 @@ cleanup() {
     trap - EXIT INT TERM
     local pid
     for pid in "${STARTED_PIDS[@]}"; do stop_tree "$pid"; done
+    [[ -n ${CAP_DIR:-} && -d $CAP_DIR ]] && rmdir "$CAP_DIR" 2>/dev/null
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -167,6 +174,33 @@ forget_pid() {
     local keep=() p
     for p in "${STARTED_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
     STARTED_PIDS=("${keep[@]}")
+}
+
+# ---- CPU quota (--proxy-cpu-quota) ------------------------------------------
+CAP_DIR=
+make_cap() {
+    [[ -n $PROXY_QUOTA ]] || return 0
+    local quota=$((PROXY_QUOTA * 1000))
+    if [[ -w /sys/fs/cgroup/cpu && -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]]; then
+        CAP_DIR=/sys/fs/cgroup/cpu/ringway-compare-$$
+        mkdir -p "$CAP_DIR"
+        echo 100000 >"$CAP_DIR/cpu.cfs_period_us"
+        echo "$quota" >"$CAP_DIR/cpu.cfs_quota_us"
+    elif [[ -e /sys/fs/cgroup/cgroup.controllers ]]; then
+        CAP_DIR=/sys/fs/cgroup/ringway-compare-$$
+        echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        mkdir -p "$CAP_DIR"
+        echo "$quota 100000" >"$CAP_DIR/cpu.max"
+    else
+        log "--proxy-cpu-quota: no writable cgroup cpu controller"
+        exit 1
+    fi
+    log "proxies capped at ${PROXY_QUOTA}% of one CPU ($CAP_DIR)"
+}
+cap_proxy() { # cap_proxy PID: the process and its descendants (nginx workers)
+    [[ -n $CAP_DIR ]] || return 0
+    local p
+    for p in "$1" $(descendants "$1"); do echo "$p" >"$CAP_DIR/cgroup.procs" 2>/dev/null || true; done
 }
 
 # ---- tools --------------------------------------------------------------------
@@ -239,10 +273,12 @@ write_machine_info() {
         echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); nginx: $(nginx -v 2>&1 | cut -d/ -f2); haproxy: $(haproxy -v | head -1 | cut -d' ' -f3)"
         echo "- settings: layout ${LAYOUTS[*]}, shards $SHARDS, rounds $ROUNDS, duration ${DURATION}s, warm-up ${WARMUP}s, wrk -t$WRK_THREADS -c$CONNECTIONS"
         echo "- split layout: proxy on CPUs $PROXY_CPUS, wrk and backend on CPUs $LOAD_CPUS"
+        [[ -n $PROXY_QUOTA ]] && echo "- proxies capped at ${PROXY_QUOTA}% of one CPU (cgroup)"
         echo "- command: \`$COMMAND_LINE\`"
     } >"$OUT/machine.md"
 }
 write_machine_info
+make_cap
 
 # ---- /proc accounting -----------------------------------------------------------
 # utime+stime (clock ticks) of a process tree; each /proc/PID/stat already
@@ -393,6 +429,7 @@ start_proxy() {
         stop_target "$t"
         return 1
     fi
+    cap_proxy "${PID_OF[$t]}"
 }
 
 # ---- scenarios --------------------------------------------------------------------

@@ -625,6 +625,35 @@ fn requests_signed_by_jd_sdk_are_accepted_and_every_tamper_is_refused() {
     }
     c.send(format!("{raw}\r\n").as_bytes());
     assert_eq!(outcome(&c.response()), (413, "signed_body_too_large".into()));
+
+    // A forged signature with a declared body hash is refused before any of its
+    // body is read: the answer comes at once, with the body never sent.
+    let mut h = jd_sign(&py, "POST", &url, "x", AK, "not-the-secret", None, None).0;
+    h.retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
+    let mut raw = format!("POST /api/v1/stores HTTP/1.1\r\nHost: {host}\r\nContent-Length: 500000\r\n");
+    for (k, v) in &h {
+        raw += &format!("{k}: {v}\r\n");
+    }
+    let mut c = Client::connect(gw.addr);
+    c.send(format!("{raw}\r\n").as_bytes());
+    let r = c.response();
+    assert_eq!(outcome(&r), (401, "signature_mismatch".into()));
+    assert!(r.closes() && c.is_closed(), "a refused caller's body is not read: the connection closes");
+
+    // Nonces compare as the signature covers them: "a  b" is a replay of "a b".
+    let s = jd_sign(&py, "GET", &url, "", AK, SK, None, Some("test nonce"));
+    assert_eq!(
+        send(gw.addr, "GET", "/api/v1/stores", &host, &s.0, "").status,
+        200
+    );
+    let mut h = s.0.clone();
+    for (k, v) in h.iter_mut() {
+        if k == "x-jdcloud-nonce" {
+            *v = "test  nonce".into();
+        }
+    }
+    let r = send(gw.addr, "GET", "/api/v1/stores", &host, &h, "");
+    assert_eq!(outcome(&r), (401, "replayed_nonce".into()));
 }
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -42,12 +42,15 @@ fn signature(c: &mut Criterion) {
             ))
         })
     });
-    let store = NonceStore::new(1 << 22);
+    let store = NonceStore::new(1 << 22, signed::NOW);
+    store.allocate();
     let mut n = 0u64;
     g.bench_function("nonce_admit", |b| {
         b.iter(|| {
             n += 1;
-            assert_eq!(store.admit(b"AKIDEXAMPLE01", &n.to_le_bytes(), 300), Admit::Fresh);
+            let nonce = n.to_le_bytes();
+            let admitted = store.admit(b"AKIDEXAMPLE01", &nonce, signed::NOW + 300, signed::NOW);
+            assert_eq!(admitted, Admit::Fresh);
         })
     });
     let headers = vec![

@@ -124,6 +124,6 @@ pub mod signed {
         let Ok(auth): Result<Authorization<'_>, _> = jdcloud::parse_authorization(value) else {
             return false;
         };
-        jdcloud::verify(&request(), &auth, None, NOW, 300, key, scratch).is_ok()
+        jdcloud::verify(&request(), &auth, jdcloud::Body::Empty, NOW, 300, key, scratch).is_ok()
     }
 }

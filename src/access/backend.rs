@@ -54,7 +54,7 @@ pub struct SigningKey<'a> {
 /// its blank line, as written by `write_upstream_head`. `now` is epoch seconds,
 /// `nonce` 16 random bytes, `body_sha256` the body's hash when it is in memory.
 /// Returns false (and leaves `head` as it was) if `head` does not parse, which
-/// would be a bug in the head writer.
+/// would be a bug in the head writer; the caller must then not send it.
 pub fn sign_head(
     head: &mut Vec<u8>,
     key: &SigningKey<'_>,
@@ -63,7 +63,9 @@ pub fn sign_head(
     body_sha256: Option<&[u8; 32]>,
     scratch: &mut Vec<u8>,
 ) -> bool {
-    let mut fields = [httparse::EMPTY_HEADER; 128];
+    // One slot per line of the head: never too few, whatever `max_headers` allows.
+    let lines = memchr::memchr_iter(b'\n', head).count();
+    let mut fields = vec![httparse::EMPTY_HEADER; lines];
     let mut req = httparse::Request::new(&mut fields);
     let (Ok(httparse::Status::Complete(len)), Some(method), Some(target)) =
         (req.parse(head), req.method, req.path)
@@ -244,6 +246,23 @@ mod tests {
                 "{from} → {to} still verifies"
             );
         }
+    }
+
+    #[test]
+    fn many_fields_are_signed_not_skipped() {
+        let headers = vec!["x-a".to_string()];
+        let key = SigningKey {
+            id: "k",
+            secret: b"s",
+            headers: &headers,
+        };
+        let mut head = b"GET / HTTP/1.1\r\nhost: h\r\n".to_vec();
+        for _ in 0..300 {
+            head.extend_from_slice(b"x-a: 1\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(sign_head(&mut head, &key, 0, [0; 16], None, &mut Vec::new()));
+        assert!(verify(&String::from_utf8(head).unwrap(), b"s"));
     }
 
     #[test]

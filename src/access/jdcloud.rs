@@ -243,6 +243,17 @@ pub fn canonical_request(
     auth: &Authorization<'_>,
     payload_hash: &[u8],
 ) -> Result<(), Reject> {
+    canonical_request_with(out, req, auth, payload_hash, Plus::Bare)
+}
+
+/// [`canonical_request`] with a bare `+` in the query read as `plus` says.
+pub fn canonical_request_with(
+    out: &mut Vec<u8>,
+    req: &Request<'_>,
+    auth: &Authorization<'_>,
+    payload_hash: &[u8],
+    plus: Plus,
+) -> Result<(), Reject> {
     out.clear();
     out.extend_from_slice(req.method);
     out.push(b'\n');
@@ -252,7 +263,7 @@ pub fn canonical_request(
         percent_canonical(out, req.path, true);
     }
     out.push(b'\n');
-    canonical_query(out, req.query.unwrap_or_default());
+    canonical_query(out, req.query.unwrap_or_default(), plus);
     out.push(b'\n');
     for name in auth.signed_headers.split(|&b| b == b';') {
         out.extend_from_slice(name);
@@ -263,18 +274,7 @@ pub fn canonical_request(
                 out.push(b',');
             }
             any = true;
-            let mut space = false;
-            for &b in v.trim_ascii() {
-                if b == b' ' || b == b'\t' {
-                    space = true;
-                    continue;
-                }
-                if space {
-                    out.push(b' ');
-                    space = false;
-                }
-                out.push(b);
-            }
+            collapse_into(out, v);
         }
         if !any {
             return Err(Reject::MissingSignedHeader(
@@ -290,9 +290,33 @@ pub fn canonical_request(
     Ok(())
 }
 
+/// How a bare `+` in the query is canonicalized. JD's Go SDK sends a space as `+`
+/// and signs the raw query, so `+` stays `+` ([`Plus::Bare`], tried first); the
+/// Rust signer decodes it as a space and signs `%20` ([`Plus::Space`], tried when
+/// the first fails and the query has a `+`). The Java, Node and Python signers
+/// never put a bare `+` on the wire (a literal plus is `%2B`, a space `%20`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plus {
+    Bare,
+    Space,
+}
+
+/// Appends one query key or value, canonical under `plus`.
+fn query_part(out: &mut Vec<u8>, raw: &[u8], plus: Plus) {
+    for (i, piece) in raw.split(|&b| b == b'+').enumerate() {
+        if i > 0 {
+            out.extend_from_slice(match plus {
+                Plus::Bare => b"+",
+                Plus::Space => b"%20",
+            });
+        }
+        percent_canonical(out, piece, false);
+    }
+}
+
 /// `k=v&…`: each key and value percent-canonical, sorted by key then value; a
 /// parameter without `=` is `k=`; empty parameters are dropped.
-fn canonical_query(out: &mut Vec<u8>, query: &[u8]) {
+fn canonical_query(out: &mut Vec<u8>, query: &[u8], plus: Plus) {
     if query.is_empty() {
         return;
     }
@@ -305,8 +329,8 @@ fn canonical_query(out: &mut Vec<u8>, query: &[u8]) {
                 None => (p, &b""[..]),
             };
             let (mut ck, mut cv) = (Vec::with_capacity(k.len()), Vec::with_capacity(v.len()));
-            percent_canonical(&mut ck, k, false);
-            percent_canonical(&mut cv, v, false);
+            query_part(&mut ck, k, plus);
+            query_part(&mut cv, v, plus);
             (ck, cv)
         })
         .collect();
@@ -412,11 +436,66 @@ pub struct Scratch {
 }
 
 /// What a verified request carried, for the replay check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified<'a> {
-    pub nonce: &'a [u8],
+    /// The nonce as the signature covers it: trimmed, runs of spaces and tabs
+    /// collapsed to one space. `a b` and `a  b` sign the same, so they are the same
+    /// nonce to the replay check.
+    pub nonce: std::borrow::Cow<'a, [u8]>,
     /// Seconds since the epoch of `x-jdcloud-date`.
     pub date: i64,
+}
+
+/// What is known of the body when the signature is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// The request has none.
+    Empty,
+    /// Its SHA-256: `x-jdcloud-content-sha256`, if sent, must equal it.
+    Sha256(&'a [u8; 32]),
+    /// Not read yet: the signature is checked against the declared
+    /// `x-jdcloud-content-sha256` (which must be sent), and the caller compares
+    /// the body with [`declared_sha256`] once it has read it — so a forged request
+    /// costs no body read.
+    Declared,
+}
+
+/// The declared `x-jdcloud-content-sha256` of `req`, if it is well-formed.
+pub fn declared_sha256(req: &Request<'_>) -> Option<[u8; 32]> {
+    super::unhex32(req.one(b"x-jdcloud-content-sha256").ok()??)
+}
+
+/// `v` trimmed, with runs of spaces and tabs as one space (how a signed header
+/// value is canonicalized).
+pub fn collapse(v: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let v = v.trim_ascii();
+    let mut prev_space = false;
+    let clean = v.iter().all(|&b| {
+        let ok = b != b'\t' && !(b == b' ' && prev_space);
+        prev_space = b == b' ';
+        ok
+    });
+    if clean {
+        return v.into();
+    }
+    let mut out = Vec::with_capacity(v.len());
+    collapse_into(&mut out, v);
+    out.into()
+}
+
+fn collapse_into(out: &mut Vec<u8>, v: &[u8]) {
+    let mut space = false;
+    for &b in v.trim_ascii() {
+        if b == b' ' || b == b'\t' {
+            space = true;
+            continue;
+        }
+        if space {
+            out.push(b' ');
+            space = false;
+        }
+        out.push(b);
+    }
 }
 
 /// Checks the signature of `req` (already parsed `auth`), given the SHA-256 of its
@@ -425,7 +504,7 @@ pub struct Verified<'a> {
 pub fn verify<'r>(
     req: &Request<'r>,
     auth: &Authorization<'_>,
-    body_sha256: Option<&[u8; 32]>,
+    body: Body<'_>,
     now: i64,
     skew_secs: u64,
     key: &hmac::Key,
@@ -457,35 +536,43 @@ pub fn verify<'r>(
             return Err(Reject::Unsigned(must));
         }
     }
-    let mut body_hex = [0u8; 64];
-    let body_hex = match body_sha256 {
-        Some(h) => {
-            let mut v = Vec::with_capacity(64);
-            hex_lower(&mut v, h);
-            body_hex.copy_from_slice(&v);
-            &body_hex[..]
+    let mut hex_buf = Vec::with_capacity(64);
+    let body_hex: &[u8] = match body {
+        Body::Sha256(h) => {
+            hex_lower(&mut hex_buf, h);
+            &hex_buf
         }
-        None => EMPTY_SHA256.as_bytes(),
+        Body::Empty | Body::Declared => EMPTY_SHA256.as_bytes(),
     };
     let declared = req
         .one(b"x-jdcloud-content-sha256")
         .map_err(|_| Reject::BadContentSha256)?;
-    let payload_hash = match declared {
-        Some(d) => {
-            if d.len() != 64 || !d.iter().all(u8::is_ascii_hexdigit) {
-                return Err(Reject::BadContentSha256);
-            }
-            if !d.eq_ignore_ascii_case(body_hex) {
-                return Err(Reject::BodyMismatch);
-            }
-            d
+    let payload_hash = match (declared, body) {
+        (Some(d), _) if d.len() != 64 || !d.iter().all(u8::is_ascii_hexdigit) => {
+            return Err(Reject::BadContentSha256);
         }
-        None => body_hex,
+        (Some(d), Body::Declared) => d,
+        (Some(d), _) if !d.eq_ignore_ascii_case(body_hex) => return Err(Reject::BodyMismatch),
+        (Some(d), _) => d,
+        (None, Body::Declared) => return Err(Reject::BadContentSha256),
+        (None, _) => body_hex,
     };
     canonical_request(&mut scratch.canonical, req, auth, payload_hash)?;
     string_to_sign(&mut scratch.to_sign, x_date, auth, &scratch.canonical);
-    hmac::verify(key, &scratch.to_sign, &auth.signature).map_err(|_| Reject::Signature)?;
-    Ok(Verified { nonce, date })
+    if hmac::verify(key, &scratch.to_sign, &auth.signature).is_err() {
+        // The one other reading of a bare `+` (see [`Plus`]).
+        let plus = req.query.is_some_and(|q| q.contains(&b'+'));
+        if !plus {
+            return Err(Reject::Signature);
+        }
+        canonical_request_with(&mut scratch.canonical, req, auth, payload_hash, Plus::Space)?;
+        string_to_sign(&mut scratch.to_sign, x_date, auth, &scratch.canonical);
+        hmac::verify(key, &scratch.to_sign, &auth.signature).map_err(|_| Reject::Signature)?;
+    }
+    Ok(Verified {
+        nonce: collapse(nonce),
+        date,
+    })
 }
 
 #[cfg(test)]
@@ -691,7 +778,7 @@ mod tests {
                 query: Some(query),
                 headers,
             };
-            verify(&req, &auth, None, now, 300, key, s).map(|v| v.nonce.to_vec())
+            verify(&req, &auth, Body::Empty, now, 300, key, s).map(|v| v.nonce.to_vec())
         };
         assert_eq!(parse_date(b"20261201T120000Z"), Some(NOON));
         assert_eq!(
@@ -783,10 +870,10 @@ mod tests {
         let auth = parse_authorization(v.as_bytes()).unwrap();
         let key = signing_key(b"SK", auth.date, auth.region, auth.service);
         let mut s = Scratch::default();
-        assert!(verify(&req, &auth, Some(&digest), NOON, 300, &key, &mut s).is_ok());
+        assert!(verify(&req, &auth, Body::Sha256(&digest), NOON, 300, &key, &mut s).is_ok());
         let other = [7u8; 32];
         assert_eq!(
-            verify(&req, &auth, Some(&other), NOON, 300, &key, &mut s),
+            verify(&req, &auth, Body::Sha256(&other), NOON, 300, &key, &mut s),
             Err(Reject::BodyMismatch)
         );
         // Without the header, the body's own hash is signed: another body fails.
@@ -794,11 +881,61 @@ mod tests {
             headers: &headers[..3],
             ..req
         };
-        assert!(verify(&req, &auth, Some(&digest), NOON, 300, &key, &mut s).is_ok());
+        assert!(verify(&req, &auth, Body::Sha256(&digest), NOON, 300, &key, &mut s).is_ok());
         assert_eq!(
-            verify(&req, &auth, Some(&other), NOON, 300, &key, &mut s),
+            verify(&req, &auth, Body::Sha256(&other), NOON, 300, &key, &mut s),
             Err(Reject::Signature)
         );
+    }
+
+    #[test]
+    fn a_bare_plus_is_read_as_go_and_as_rust_sign_it() {
+        let headers: Vec<(&[u8], &[u8])> = vec![
+            (b"host", b"h"),
+            (b"x-jdcloud-date", b"20261201T120000Z"),
+            (b"x-jdcloud-nonce", b"n"),
+        ];
+        let req = Request {
+            method: b"GET",
+            path: b"/v1/instances",
+            query: Some(b"filters.1.values.1=my+vm"),
+            headers: &headers,
+        };
+        let unsigned = format!(
+            "JDCLOUD2-HMAC-SHA256 Credential=AK/20261201/r/s/jdcloud2_request, SignedHeaders=host;x-jdcloud-date;x-jdcloud-nonce, Signature={}",
+            "0".repeat(64)
+        );
+        let auth = parse_authorization(unsigned.as_bytes()).unwrap();
+        let key = signing_key(b"SK", auth.date, auth.region, auth.service);
+        // Go signs the raw query ("my+vm"); Rust signs a decoded space ("my%20vm").
+        for plus in [Plus::Bare, Plus::Space] {
+            let (mut c, mut s) = (Vec::new(), Vec::new());
+            canonical_request_with(&mut c, &req, &auth, EMPTY_SHA256.as_bytes(), plus).unwrap();
+            let text = String::from_utf8(c.clone()).unwrap();
+            assert!(
+                text.contains(if plus == Plus::Bare { "=my+vm" } else { "=my%20vm" }),
+                "{text}"
+            );
+            string_to_sign(&mut s, b"20261201T120000Z", &auth, &c);
+            let value = unsigned.replace(&"0".repeat(64), &sign(&key, &s));
+            let signed = parse_authorization(value.as_bytes()).unwrap();
+            let v = verify(
+                &req,
+                &signed,
+                Body::Empty,
+                NOON,
+                300,
+                &key,
+                &mut Scratch::default(),
+            );
+            assert!(v.is_ok(), "{plus:?}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn the_nonce_is_canonical() {
+        assert_eq!(&*collapse(b"  test \t  nonce "), b"test nonce");
+        assert!(matches!(collapse(b"a b"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
@@ -818,7 +955,7 @@ mod tests {
         let auth = parse_authorization(v.as_bytes()).unwrap();
         let key = signing_key(b"SK", auth.date, auth.region, auth.service);
         assert_eq!(
-            verify(&req, &auth, None, NOON, 300, &key, &mut Scratch::default()),
+            verify(&req, &auth, Body::Empty, NOON, 300, &key, &mut Scratch::default()),
             Err(Reject::Unsigned("x-jdcloud-nonce"))
         );
     }

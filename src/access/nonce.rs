@@ -20,9 +20,13 @@
 //! microseconds costs the original too. Copies are left in place until they expire,
 //! so a third try is refused as well.)
 //!
-//! A fingerprint is 38 bits of a keyed SipHash over the key and nonce; the slot index
+//! A fingerprint is 36 bits of a keyed SipHash over the key and nonce; the slot index
 //! comes from other bits of the same hash. A fresh nonce is falsely refused only if a
-//! live entry in its 16-slot window has the same 38 bits: under 2^-33 per request.
+//! live entry in its 16-slot window has the same 36 bits: under 2^-31 per request.
+//! Expiry is 28 bits of wall-clock seconds since the store was made, the clock the
+//! date window is checked with, so an entry outlives the window it guards: the
+//! caller stores `date + skew + 1`, and a replay is accepted by the date check only
+//! while `now <= date + skew`.
 //!
 //! The table does not grow: `capacity` slots, allocated on first use (8 bytes each).
 //! When a window has no free slot the request is refused ([`Admit::Full`]): the store
@@ -33,15 +37,13 @@
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 /// Slots probed per nonce: two cache lines.
 const WINDOW: usize = 16;
-const EXP_BITS: u32 = 26;
+const EXP_BITS: u32 = 28;
 const EXP_MASK: u64 = (1 << EXP_BITS) - 1;
-/// Entries are compared with wrapping arithmetic on `EXP_BITS` seconds, so a
-/// lifetime must stay well under half that (2^25 s is about a year).
-pub const MAX_LIFETIME_SECS: u64 = 1 << (EXP_BITS - 2);
+/// The most slots a store may have (8 bytes each: 2 GiB).
+pub const MAX_CAPACITY: usize = 1 << 28;
 
 /// What [`NonceStore::admit`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,17 +62,20 @@ pub struct NonceStore {
     capacity: usize,
     slots: OnceLock<Box<[AtomicU64]>>,
     hasher: RandomState,
-    epoch: Instant,
+    /// Wall-clock second the entries' expiry times count from.
+    epoch: i64,
 }
 
 impl NonceStore {
-    /// A store of `capacity` slots (at least one window), allocated on first use.
-    pub fn new(capacity: usize) -> NonceStore {
+    /// A store of `capacity` slots (at least one window, at most [`MAX_CAPACITY`]),
+    /// allocated on first use (or by [`NonceStore::allocate`]); `now` is the wall
+    /// clock in epoch seconds.
+    pub fn new(capacity: usize, now: i64) -> NonceStore {
         NonceStore {
-            capacity: capacity.max(WINDOW),
+            capacity: capacity.clamp(WINDOW, MAX_CAPACITY),
             slots: OnceLock::new(),
             hasher: RandomState::new(),
-            epoch: Instant::now(),
+            epoch: now,
         }
     }
 
@@ -78,31 +83,39 @@ impl NonceStore {
         self.capacity
     }
 
-    /// Admits `nonce` of `key` if it was not seen within its lifetime; a fresh one
-    /// is remembered for `lifetime_secs` (at least 1, at most [`MAX_LIFETIME_SECS`]).
-    pub fn admit(&self, key: &[u8], nonce: &[u8], lifetime_secs: u64) -> Admit {
-        let slots = self
-            .slots
-            .get_or_init(|| (0..self.capacity).map(|_| AtomicU64::new(0)).collect());
+    /// Allocates the table now (at start, when the config signs requests), so the
+    /// first signed request does not pay for it.
+    pub fn allocate(&self) {
+        self.slots();
+    }
+
+    fn slots(&self) -> &[AtomicU64] {
+        self.slots
+            .get_or_init(|| (0..self.capacity).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Admits `nonce` of `key` if it was not seen before and is still remembered.
+    /// A fresh one is remembered until `expires` (epoch seconds; expired once the
+    /// clock reaches it). `now` is the same wall clock the caller checked the
+    /// request's date against, so an entry outlives the window it guards.
+    pub fn admit(&self, key: &[u8], nonce: &[u8], expires: i64, now: i64) -> Admit {
+        let slots = self.slots();
         let mut h = self.hasher.build_hasher();
         h.write(key);
         h.write_u8(0xff);
         h.write(nonce);
         let hash = h.finish();
-        // The low bits pick the window; the high 38 are the fingerprint (low bit set,
-        // so no entry is 0).
+        // The low bits pick the window; the high 36 are the fingerprint (low bit
+        // set, so no entry is 0).
         let fp = (hash >> EXP_BITS) | 1;
         let start = (hash as usize) % slots.len();
-        let now = self.now();
-        let exp = (now + lifetime_secs.clamp(1, MAX_LIFETIME_SECS)) & EXP_MASK;
-        let entry = fp << EXP_BITS | exp;
+        let now = self.relative(now).min(EXP_MASK - 1);
+        let entry = fp << EXP_BITS | self.relative(expires).max(now + 1);
         let at = |i: usize| &slots[(start + i) % slots.len()];
-        let live = |v: u64| v != 0 && !expired(v, now);
+        let live = |v: u64| v != 0 && v & EXP_MASK > now;
+        let copy_of_mine = |v: u64| live(v) && v >> EXP_BITS == fp;
 
-        if (0..WINDOW).any(|i| {
-            let v = at(i).load(SeqCst);
-            live(v) && v >> EXP_BITS == fp
-        }) {
+        if (0..WINDOW).any(|i| copy_of_mine(at(i).load(SeqCst))) {
             return Admit::Replay;
         }
         let mut mine = None;
@@ -122,28 +135,20 @@ impl NonceStore {
         let Some(mine) = mine else {
             return Admit::Full;
         };
-        let copy = (0..WINDOW).filter(|&i| i != mine).any(|i| {
-            let v = at(i).load(SeqCst);
-            live(v) && v >> EXP_BITS == fp
-        });
-        if copy {
+        if (0..WINDOW).any(|i| i != mine && copy_of_mine(at(i).load(SeqCst))) {
             Admit::Replay
         } else {
             Admit::Fresh
         }
     }
 
-    /// Seconds since the store was made, in the entries' wrapping clock.
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_secs() & EXP_MASK
+    /// Seconds since the store's epoch, in the entries' 28-bit clock: never below
+    /// 0 (a clock stepped back keeps entries longer, which is safe), saturating
+    /// after 8.5 years of uptime (entries then never expire: the store fills and
+    /// refuses, which is also safe).
+    fn relative(&self, t: i64) -> u64 {
+        (t.saturating_sub(self.epoch).max(0) as u64).min(EXP_MASK)
     }
-}
-
-/// Whether the entry `v` has expired at `now` (wrapping seconds).
-fn expired(v: u64, now: u64) -> bool {
-    let exp = v & EXP_MASK;
-    // `now - exp` in the wrapping clock: small (under half the range) means past.
-    (now.wrapping_sub(exp) & EXP_MASK) < (1 << (EXP_BITS - 1))
 }
 
 #[cfg(test)]
@@ -152,40 +157,61 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
+    const T: i64 = 1_796_126_400;
+
     #[test]
     fn a_nonce_is_admitted_once() {
-        let s = NonceStore::new(1024);
-        assert_eq!(s.admit(b"AK1", b"n-1", 300), Admit::Fresh);
-        assert_eq!(s.admit(b"AK1", b"n-1", 300), Admit::Replay);
-        assert_eq!(s.admit(b"AK1", b"n-2", 300), Admit::Fresh);
+        let s = NonceStore::new(1024, T);
+        assert_eq!(s.admit(b"AK1", b"n-1", T + 300, T), Admit::Fresh);
+        assert_eq!(s.admit(b"AK1", b"n-1", T + 300, T), Admit::Replay);
+        assert_eq!(s.admit(b"AK1", b"n-2", T + 300, T), Admit::Fresh);
         // Nonces are per access key.
-        assert_eq!(s.admit(b"AK2", b"n-1", 300), Admit::Fresh);
+        assert_eq!(s.admit(b"AK2", b"n-1", T + 300, T), Admit::Fresh);
         // The separator keeps (key, nonce) pairs apart.
-        assert_eq!(s.admit(b"AK", b"1n-1", 300), Admit::Fresh);
+        assert_eq!(s.admit(b"AK", b"1n-1", T + 300, T), Admit::Fresh);
     }
 
     #[test]
-    fn expiry_arithmetic_wraps() {
-        let e = |exp: u64| exp & EXP_MASK;
-        assert!(expired(e(10), 10), "an entry expires at its second");
-        assert!(expired(e(10), 11));
-        assert!(!expired(e(11), 10));
-        // Across the wrap of the clock.
-        assert!(!expired(e(EXP_MASK + 5), EXP_MASK - 3));
-        assert!(expired(e(EXP_MASK - 3), 5));
+    fn an_entry_lives_until_its_expiry_second() {
+        let s = NonceStore::new(1024, T);
+        assert_eq!(s.admit(b"AK", b"n", T + 10, T), Admit::Fresh);
+        assert_eq!(
+            s.admit(b"AK", b"n", T + 10, T + 9),
+            Admit::Replay,
+            "the last second before expiry"
+        );
+        assert_eq!(
+            s.admit(b"AK", b"n", T + 20, T + 10),
+            Admit::Fresh,
+            "expired at its second"
+        );
+        // A clock stepped back before the store's epoch keeps entries (safe).
+        assert_eq!(s.admit(b"AK", b"m", T + 10, T - 100), Admit::Fresh);
+        assert_eq!(s.admit(b"AK", b"m", T + 10, T + 5), Admit::Replay);
+        // An expiry in the past is at least the next second.
+        assert_eq!(s.admit(b"AK", b"p", T - 50, T), Admit::Fresh);
+        assert_eq!(s.admit(b"AK", b"p", T - 50, T), Admit::Replay);
     }
 
     #[test]
     fn a_full_window_refuses_rather_than_forgets() {
         // One window's worth of slots: the 17th live nonce has nowhere to go.
-        let s = NonceStore::new(WINDOW);
+        let s = NonceStore::new(WINDOW, T);
         for i in 0..WINDOW {
-            assert_eq!(s.admit(b"AK", format!("n{i}").as_bytes(), 300), Admit::Fresh);
+            assert_eq!(
+                s.admit(b"AK", format!("n{i}").as_bytes(), T + 300, T),
+                Admit::Fresh
+            );
         }
-        assert_eq!(s.admit(b"AK", b"one-more", 300), Admit::Full);
+        assert_eq!(s.admit(b"AK", b"one-more", T + 300, T), Admit::Full);
         for i in 0..WINDOW {
-            assert_eq!(s.admit(b"AK", format!("n{i}").as_bytes(), 300), Admit::Replay);
+            assert_eq!(
+                s.admit(b"AK", format!("n{i}").as_bytes(), T + 300, T),
+                Admit::Replay
+            );
         }
+        // Once they expire, their slots are reused.
+        assert_eq!(s.admit(b"AK", b"one-more", T + 600, T + 300), Admit::Fresh);
     }
 
     #[test]
@@ -193,7 +219,7 @@ mod tests {
         // Eight threads present the same 2,000 nonces at once; each nonce must be
         // admitted exactly once or, if its original raced a replay so closely that
         // both saw each other, not at all — never twice.
-        let s = Arc::new(NonceStore::new(1 << 16));
+        let s = Arc::new(NonceStore::new(1 << 16, T));
         let admitted: Arc<Vec<AtomicUsize>> = Arc::new((0..2000).map(|_| AtomicUsize::new(0)).collect());
         let barrier = Arc::new(std::sync::Barrier::new(8));
         let threads: Vec<_> = (0..8)
@@ -202,7 +228,7 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     for n in 0..2000 {
-                        if s.admit(b"AK", format!("nonce-{n}").as_bytes(), 300) == Admit::Fresh {
+                        if s.admit(b"AK", format!("nonce-{n}").as_bytes(), T + 300, T) == Admit::Fresh {
                             admitted[n].fetch_add(1, SeqCst);
                         }
                     }

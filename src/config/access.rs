@@ -31,6 +31,8 @@ pub const MAX_SKEW: Duration = Duration::from_secs(3600);
 pub const DEFAULT_NONCE_CAPACITY: usize = 1 << 22;
 /// The largest body a signature group reads whole to check its hash.
 pub const DEFAULT_MAX_SIGNED_BODY: u64 = 1 << 20;
+/// The largest `max_signed_body` accepted: 64 MiB.
+pub const MAX_SIGNED_BODY: u64 = 64 << 20;
 /// The request fields a backend signature covers unless a key says otherwise.
 pub const DEFAULT_SIGNED_HEADERS: [&str; 3] = ["content-type", "content-length", "x-request-id"];
 
@@ -236,19 +238,23 @@ pub(super) fn access(
         }
     }
     if let Some(n) = &a.nonce_capacity {
-        if *n.get_ref() < 1024 {
-            d.at(
-                n.span(),
-                "access.nonce_capacity must be at least 1024",
-                None,
-                None,
-            );
+        let max = crate::access::nonce::MAX_CAPACITY;
+        if !(1024..=max).contains(n.get_ref()) {
+            let m = format!("access.nonce_capacity must be from 1024 to {max} (8 bytes a slot)");
+            d.at(n.span(), m, None, None);
         } else {
             out.nonce_capacity = *n.get_ref();
         }
     }
     if let Some(n) = &a.max_signed_body {
-        out.max_signed_body = *n.get_ref();
+        if *n.get_ref() > MAX_SIGNED_BODY {
+            let m = format!(
+                "access.max_signed_body may be at most {MAX_SIGNED_BODY} (a signed body is held in memory)"
+            );
+            d.at(n.span(), m, None, None);
+        } else {
+            out.max_signed_body = *n.get_ref();
+        }
     }
 
     let names: Vec<&str> = f

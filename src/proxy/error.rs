@@ -44,6 +44,7 @@ enum Kind {
     NoUpstream,
     BodyTooLarge,
     BodyTimeout(&'static str),
+    Internal(&'static str),
 }
 
 /// A failed proxy attempt.
@@ -130,6 +131,11 @@ impl ProxyError {
         ProxyError::new(Kind::BodyTimeout(why))
     }
 
+    /// ringway could not do its part (a bug, answered rather than hidden).
+    pub const fn internal(why: &'static str) -> ProxyError {
+        ProxyError::new(Kind::Internal(why))
+    }
+
     /// The route's endpoint has no member to send to.
     pub const fn no_upstream() -> ProxyError {
         ProxyError::new(Kind::NoUpstream)
@@ -141,7 +147,7 @@ impl ProxyError {
             Kind::ClientGone | Kind::BadRequestBody(_) | Kind::BodyTooLarge | Kind::BodyTimeout(_) => {
                 Source::Client
             }
-            Kind::NoUpstream => Source::Ringway,
+            Kind::NoUpstream | Kind::Internal(_) => Source::Ringway,
             Kind::Connect(_)
             | Kind::ClosedBeforeResponse
             | Kind::ResponseTimeout
@@ -205,6 +211,7 @@ impl ProxyError {
             }
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
+            Kind::Internal(why) => respond(500, why),
             // The body is not read: a Content-Length one over the discard limit, or
             // a chunked one cut mid-way, closes the connection after the answer.
             Kind::BodyTooLarge => respond(413, "request body is larger than the limit (max_body_bytes)"),

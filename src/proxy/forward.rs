@@ -17,7 +17,9 @@ use crate::upstream::UpstreamId;
 /// client's), hop-by-hop fields dropped, forwarding fields and the request id added.
 /// The caller's credentials are consumed (unless the group forwards them), and a
 /// group with a backend key has the head signed last, as it is sent.
-pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut Vec<u8>) {
+/// Returns false when the head could not be signed (it must not be sent).
+#[must_use]
+pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut Vec<u8>) -> bool {
     let snap = &x.view.snap;
     let up = snap.upstream(upstream);
     let access = &snap.config.access;
@@ -72,16 +74,12 @@ pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut 
             .map_or(0, |d| d.as_secs() as i64);
         let body = body_in_memory(x).map(crate::config::access::sha256);
         let mut scratch = x.shard.take_small();
-        sign_head(
-            out,
-            &key,
-            now,
-            x.shard.backend_nonce(),
-            body.as_ref(),
-            &mut scratch,
-        );
+        let nonce = x.shard.backend_nonce();
+        let signed = sign_head(out, &key, now, nonce, body.as_ref(), &mut scratch);
         x.shard.give_small(scratch);
+        return signed;
     }
+    true
 }
 
 /// The whole request body, if it is in the client buffer now (no body: empty).

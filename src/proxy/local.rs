@@ -202,8 +202,12 @@ pub async fn refuse(x: &mut Exchange<'_>, status: u16, problem: &str) -> Outcome
 }
 
 /// Answers an authorization refusal: a JSON body with a stable `code`, a message
-/// naming the problem and the request id; `WWW-Authenticate` on a 401.
+/// naming the problem and the request id; `WWW-Authenticate` on a 401. A body the
+/// refused caller sent is not read: the connection closes after the answer.
 pub async fn deny(x: &mut Exchange<'_>, d: &crate::proxy::policy::auth::Denial) -> Outcome {
+    if x.body == BodyRead::Unread && x.facts.has_body() {
+        x.facts.keep_alive = false;
+    }
     let body = json_error(d.code, &d.message, x.id.as_bytes());
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if let Some(scheme) = d.challenge {

@@ -87,7 +87,11 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
     let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
     x.upstream = Some(upstream);
     let mut head = x.shard.take_small();
-    forward::rewrite(x, target, upstream, &mut head); // 4
+    if !forward::rewrite(x, target, upstream, &mut head) {
+        // 4: a group that signs never sends an unsigned request.
+        x.shard.give_small(head);
+        return Err(ProxyError::internal("the upstream request could not be signed"));
+    }
     x.view.balancer.track(upstream, true);
     let mut attempt = 0;
     let result = loop {

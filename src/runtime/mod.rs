@@ -142,9 +142,22 @@ impl Gateway {
         let (retire, graveyard) = mpsc::channel::<Box<dyn Send>>();
         // One nonce store for the process, whatever reloads do (a smaller or larger
         // `nonce_capacity` applies at the next start).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let nonces = Arc::new(crate::access::nonce::NonceStore::new(
             snap.config.access.nonce_capacity,
+            now,
         ));
+        // Allocated now when the config signs requests, on first use otherwise.
+        if snap
+            .config
+            .groups
+            .iter()
+            .any(|g| g.auth == crate::config::access::Auth::Signature)
+        {
+            nonces.allocate();
+        }
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Driver, String>>();
         let mut controls = Vec::with_capacity(shards);
         let mut handles = Vec::with_capacity(shards);

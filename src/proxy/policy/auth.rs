@@ -12,7 +12,7 @@
 //! unauthenticated caller cannot probe which key may call what) and the nonce
 //! recorded (so a forged request cannot burn a real caller's nonce).
 
-use crate::access::jdcloud::{self, Reject, Request};
+use crate::access::jdcloud::{self, Body, Reject, Request};
 use crate::access::nonce::Admit;
 use crate::config::access::{AccessConfig, Auth, GroupConfig};
 use crate::http::BodyFraming;
@@ -253,9 +253,8 @@ async fn signature(
         })?
     };
     let pair = &access.key_pairs[pair_index];
-    // The body, read whole and hashed.
-    let body_sha256 = match x.facts.framing {
-        BodyFraming::None => None,
+    let len = match x.facts.framing {
+        BodyFraming::None => 0,
         BodyFraming::Chunked => {
             return Err(Denial::new(
                 411,
@@ -271,58 +270,43 @@ async fn signature(
             return Err(Denial::new(
                 413,
                 "signed_body_too_large",
-                format!("a signed body is read whole to check its hash; this one is over the {} byte limit (max_signed_body)", access.max_signed_body),
+                format!(
+                    "a signed body is read whole to check its hash; this one is over the {} byte limit (max_signed_body)",
+                    access.max_signed_body
+                ),
             )
             .into());
         }
-        BodyFraming::Length(n) => {
-            if x.facts.expect_continue && !x.continue_sent {
-                let (r, _) = x.client.io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
-                r.map_err(|_| Refused::Failed(ProxyError::client_gone()))?;
-                x.continue_sent = true;
-            }
-            let timing = BodyTiming::of(&x.view.snap.config.limits);
-            read_whole(x.client, x.facts.framing, timing, n)
-                .await
-                .map_err(|e| Refused::Failed(e.into()))?;
-            let start = x.client.pos;
-            let body = &x.client.buf[start..start + n as usize];
-            Some(crate::config::access::sha256(body))
-        }
-    };
-    let buf = &x.client.buf[..];
-    let auth_value = x
-        .fields
-        .headers()
-        .iter()
-        .find(|h| h.name.slice(buf).eq_ignore_ascii_case(b"authorization"))
-        .map(|h| h.value.slice(buf).trim_ascii())
-        .unwrap_or_default();
-    let auth = jdcloud::parse_authorization(auth_value).map_err(|r| reject(r, skew))?;
-    let headers: Vec<(&[u8], &[u8])> = x
-        .fields
-        .headers()
-        .iter()
-        .map(|h| (h.name.slice(buf), h.value.slice(buf)))
-        .collect();
-    let req = Request {
-        method: x.head.method.slice(buf),
-        path: if x.head.path.is_empty() {
-            b"/"
-        } else {
-            x.head.path.slice(buf)
-        },
-        query: x.head.query.map(|q| q.slice(buf)),
-        headers: &headers,
+        BodyFraming::Length(n) => n,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let key = x.view.signing_keys.get(pair_index, pair.secret.expose(), &auth);
-    let verified = {
-        let mut scratch = x.shard.sig_scratch.borrow_mut();
-        jdcloud::verify(&req, &auth, body_sha256.as_ref(), now, skew, &key, &mut scratch)
-            .map_err(|r| reject(r, skew))?
+    // With a declared body hash, the signature is checked before the body is read
+    // (a forged request costs no body read), and the body against the hash after.
+    let declared = len > 0 && has_field(x, b"x-jdcloud-content-sha256");
+    let (date, nonce) = if declared {
+        let checked = check(x, pair_index, Body::Declared, now, skew)?;
+        let digest = read_body(x, len).await?;
+        let matches = {
+            let req = request_of(x);
+            jdcloud::declared_sha256(&Request {
+                headers: &req,
+                ..request_parts(x)
+            }) == Some(digest)
+        };
+        if !matches {
+            return Err(reject(Reject::BodyMismatch, skew).into());
+        }
+        checked
+    } else {
+        let digest = if len > 0 {
+            Some(read_body(x, len).await?)
+        } else {
+            None
+        };
+        let body = digest.as_ref().map_or(Body::Empty, Body::Sha256);
+        check(x, pair_index, body, now, skew)?
     };
     let Ok(pos) = pair.groups.binary_search(&gi) else {
         return Err(Denial::new(
@@ -335,12 +319,12 @@ async fn signature(
         )
         .into());
     };
-    // Remembered until the date leaves the window: date + skew.
-    let lifetime = (verified.date + skew as i64 - now).max(1) as u64;
+    // Remembered one second past the window the date check allows (date + skew).
+    let expires = date.saturating_add(skew as i64 + 1);
     match x
         .shard
         .nonces
-        .admit(pair.access_key.as_bytes(), verified.nonce, lifetime)
+        .admit(pair.access_key.as_bytes(), &nonce, expires, now)
     {
         Admit::Fresh => Ok((pair_index, pos)),
         Admit::Replay => Err(Denial::unauthenticated(
@@ -359,6 +343,89 @@ async fn signature(
             .into())
         }
     }
+}
+
+/// Whether the request has a field `name`.
+fn has_field(x: &Exchange<'_>, name: &[u8]) -> bool {
+    let buf = &x.client.buf[..];
+    x.fields
+        .headers()
+        .iter()
+        .any(|h| h.name.slice(buf).eq_ignore_ascii_case(name))
+}
+
+/// A request's fields as (name, value) pairs.
+type Fields<'b> = Vec<(&'b [u8], &'b [u8])>;
+
+/// The request's fields, borrowed from the client buffer.
+fn request_of<'b>(x: &'b Exchange<'_>) -> Fields<'b> {
+    let buf = &x.client.buf[..];
+    x.fields
+        .headers()
+        .iter()
+        .map(|h| (h.name.slice(buf), h.value.slice(buf)))
+        .collect()
+}
+
+/// The request line's parts as the client sent them (raw path and query).
+fn request_parts<'b>(x: &'b Exchange<'_>) -> Request<'b> {
+    let buf = &x.client.buf[..];
+    Request {
+        method: x.head.method.slice(buf),
+        path: if x.head.path.is_empty() {
+            b"/"
+        } else {
+            x.head.path.slice(buf)
+        },
+        query: x.head.query.map(|q| q.slice(buf)),
+        headers: &[],
+    }
+}
+
+/// Checks the signature of `x` (its `Authorization` parsed again: the buffer may
+/// have moved since) with pair `pair_index`'s key; returns the date and the
+/// canonical nonce.
+fn check(
+    x: &Exchange<'_>,
+    pair_index: usize,
+    body: Body<'_>,
+    now: i64,
+    skew: u64,
+) -> Result<(i64, Vec<u8>), Denial> {
+    let fields = request_of(x);
+    let req = Request {
+        headers: &fields,
+        ..request_parts(x)
+    };
+    let value = req.one(b"authorization").ok().flatten().unwrap_or_default();
+    let auth = jdcloud::parse_authorization(value).map_err(|r| reject(r, skew))?;
+    let access = &x.view.snap.config.access;
+    let secret = access.key_pairs[pair_index].secret.expose();
+    let key = x.view.signing_keys.get(pair_index, secret, &auth);
+    let mut scratch = x.shard.sig_scratch.borrow_mut();
+    let v = jdcloud::verify(&req, &auth, body, now, skew, &key, &mut scratch).map_err(|r| reject(r, skew))?;
+    Ok((v.date, v.nonce.into_owned()))
+}
+
+/// Reads the whole `len`-byte body into the client buffer (answering `100
+/// Continue` first if the client waits for it) and returns its SHA-256.
+async fn read_body(x: &mut Exchange<'_>, len: u64) -> Result<[u8; 32], Refused> {
+    if x.facts.expect_continue && !x.continue_sent {
+        let (r, _) = x.client.io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+        r.map_err(|_| Refused::Failed(ProxyError::client_gone()))?;
+        x.continue_sent = true;
+    }
+    let timing = BodyTiming::of(&x.view.snap.config.limits);
+    read_whole(x.client, x.facts.framing, timing, len)
+        .await
+        .map_err(|e| Refused::Failed(e.into()))?;
+    let start = x.client.pos;
+    let body = x
+        .client
+        .buf
+        .get(start..start + len as usize)
+        .ok_or(Refused::Failed(ProxyError::client_gone()))?;
+    Ok(crate::config::access::sha256(body))
 }
 
 #[cfg(test)]
