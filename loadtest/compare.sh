@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/.." && pwd)
 COMMAND_LINE="$0$(printf ' %q' "$@")"
 
 # ---- defaults ---------------------------------------------------------------
-ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-sig)
+ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-unverified auth-sig)
 # The TLS scenarios are chosen explicitly (--scenarios tls-small,…).
 SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
 TARGETS=(backend ringway nginx haproxy)
@@ -350,8 +350,11 @@ EOF
     exit 1
 }
 is_tls_scenario() { [[ $1 == tls-* ]]; }
-# auth-none / auth-key / auth-sig: ringway only (the same secured route, /a/x,
-# free, with a subscription key, with a JDCLOUD2 signature per request).
+# auth-none / auth-key / auth-unverified / auth-sig: ringway only, the same route
+# (/a/x) free, with a subscription key, free but sent the signed requests, and
+# with a JDCLOUD2 signature verified per request. The signing client (LuaJIT)
+# tops out near 25k req/s, so auth-sig compares with auth-unverified: the same
+# client, rate and bytes, without the verification.
 is_auth_scenario() { [[ $1 == auth-* ]]; }
 BENCH_KEY=benchkey-7f3a9c01d2e4
 LAYOUT=split
@@ -448,7 +451,7 @@ wrk_args() {
     case $1 in
     newconn | tls-newconn) a+=(-H 'Connection: close') ;;
     auth-key) a+=(-H "jdcloud-apim-subscription-key: $BENCH_KEY") ;;
-    auth-sig) a+=(-s "$HERE/wrk/jdsign.lua") ;;
+    auth-sig | auth-unverified) a+=(-s "$HERE/wrk/jdsign.lua") ;;
     routes10k) a+=(-s "$HERE/wrk/routes.lua") ;;
     backend-fail) a+=(-s "$HERE/wrk/status-count.lua") ;;
     esac
@@ -522,15 +525,23 @@ generate_configs() { # generate_configs SCENARIO ROUTES
     AUTH=""
     is_auth_scenario "$1" && AUTH=${1#auth-}
     gen_ringway "$WORK"
-    # The baseline binary serves the same config on its own port.
-    sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
+    # The baseline binary serves the same config on its own port — in the auth-*
+    # scenarios, with the secured group free: the same client and bytes, no auth
+    # (run with --baseline-bin target/release/ringway for a paired A/B).
+    if [[ -n $AUTH ]]; then
+        mkdir -p "$WORK/free"
+        AUTH=none gen_ringway "$WORK/free"
+        sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/free/ringway.toml" >"$WORK/baseline.toml"
+    else
+        sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
+    fi
     gen_nginx "$WORK"
     gen_haproxy "$WORK"
     # Keep the configs beside the results (once per distinct route count).
     local suffix="" f
     ((ROUTES > 0)) && suffix=-$1
     mkdir -p "$OUT/configs"
-    for f in ringway.toml nginx.conf haproxy.cfg haproxy-routes.map; do
+    for f in ringway.toml baseline.toml nginx.conf haproxy.cfg haproxy-routes.map; do
         [[ -e $WORK/$f && ( $f != haproxy-routes.map || ROUTES -gt 0 ) ]] || continue
         cp "$WORK/$f" "$OUT/configs/${f%%.*}$suffix.${f#*.}"
     done

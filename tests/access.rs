@@ -638,7 +638,10 @@ fn requests_signed_by_jd_sdk_are_accepted_and_every_tamper_is_refused() {
     c.send(format!("{raw}\r\n").as_bytes());
     let r = c.response();
     assert_eq!(outcome(&r), (401, "signature_mismatch".into()));
-    assert!(r.closes() && c.is_closed(), "a refused caller's body is not read: the connection closes");
+    assert!(
+        r.closes() && c.is_closed(),
+        "a refused caller's body is not read: the connection closes"
+    );
 
     // Nonces compare as the signature covers them: "a  b" is a replay of "a b".
     let s = jd_sign(&py, "GET", &url, "", AK, SK, None, Some("test nonce"));

@@ -31,7 +31,8 @@ for i = 1, 64 do K[i] = tobit(K[i]) end
 local w = {}
 local function block(h, s, off)
    for i = 1, 16 do
-      local a, b, c, d = byte(s, off + 1, off + 4)
+      local j = off + (i - 1) * 4
+      local a, b, c, d = byte(s, j + 1, j + 4)
       w[i] = bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
    end
    for i = 17, 64 do
