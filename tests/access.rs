@@ -152,6 +152,14 @@ fn admin_get(addr: SocketAddr, path: &str) -> String {
     raw
 }
 
+/// A `[[groups]]` table: `name`, its `settings` lines, and one prefix route of the
+/// same name sending to `to`.
+fn group(name: &str, settings: &str, prefix: &str, to: &str) -> String {
+    format!(
+        "\n[[groups]]\nname = \"{name}\"\n{settings}\n[[groups.routes]]\nname = \"{name}\"\npath = {{ prefix = \"{prefix}\" }}\nto = \"{to}\"\n"
+    )
+}
+
 const KEY_STORES: &str = "3f1c9a7e5b-stores";
 const KEY_ORDERS: &str = "9d2b-orders-from-a-file";
 const KEY_ENV: &str = "k-from-the-environment";
@@ -159,7 +167,8 @@ const KEY_ENV: &str = "k-from-the-environment";
 fn key_config(backend: &Backend, dir: &std::path::Path) -> String {
     let key_file = dir.join("orders.key");
     std::fs::write(&key_file, format!("{KEY_ORDERS}\n")).unwrap();
-    format!(
+    let url = backend.url();
+    let head = format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
 shards = 1
@@ -181,42 +190,23 @@ groups = ["orders", "stores"]
 id = "batch"
 key_env = "RINGWAY_TEST_ACCESS_KEY_ENV"
 groups = ["orders"]
-
-[[groups]]
-name = "stores"
-auth = "subscription_key"
-
-[[groups.routes]]
-name = "stores"
-path = {{ prefix = "/stores" }}
-to = "{url}/stores"
-
-[[groups.routes]]
-name = "stores-mock"
-path = {{ exact = "/stores-info" }}
-mock = {{ status = 200, body = "info" }}
-
-[[groups]]
-name = "orders"
-auth = "subscription_key"
-forward_credentials = true
-
-[[groups.routes]]
-name = "orders"
-path = {{ prefix = "/orders" }}
-to = "{url}/orders"
-
-[[groups]]
-name = "free"
-
-[[groups.routes]]
-name = "free"
-path = {{ prefix = "/free" }}
-to = "{url}/free"
 "#,
-        key_file.display(),
-        url = backend.url()
-    )
+        key_file.display()
+    );
+    let mock = "\n[[groups.routes]]\nname = \"stores-mock\"\npath = { exact = \"/stores-info\" }\nmock = { status = 200, body = \"info\" }\n";
+    head + &group(
+        "stores",
+        "auth = \"subscription_key\"",
+        "/stores",
+        &format!("{url}/stores"),
+    ) + mock
+        + &group(
+            "orders",
+            "auth = \"subscription_key\"\nforward_credentials = true",
+            "/orders",
+            &format!("{url}/orders"),
+        )
+        + &group("free", "", "/free", &format!("{url}/free"))
 }
 
 #[test]
@@ -332,7 +322,8 @@ const SK: &str = "s3cr3tEXAMPLE";
 const AK_ORDERS: &str = "AKIDORDERS02";
 
 fn signature_config(backend: &Backend) -> String {
-    format!(
+    let url = backend.url();
+    let head = format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
 shards = 2
@@ -349,27 +340,18 @@ groups = ["stores"]
 access_key = "{AK_ORDERS}"
 secret_key = "other-secret"
 groups = ["orders"]
-
-[[groups]]
-name = "stores"
-auth = "signature"
-context_path = "/api"
-
-[[groups.routes]]
-name = "stores"
-path = {{ prefix = "/v1" }}
-to = "{url}/backend"
-
-[[groups]]
-name = "orders"
-auth = "signature"
-
-[[groups.routes]]
-name = "orders"
-path = {{ prefix = "/orders" }}
-to = "{url}/orders"
-"#,
-        url = backend.url()
+"#
+    );
+    head + &group(
+        "stores",
+        "auth = \"signature\"\ncontext_path = \"/api\"",
+        "/v1",
+        &format!("{url}/backend"),
+    ) + &group(
+        "orders",
+        "auth = \"signature\"",
+        "/orders",
+        &format!("{url}/orders"),
     )
 }
 
@@ -766,35 +748,13 @@ secret = "{secret}"
 [[access.backend_keys]]
 id = "gw-wrong"
 secret = "not-what-the-backend-has"
-
-[[groups]]
-name = "signed"
-backend_key = "gw-1"
-
-[[groups.routes]]
-name = "signed"
-path = {{ prefix = "/s" }}
-to = "{url}/in"
-
-[[groups]]
-name = "wrong"
-backend_key = "gw-wrong"
-
-[[groups.routes]]
-name = "wrong"
-path = {{ prefix = "/w" }}
-to = "{url}/in"
-
-[[groups]]
-name = "unsigned"
-
-[[groups.routes]]
-name = "unsigned"
-path = {{ prefix = "/u" }}
-to = "{url}/in"
-"#,
-        url = backend.url
+"#
     );
+    let to = format!("{}/in", backend.url);
+    let toml = toml
+        + &group("signed", "backend_key = \"gw-1\"", "/s", &to)
+        + &group("wrong", "backend_key = \"gw-wrong\"", "/w", &to)
+        + &group("unsigned", "", "/u", &to);
     let gw = Gateway::start(&toml);
     let forged = vec![
         (
