@@ -779,3 +779,97 @@ secret = "not-what-the-backend-has"
     assert_eq!(send(gw.addr, "GET", "/w/x", "it.test", &[], "").status, 401);
     assert_eq!(send(gw.addr, "GET", "/u/x", "it.test", &forged, "").status, 401);
 }
+
+/// Polls `probe` until it returns true, for at most `within`.
+fn eventually(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+#[test]
+fn a_rotated_key_file_and_a_new_publish_reload_without_a_restart() {
+    let (online, next) = (Backend::echo("v1"), Backend::echo("v2"));
+    let dir = std::env::temp_dir().join(format!("ringway-access-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("app.key");
+    std::fs::write(&key_file, "old-key\n").unwrap();
+    let config = |published: &str| {
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+shards = 1
+
+[endpoints]
+v1 = "{v1}"
+v2 = "{v2}"
+
+[[access.subscription_keys]]
+id = "app"
+key_file = "{key}"
+groups = ["api"]
+
+[[groups]]
+name = "api"
+auth = "subscription_key"
+versions = ["1", "2"]
+publish = {{ online = "{published}" }}
+
+[[groups.routes]]
+name = "one"
+versions = ["1"]
+path = {{ exact = "/x" }}
+to = "{{#endpoints['v1']}}/x"
+
+[[groups.routes]]
+name = "two"
+versions = ["2"]
+path = {{ exact = "/x" }}
+to = "{{#endpoints['v2']}}/x"
+"#,
+            v1 = online.url(),
+            v2 = next.url(),
+            key = key_file.display()
+        )
+    };
+    let gw = Gateway::start(&config("1"));
+    let call = |key: &str| {
+        let h = vec![("jdcloud-apim-subscription-key".to_string(), key.to_string())];
+        let r = send(gw.addr, "GET", "/x", "it.test", &h, "");
+        (r.status, r.header("x-backend").map(str::to_string))
+    };
+    assert_eq!(call("old-key"), (200, Some("v1".into())));
+    // The key file is renewed in place: the old key stops working, the new one works.
+    std::fs::write(&key_file, "new-key\n").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || call("new-key").0 == 200),
+        "the renewed key file was not picked up: {}",
+        gw.stderr()
+    );
+    assert_eq!(call("old-key").0, 401);
+    // Publishing version 2 is a config edit: the same path now goes to its backend.
+    std::fs::write(gw.config_file(), config("2")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || call("new-key")
+            == (200, Some("v2".into()))),
+        "publishing version 2 did not take: {}",
+        gw.stderr()
+    );
+    // A publish of a version that does not exist is refused; version 2 keeps serving.
+    std::fs::write(gw.config_file(), config("3")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .stderr()
+            .contains("publishes version '3'")),
+        "no reload error: {}",
+        gw.stderr()
+    );
+    assert_eq!(call("new-key"), (200, Some("v2".into())));
+    drop(gw);
+    let _ = std::fs::remove_dir_all(dir);
+}
