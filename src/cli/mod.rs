@@ -163,8 +163,9 @@ pub struct Warning {
     pub file: String,
     pub line: usize,
     pub column: usize,
-    /// `shadowed`, `overlap`, `unmatchable` or `certificate` (expires within 30
-    /// days, or has expired).
+    /// `shadowed`, `overlap`, `unmatchable`, `unpublished` (a versioned group's
+    /// route whose versions no environment publishes) or `certificate` (expires
+    /// within 30 days, or has expired).
     pub kind: &'static str,
     pub message: String,
     pub group: String,
@@ -228,7 +229,43 @@ pub fn warnings(config: &Config, file: &str) -> Vec<Warning> {
             others,
         });
     }
+    out.extend(unpublished_warnings(config, file));
     out.extend(certificate_warnings(config, file, now_unix()));
+    out
+}
+
+/// Routes of versioned groups that no environment publishes: checked, live nowhere.
+fn unpublished_warnings(config: &Config, file: &str) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for r in &config.routes {
+        let Some(vs) = config.groups.get(r.group_index).and_then(|g| g.versions.as_ref()) else {
+            continue;
+        };
+        let mine: Vec<usize> = r.versions.clone().unwrap_or_else(|| (0..vs.list.len()).collect());
+        if vs.published.iter().any(|(_, v)| mine.contains(v)) {
+            continue;
+        }
+        let names: Vec<&str> = mine
+            .iter()
+            .filter_map(|&v| vs.list.get(v).map(String::as_str))
+            .collect();
+        out.push(Warning {
+            file: file.to_string(),
+            line: r.line,
+            column: r.column,
+            kind: "unpublished",
+            message: format!(
+                "route is live in no environment: its version{} {} {} published nowhere",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" }
+            ),
+            group: r.group.clone(),
+            route: r.name.clone(),
+            witness: String::new(),
+            others: Vec::new(),
+        });
+    }
     out
 }
 

@@ -301,3 +301,39 @@ fn parse_request_forms() {
     assert!(parse_request("x", &[]).is_err());
     assert!(parse_request("/", &[": v".into()]).is_err());
 }
+
+#[test]
+fn check_warns_of_versions_published_nowhere() {
+    let path = write_temp(
+        "unpublished.toml",
+        r#"
+[[groups]]
+name = "stores"
+versions = ["1", "2", "3"]
+publish = { online = "1" }
+[[groups.routes]]
+name = "live"
+path = { exact = "/a" }
+mock = { body = "a" }
+[[groups.routes]]
+name = "draft"
+versions = ["2", "3"]
+path = { exact = "/b" }
+mock = { body = "b" }
+"#,
+    );
+    let (code, out) = run_check(&path, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            ":11:8: warning: route is live in no environment: its versions 2, 3 are published nowhere"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("'live'") && out.matches("warning:").count() == 1,
+        "{out}"
+    );
+    let (code, _) = run_check(&path, &["--strict"]);
+    assert_eq!(code, 1, "--strict fails on it");
+}
