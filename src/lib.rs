@@ -18,10 +18,12 @@
 //! | [`observe`] | metrics and the access log |
 //! | [`config`] | the TOML file in, a validated `Config` out |
 //! | [`http`] | the HTTP/1.1 codec: pure functions over bytes |
+//! | [`civil`] | calendar arithmetic (log times, `Date`, signature dates) |
 //! | [`access`] | request signatures (JD Cloud's, ringway's backend one), the nonce store |
 
 pub mod access;
 pub mod admin;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod downstream;

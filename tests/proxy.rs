@@ -53,8 +53,11 @@ fn host_becomes_the_target_authority_and_forwarded_headers_are_added() {
     let gw = api(&b).start();
     let mut c = gw.client();
     c.send(b"GET /api/a HTTP/1.1\r\nHost: client.example:8443\r\nX-Other: 1\r\n\r\n");
-    assert_eq!(c.response().status, 200);
+    let r = c.response();
+    assert_eq!(r.status, 200);
     let req = b.only_request();
+    // The client gets the id the upstream got (issue 14: the same id everywhere).
+    assert_eq!(r.head.header_all("x-request-id"), req.header_all("x-request-id"));
     assert_eq!(req.version, "HTTP/1.1");
     assert_eq!(req.header_all("host"), [b.addr.to_string()]);
     assert_eq!(req.header_all("x-forwarded-for"), ["127.0.0.1"]);
@@ -74,7 +77,9 @@ fn client_request_id_and_forwarded_for_are_kept_and_extended() {
     c.send(
         b"GET /api/a HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
     );
-    assert_eq!(c.response().status, 200);
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.head.header_all("x-request-id"), ["abc-123"]);
     let req = b.only_request();
     assert_eq!(req.header_all("x-request-id"), ["abc-123"]);
     assert_eq!(req.header_all("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
@@ -154,6 +159,12 @@ fn mock_route_answers_locally_with_its_headers_and_body() {
     assert_eq!(r.header("x-mock"), Some("yes"));
     assert_eq!(r.header("content-length"), Some("3"));
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
+    // A local answer carries a Date (RFC 9110 §6.6.1), as an IMF-fixdate.
+    let date = r.header("date").expect("a Date field");
+    assert!(
+        date.len() == 29 && date.ends_with(" GMT") && date.as_bytes()[3] == b',',
+        "{date}"
+    );
     c.send(b"HEAD /health HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c.head_response();
     assert_eq!((r.status, r.header("content-length")), (200, Some("3")));
@@ -682,4 +693,16 @@ fn admin_path_spellings_all_reach_the_admin_rule() {
     assert!(b.requests().is_empty(), "{:?}", b.requests());
     // And the catch-all does proxy.
     assert_eq!(gw.client().get("/public/x").status, 200);
+}
+
+/// Issue 14: an upstream that answers with its own `x-request-id` keeps it; the
+/// gateway adds one only when the response has none.
+#[test]
+fn an_upstream_request_id_in_the_response_is_not_doubled() {
+    let b = Backend::start(|_| Reply::ok("x").header("x-request-id", "upstream-7"));
+    let gw = api(&b).start();
+    let mut c = gw.client();
+    c.send(b"GET /api/a HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.head.header_all("x-request-id"), ["upstream-7"]);
 }

@@ -181,7 +181,7 @@ pub fn parse_date(v: &[u8]) -> Option<i64> {
     let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
     let days_in = [
         31,
-        if super::is_leap(y) { 29 } else { 28 },
+        if crate::civil::is_leap(y) { 29 } else { 28 },
         31,
         30,
         31,
@@ -196,7 +196,7 @@ pub fn parse_date(v: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || d < 1 || d > days_in[(mo - 1) as usize] || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    Some(super::days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s)
+    Some(crate::civil::days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s)
 }
 
 /// A field that must appear at most once appeared more often.

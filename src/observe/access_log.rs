@@ -30,6 +30,7 @@
 //! [`ShardStats::access_log_errors`] and is reported on stderr once, until the log
 //! works again. [`AccessLog::reopen`] (on SIGUSR1) reopens the file for log rotation.
 
+use crate::civil::civil_from_days;
 use crate::config::AccessLogTarget;
 use crate::observe::metrics::ShardStats;
 use std::fs::File;
@@ -368,21 +369,6 @@ pub fn rfc3339(secs: i64) -> String {
         t / 60 % 60,
         t % 60
     )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

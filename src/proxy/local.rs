@@ -91,7 +91,9 @@ pub fn write_local(
     if !has_type && !resp.body.is_empty() {
         out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
     }
-    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(b"date: ");
+    push_date(out);
+    out.extend_from_slice(b"\r\ncontent-length: ");
     push_u64(out, resp.body.len() as u64);
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(request_id);
@@ -126,6 +128,24 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, problem: &str, request_id: &[
         body: &body,
     };
     write_local(out, &resp, request_id, conn, false);
+}
+
+/// Appends the current time as an HTTP `Date` value (RFC 9110 §6.6.1: an origin
+/// server with a clock sends one). Formatted once a second per thread.
+fn push_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != now {
+            *d = (now, crate::civil::imf_fixdate(now));
+        }
+        out.extend_from_slice(d.1.as_bytes());
+    });
 }
 
 /// Appends `n` in decimal.

@@ -168,10 +168,18 @@ async fn relay_body(
     };
 
     let mut out = x.shard.take_small();
-    let extra: &[(&[u8], &[u8])] = if http10 && client_keep {
-        &[(b"connection", b"keep-alive")]
-    } else {
-        &[]
+    // The request id goes back to the client too (unless the upstream says one).
+    let id = x.id.as_bytes();
+    let has_id = rs
+        .headers()
+        .iter()
+        .any(|h| h.name.slice(ub).eq_ignore_ascii_case(b"x-request-id"));
+    let with_id = [(&b"x-request-id"[..], id), (b"connection", b"keep-alive")];
+    let extra: &[(&[u8], &[u8])] = match (has_id, http10 && client_keep) {
+        (false, true) => &with_id,
+        (false, false) => &with_id[..1],
+        (true, true) => &with_id[1..],
+        (true, false) => &[],
     };
     let opts = DownstreamHead {
         client_keep_alive: client_keep,
