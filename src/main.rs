@@ -10,6 +10,13 @@ fn main() {
         ringway::cli::Command::Run { config } => ringway::runtime::run(config),
         ringway::cli::Command::Check(args) => ringway::cli::check(args),
         ringway::cli::Command::Explain(args) => ringway::cli::explain(args),
+        ringway::cli::Command::Version => {
+            print!(
+                "{}",
+                ringway::cli::version_text(&ringway::runtime::probe_driver())
+            );
+            0
+        }
     };
     std::process::exit(code);
 }

@@ -21,19 +21,22 @@ pub const EXIT_USAGE: i32 = 2;
 #[derive(Debug, Parser)]
 #[command(
     name = "ringway",
-    version,
+    disable_version_flag = true,
     about = "An HTTP API gateway: thread-per-core, io_uring, compiled routing.",
     long_about = "An HTTP API gateway: thread-per-core, io_uring, compiled routing.\n\n\
         With no command, `ringway` runs the gateway (same as `ringway run`). Without -c it \
         serves the embedded default config: mock routes on 127.0.0.1:8080 that show the \
-        rule syntax. docs/configuration.md documents the config file.",
-    args_conflicts_with_subcommands = true
+        rule syntax. docs/configuration.md documents the config file."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
     #[command(flatten)]
     run: RunArgs,
+    /// Print the version, the commit and build profile, and the I/O driver this
+    /// kernel would give the shards.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +74,9 @@ pub struct CheckArgs {
     /// The config file to check. Default: the embedded default config.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The config file, as nginx users write it: `ringway check FILE`.
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    pub file: Option<PathBuf>,
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     pub strict: bool,
@@ -108,15 +114,30 @@ pub struct ExplainArgs {
 /// What to do, from the command line.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Run { config: Option<PathBuf> },
+    Run {
+        config: Option<PathBuf>,
+    },
     Check(CheckArgs),
     Explain(ExplainArgs),
+    /// `--version`: the binary prints [`version_text`] with the driver it probes.
+    Version,
+}
+
+/// What `ringway --version` prints, given the driver the shards would use here.
+pub fn version_text(driver: &str) -> String {
+    format!(
+        "ringway {} (commit {}, {} build)\ndriver: {driver}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("RINGWAY_COMMIT"),
+        env!("RINGWAY_PROFILE")
+    )
 }
 
 /// Parses the process's arguments; prints help, the version or a usage error and exits
 /// when that is what they ask for.
 pub fn parse_args() -> Command {
-    command(Cli::parse())
+    let cli = Cli::parse();
+    command(cli).unwrap_or_else(|e| e.exit())
 }
 
 /// Parses `args` (the first is the program name).
@@ -125,18 +146,41 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(args).map(command)
+    Cli::try_parse_from(args).and_then(command)
 }
 
-fn command(cli: Cli) -> Command {
-    match cli.command {
-        None => Command::Run {
-            config: cli.run.config,
-        },
-        Some(Sub::Run(r)) => Command::Run { config: r.config },
-        Some(Sub::Check(c)) => Command::Check(c),
-        Some(Sub::Explain(e)) => Command::Explain(e),
+/// The command, with a `-c FILE` written before it (`ringway -c FILE check`, as
+/// `nginx -c FILE -t` users do) given to it; the same option both before and after
+/// the command is an error.
+fn command(cli: Cli) -> Result<Command, clap::Error> {
+    if cli.version {
+        return Ok(Command::Version);
     }
+    let before = cli.run.config;
+    let merge = |after: Option<PathBuf>| match (before.clone(), after) {
+        (Some(_), Some(_)) => Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "-c/--config is given both before and after the command; give it once\n",
+        )),
+        (b, a) => Ok(a.or(b)),
+    };
+    Ok(match cli.command {
+        None => Command::Run {
+            config: before.clone(),
+        },
+        Some(Sub::Run(r)) => Command::Run {
+            config: merge(r.config)?,
+        },
+        Some(Sub::Check(mut c)) => {
+            let after = c.config.take().or(c.file.take());
+            c.config = merge(after)?;
+            Command::Check(c)
+        }
+        Some(Sub::Explain(mut e)) => {
+            e.config = merge(e.config.take())?;
+            Command::Explain(e)
+        }
+    })
 }
 
 /// Loads `path`, or the embedded default when `None`.

@@ -72,7 +72,40 @@ fn command_line_shapes() {
     assert_eq!((e.method.as_str(), e.url.as_str()), ("GET", "/x"));
     assert_eq!(e.env.as_deref(), Some("test"));
     assert!(parse_from(["ringway", "explain", "GET"]).is_err());
-    assert!(parse_from(["ringway", "-c", "a", "check"]).is_err());
+    // Issue 14's CLI habits: `check FILE` (nginx users) and `-c FILE check`.
+    for args in [
+        &["ringway", "check", "a.toml"][..],
+        &["ringway", "-c", "a.toml", "check"],
+        &["ringway", "check", "--config", "a.toml"],
+    ] {
+        let Ok(Command::Check(c)) = parse_from(args) else {
+            panic!("{args:?}")
+        };
+        assert_eq!(c.config, Some(PathBuf::from("a.toml")), "{args:?}");
+    }
+    let Ok(Command::Explain(e)) = parse_from(["ringway", "-c", "b.toml", "explain", "GET", "/"]) else {
+        panic!()
+    };
+    assert_eq!(e.config, Some(PathBuf::from("b.toml")));
+    assert!(
+        parse_from(["ringway", "-c", "a", "check", "-c", "b"]).is_err(),
+        "given twice"
+    );
+    assert!(
+        parse_from(["ringway", "check", "a", "-c", "b"]).is_err(),
+        "a file and -c"
+    );
+    assert!(matches!(
+        parse_from(["ringway", "--version"]),
+        Ok(Command::Version)
+    ));
+    assert!(matches!(parse_from(["ringway", "-V"]), Ok(Command::Version)));
+    let v = version_text("io_uring");
+    assert!(
+        v.starts_with(&format!("ringway {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(v.contains(" build)\ndriver: io_uring"), "{v}");
     let help = Cli::try_parse_from(["ringway", "explain", "--help"])
         .unwrap_err()
         .to_string();

@@ -46,6 +46,20 @@ pub enum Driver {
     Legacy,
 }
 
+/// The driver a shard would get on this kernel, as `--version` says it: `io_uring`,
+/// or `epoll (io_uring unavailable: …)`; `RINGWAY_DRIVER=legacy|uring` is honoured.
+pub fn probe_driver() -> String {
+    if std::env::var("RINGWAY_DRIVER").as_deref() == Ok("legacy") {
+        return "epoll (RINGWAY_DRIVER=legacy)".to_string();
+    }
+    let mut b = io_uring::IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder();
+    b.setup_coop_taskrun();
+    match b.build(8) {
+        Ok(_) => "io_uring".to_string(),
+        Err(e) => format!("epoll (io_uring unavailable: {e})"),
+    }
+}
+
 impl Driver {
     pub fn as_str(self) -> &'static str {
         match self {
