@@ -77,9 +77,13 @@ pub struct CheckArgs {
     /// The config file, as nginx users write it: `ringway check FILE`.
     #[arg(value_name = "FILE", conflicts_with = "config")]
     pub file: Option<PathBuf>,
-    /// Fail (exit 1) on warnings too.
+    /// Fail (exit 1) on warnings too (not on notes).
     #[arg(long)]
     pub strict: bool,
+    /// Also print the notes: overlaps of specific-before-general rules (the normal
+    /// way to write them) and acknowledged shadows.
+    #[arg(long)]
+    pub notes: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -201,9 +205,13 @@ fn config_name(path: Option<&std::path::Path>) -> String {
 // ---------------------------------------------------------------------------------
 // check
 
-/// One warning about a valid config.
+/// One finding about a valid config: a warning (something is likely wrong; fails
+/// `--strict`) or a note (for information).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// A note rather than a warning: an overlap, or a shadow the route acknowledges
+    /// with `allow_shadow = true`.
+    pub note: bool,
     pub file: String,
     pub line: usize,
     pub column: usize,
@@ -261,7 +269,9 @@ pub fn warnings(config: &Config, file: &str) -> Vec<Warning> {
                 Vec::new(),
             ),
         };
+        let note = kind == "overlap" || (kind == "shadowed" && route.allow_shadow);
         out.push(Warning {
+            note,
             file: file.to_string(),
             line: route.line,
             column: route.column,
@@ -294,6 +304,7 @@ fn unpublished_warnings(config: &Config, file: &str) -> Vec<Warning> {
             .filter_map(|&v| vs.list.get(v).map(String::as_str))
             .collect();
         out.push(Warning {
+            note: false,
             file: file.to_string(),
             line: r.line,
             column: r.column,
@@ -342,6 +353,7 @@ fn certificate_warnings(config: &Config, file: &str, now: i64) -> Vec<Warning> {
                 )
             };
             Warning {
+                note: false,
                 file: file.to_string(),
                 line: c.line,
                 column: c.column,
@@ -364,15 +376,17 @@ pub fn check(args: CheckArgs) -> i32 {
 /// [`check`], writing to `out`.
 pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
     let file = config_name(args.config.as_deref());
-    let (errors, warnings, summary) = match load(args.config.as_deref()) {
+    let (errors, all, summary) = match load(args.config.as_deref()) {
         Ok(c) => {
             let w = warnings(&c, &file);
+            let notes = w.iter().filter(|w| w.note).count();
             let summary = format!(
-                "{file}: ok: {} route(s) in {} environment(s), {} endpoint(s), {} warning(s)",
+                "{file}: ok: {} route(s) in {} environment(s), {} endpoint(s), {} warning(s), {notes} note(s){}",
                 c.routes.len(),
                 c.router.environments.len(),
                 c.endpoints.len(),
-                w.len()
+                w.len() - notes,
+                if notes > 0 && !args.notes && args.format == Format::Human { " (--notes shows them)" } else { "" }
             );
             (Vec::new(), w, summary)
         }
@@ -385,6 +399,7 @@ pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
             )
         }
     };
+    let (notes, warnings): (Vec<Warning>, Vec<Warning>) = all.into_iter().partition(|w| w.note);
     let ok = errors.is_empty() && (!args.strict || warnings.is_empty());
     let written = match args.format {
         Format::Human => {
@@ -392,8 +407,10 @@ pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
             for e in &errors {
                 s += &format!("{e}\n");
             }
-            for w in &warnings {
-                s += &format!("{}:{}:{}: warning: {}", w.file, w.line, w.column, w.message);
+            let shown = warnings.iter().chain(notes.iter().filter(|_| args.notes));
+            for w in shown {
+                let what = if w.note { "note" } else { "warning" };
+                s += &format!("{}:{}:{}: {what}: {}", w.file, w.line, w.column, w.message);
                 if !w.route.is_empty() {
                     s += &format!(" (group '{}', route '{}')", w.group, w.route);
                 }
@@ -420,23 +437,22 @@ pub fn check_to(args: &CheckArgs, out: &mut dyn Write) -> i32 {
                     })
                 })
                 .collect();
-            let warnings: Vec<Value> = warnings
-                .iter()
-                .map(|w| {
-                    json!({
-                        "file": w.file,
-                        "line": w.line,
-                        "column": w.column,
-                        "kind": w.kind,
-                        "message": w.message,
-                        "group": w.group,
-                        "route": w.route,
-                        "witness": w.witness,
-                        "others": w.others,
-                    })
+            let finding = |w: &Warning| {
+                json!({
+                    "file": w.file,
+                    "line": w.line,
+                    "column": w.column,
+                    "kind": w.kind,
+                    "message": w.message,
+                    "group": w.group,
+                    "route": w.route,
+                    "witness": w.witness,
+                    "others": w.others,
                 })
-                .collect();
-            let v = json!({ "ok": ok, "errors": errors, "warnings": warnings });
+            };
+            let notes: Vec<Value> = notes.iter().map(finding).collect();
+            let warnings: Vec<Value> = warnings.iter().map(finding).collect();
+            let v = json!({ "ok": ok, "errors": errors, "warnings": warnings, "notes": notes });
             writeln!(out, "{v}")
         }
     };

@@ -370,3 +370,48 @@ mock = { body = "b" }
     let (code, _) = run_check(&path, &["--strict"]);
     assert_eq!(code, 1, "--strict fails on it");
 }
+
+/// Issue 14: specific-before-general overlap is how rules are written, so it is a
+/// note (shown with `--notes`), never a `--strict` failure; a shadow the route
+/// acknowledges (`allow_shadow = true`) is a note too. Every shipped example passes
+/// `--strict`.
+#[test]
+fn overlaps_are_notes_and_shipped_examples_pass_strict() {
+    for name in [
+        "default.toml",
+        "example.toml",
+        "stores.toml",
+        "jdcloud-dynamic.toml",
+        "mock-backend.toml",
+    ] {
+        let (code, out) = run_check(&config_path(name), &["--strict"]);
+        assert_eq!(code, 0, "{name} fails --strict:\n{out}");
+    }
+    let (code, out) = run_check(&config_path("example.toml"), &[]);
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("overlaps"),
+        "notes are not shown without --notes: {out}"
+    );
+    assert!(
+        out.contains("0 warning(s), 1 note(s) (--notes shows them)"),
+        "{out}"
+    );
+    let (_, out) = run_check(&config_path("example.toml"), &["--notes"]);
+    assert!(
+        out.contains(": note: route overlaps the earlier stores/store-info"),
+        "{out}"
+    );
+    let (_, out) = run_check(&config_path("example.toml"), &["--format", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["warnings"], json!([]));
+    assert_eq!(v["notes"][0]["kind"], json!("overlap"));
+
+    let p = write_temp(
+        "ack.toml",
+        "[[groups]]\nname = \"g\"\n  [[groups.routes]]\n  name = \"api\"\n  path = { prefix = \"/api\" }\n  mock = {}\n\n  [[groups.routes]]\n  name = \"users\"\n  allow_shadow = true\n  path = { exact = \"/api/users\" }\n  mock = {}\n",
+    );
+    let (code, out) = run_check(&p, &["--strict", "--notes"]);
+    assert_eq!(code, 0, "an acknowledged shadow passes --strict: {out}");
+    assert!(out.contains(": note: route never wins"), "{out}");
+}

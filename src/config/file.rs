@@ -348,6 +348,8 @@ pub(crate) struct RouteFile {
     pub environments: Option<Vec<Spanned<String>>>,
     /// The group versions the route belongs to (default: every version).
     pub versions: Option<Vec<Spanned<String>>>,
+    /// The route is shadowed on purpose: `check` notes it instead of warning.
+    pub allow_shadow: Option<bool>,
     pub to: Option<Spanned<String>>,
     pub mock: Option<Spanned<MockFile>>,
     /// Overrides `[limits] max_body_bytes` for this route (0: no limit).

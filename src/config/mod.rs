@@ -267,6 +267,8 @@ pub struct RouteConfig {
     pub name: String,
     /// `Some` for mock routes ([`ringway_router::ActionSpec::Local`]).
     pub mock: Option<MockResponse>,
+    /// `check` notes (rather than warns) that the route is shadowed.
+    pub allow_shadow: bool,
     /// Where the route's `name` is in the file (1-based), for messages about it.
     pub line: usize,
     pub column: usize,

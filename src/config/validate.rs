@@ -411,6 +411,7 @@ fn rule(
             versions: route_versions,
             name: name.to_string(),
             mock,
+            allow_shadow: r.allow_shadow.unwrap_or(false),
             line,
             column,
         },
