@@ -284,6 +284,18 @@ pub fn warnings(config: &Config, file: &str) -> Vec<Warning> {
         });
     }
     out.extend(unpublished_warnings(config, file));
+    out.extend(config.notices.iter().map(|n| Warning {
+        note: false,
+        file: file.to_string(),
+        line: n.line,
+        column: n.column,
+        kind: n.kind,
+        message: n.message.clone(),
+        group: String::new(),
+        route: String::new(),
+        witness: String::new(),
+        others: Vec::new(),
+    }));
     out.extend(certificate_warnings(config, file, now_unix()));
     out
 }

@@ -106,6 +106,18 @@ pub struct Config {
     /// The files the config refers to (certificates, keys, CA bundles) and their
     /// contents' hashes: a change to one is a change to the config.
     pub files: tls::FileSet,
+    /// Likely mistakes in a valid file (`ringway check` prints them as warnings).
+    pub notices: Vec<Notice>,
+}
+
+/// A likely mistake in a valid config, found while validating it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// `environment` or `access_log`.
+    pub kind: &'static str,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }
 
 /// `[server]`.

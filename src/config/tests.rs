@@ -508,3 +508,59 @@ fn max_body_bytes_defaults_to_10_mib_and_routes_override_it() {
         crate::config::DEFAULT_MAX_BODY_BYTES
     );
 }
+
+/// Issue 14: typos that used to pass.
+#[test]
+fn likely_mistakes_are_noticed() {
+    // An environment no request can reach (no stage header, not the default).
+    let c = load(&format!(
+        "{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  environments = [\"test\"]\n  mock = {{}}\n"
+    ));
+    assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+    assert!(
+        c.notices[0]
+            .message
+            .contains("environment 'test' can never be served"),
+        "{:?}",
+        c.notices
+    );
+    // Named once and a near miss of another: a typo.
+    let text = format!(
+        "[server]\nstage_header = \"x-stage\"\n{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  environments = [\"prod\"]\n  mock = {{}}\n  [[groups.routes]]\n  name = \"r2\"\n  path = {{ exact = \"/b\" }}\n  environments = [\"prod\"]\n  mock = {{}}\n  [[groups.routes]]\n  name = \"r3\"\n  path = {{ exact = \"/c\" }}\n  environments = [\"prdo\"]\n  mock = {{}}\n"
+    );
+    let c = load(&text);
+    assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+    assert!(
+        c.notices[0]
+            .message
+            .contains("'prdo' is named only here; did you mean 'prod'?"),
+        "{:?}",
+        c.notices
+    );
+    assert_eq!(
+        (c.notices[0].line, c.notices[0].column),
+        pos(&text, "\"prdo\"", 0, 0)
+    );
+    // An access log in a directory that does not exist.
+    let c = load(&format!("[log]\naccess = \"/nonexistent-dir-ringway/access.log\"\n{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  mock = {{}}\n"));
+    assert!(
+        c.notices.iter().any(|n| n.kind == "access_log"),
+        "{:?}",
+        c.notices
+    );
+    // A path regex without its leading '/' is an error: it can never match.
+    let text = format!("{ROUTE_HEAD}  path = {{ regex = \"api/(.*)\" }}\n  mock = {{}}\n");
+    let e = fail(&text);
+    assert_at(
+        &e,
+        pos(&text, "\"api/", 0, 0),
+        "path regex 'api/(.*)' can never match",
+    );
+    assert!(e.message().contains("(write '/api/(.*)')"), "{e}");
+    // Regexes that can match a path stay valid.
+    for re in ["/(.*)", "(?i)/a", "(/a|/b)", "[/]x", "^/a$", ".*"] {
+        load(&format!(
+            "{ROUTE_HEAD}  path = {{ regex = \"{re}\" }}\n  mock = {{}}\n"
+        ));
+    }
+}

@@ -9,7 +9,9 @@ use super::resolve::{literal_origin, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream, TlsContext};
 use super::tls::{server_tls, upstream_tls, ClientConfigs, FileSet};
 use super::versions::{overrides, route_versions, versions, Versions};
-use super::{AdminConfig, Config, ConfigError, ConfigSource, MockResponse, RouteConfig, UpstreamAddr};
+use super::{
+    AdminConfig, Config, ConfigError, ConfigSource, MockResponse, Notice, RouteConfig, UpstreamAddr,
+};
 use ringway_router::{
     ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
 };
@@ -105,17 +107,20 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     }
 
     // Environments: the default one first, then every one named, in file order.
+    let mut named: Vec<(String, Range<usize>)> = Vec::new();
     let mut environments = vec![server.environment.clone()];
     for g in &f.groups {
         let routes = g.get_ref().routes.iter();
         let lists =
             std::iter::once(&g.get_ref().environments).chain(routes.map(|r| &r.get_ref().environments));
         for e in lists.flatten().flatten() {
+            named.push((e.get_ref().clone(), e.span()));
             if !environments.contains(e.get_ref()) {
                 environments.push(e.get_ref().clone());
             }
         }
-        for (e, _) in g.get_ref().publish.iter().flat_map(|p| &p.get_ref().0) {
+        for (e, p) in g.get_ref().publish.iter().flat_map(|p| &p.get_ref().0) {
+            named.push((e.clone(), p.span()));
             if !environments.contains(e) {
                 environments.push(e.clone());
             }
@@ -205,6 +210,8 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     let (Some(compiled), true) = (compiled, d.is_empty()) else {
         return Err(d.into_error());
     };
+    let mut notices = environment_notices(&named, &spec.environments, &server, &d);
+    notices.extend(access_log_notice(&log, &f, &d));
     let endpoints = endpoints.into_iter().flatten().collect();
     let routes = pending.drain(..).map(|p| p.route).collect();
     Ok(Config {
@@ -224,7 +231,89 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         groups,
         endpoint_overrides,
         files,
+        notices,
     })
+}
+
+/// Environments no request can reach, and ones named once that look like a typo
+/// of another.
+fn environment_notices(
+    named: &[(String, Range<usize>)],
+    environments: &[String],
+    server: &super::ServerConfig,
+    d: &Diagnostics<'_>,
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, span) in named {
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
+        let (line, column) = d.line_col(span.start);
+        let notice = |message: String| Notice {
+            kind: "environment",
+            line,
+            column,
+            message,
+        };
+        if server.stage_header.is_none() && *name != server.environment {
+            out.push(notice(format!(
+                "environment '{name}' can never be served: there is no [server] stage_header to pick it, and it is not server.environment ('{}')",
+                server.environment
+            )));
+            continue;
+        }
+        let once = named.iter().filter(|(n, _)| n == name).count() == 1;
+        let near = environments
+            .iter()
+            .filter(|e| *e != name)
+            .find(|e| edit_distance(e, name) <= 2);
+        if let (true, Some(other)) = (once, near) {
+            out.push(notice(format!(
+                "environment '{name}' is named only here; did you mean '{other}'?"
+            )));
+        }
+    }
+    out
+}
+
+/// `[log] access` pointing into a directory that does not exist.
+fn access_log_notice(log: &super::LogConfig, f: &FileConfig, d: &Diagnostics<'_>) -> Option<Notice> {
+    let super::AccessLogTarget::File(path) = &log.access else {
+        return None;
+    };
+    let dir = path.parent()?;
+    if dir.is_dir() {
+        return None;
+    }
+    let span = f.log.access.as_ref()?.span();
+    let (line, column) = d.line_col(span.start);
+    Some(Notice {
+        kind: "access_log",
+        line,
+        column,
+        message: format!(
+            "log.access: the directory '{}' does not exist; access log lines will be dropped until it does",
+            dir.display()
+        ),
+    })
+}
+
+/// Levenshtein distance of two short names (bytes).
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// The byte offset in the file that a router error about `site` points at.
@@ -319,7 +408,23 @@ fn rule(
             exact: None,
             prefix: None,
             regex: Some(p),
-        } => (PathSpec::Regex(p.get_ref().clone()), p.span(), true),
+        } => {
+            // It must match the whole path, which starts with `/`: a regex that
+            // starts with a plain character can never match.
+            let first = p.get_ref().chars().next();
+            if first.is_some_and(|c| c.is_alphanumeric() || "-_~%:".contains(c)) {
+                err(
+                    d,
+                    p.span(),
+                    format!(
+                        "path regex '{}' can never match: it must match the whole path, which starts with '/' (write '/{}')",
+                        p.get_ref(),
+                        p.get_ref()
+                    ),
+                );
+            }
+            (PathSpec::Regex(p.get_ref().clone()), p.span(), true)
+        }
         _ => {
             err(
                 d,
