@@ -90,6 +90,26 @@ fn reload_on_in_place_write() {
     assert!(p.stderr().contains("reloaded: version 2"), "{}", p.stderr());
 }
 
+/// Issue 14: a setting only a restart applies is not silently ignored: the reload
+/// applies the rest and says which settings wait for a restart.
+#[test]
+fn a_reload_says_which_settings_need_a_restart() {
+    let p = Gateway::start(&mock_config("one"));
+    wait_for_body(p.addr, "one", Duration::from_secs(2));
+    let next = mock_config("two").replace("shards = 2", "shards = 3");
+    std::fs::write(p.config_file(), next).unwrap();
+    wait_for_body(p.addr, "two", Duration::from_secs(5));
+    let start = Instant::now();
+    while !p.stderr().contains("needs a restart") && start.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        p.stderr().contains("reloaded: version 2 (1 rules); needs a restart to take effect: server.shards (running 2, file 3)"),
+        "{}",
+        p.stderr()
+    );
+}
+
 #[test]
 fn reload_on_rename_over() {
     let p = Gateway::start(&mock_config("one"));

@@ -59,6 +59,8 @@ pub struct AdminState {
     last_reload_error: Mutex<Option<String>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Settings the file changed that only a restart applies.
+    restart_needed: Mutex<Vec<String>>,
     started: SystemTime,
     started_mono: Instant,
 }
@@ -77,6 +79,7 @@ impl AdminState {
             last_reload_error: Mutex::new(None),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            restart_needed: Mutex::new(Vec::new()),
             started: SystemTime::now(),
             started_mono: Instant::now(),
         }
@@ -99,6 +102,11 @@ impl AdminState {
     /// failure (a typo since undone) no longer describes the file.
     pub fn reload_unchanged(&self) {
         *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The settings the installed file changes that only a restart applies.
+    pub fn set_restart_needed(&self, list: Vec<String>) {
+        *self.restart_needed.lock().unwrap_or_else(|e| e.into_inner()) = list;
     }
 
     /// The snapshot the shards are (or are being) switched to.
@@ -366,6 +374,7 @@ fn config_json(state: &AdminState) -> String {
         "access": access_json(config),
         "shards": shards,
         "last_reload_error": state.last_reload_error(),
+        "restart_needed": state.restart_needed.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         "reloads": {
             "ok": state.reloads_ok.load(Ordering::Relaxed),
             "failed": state.reloads_failed.load(Ordering::Relaxed),

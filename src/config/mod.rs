@@ -110,6 +110,53 @@ pub struct Config {
     pub notices: Vec<Notice>,
 }
 
+/// The settings that apply only when the process starts: a reload that changes them
+/// applies the rest and says these need a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartSettings {
+    /// `[server] shards` as written (0: one per CPU).
+    pub shards: usize,
+    pub admin: Option<SocketAddr>,
+    pub nonce_capacity: usize,
+}
+
+impl StartSettings {
+    pub fn of(config: &Config) -> StartSettings {
+        StartSettings {
+            shards: config.server.shards,
+            admin: config.admin.as_ref().map(|a| a.listen),
+            nonce_capacity: config.access.nonce_capacity,
+        }
+    }
+
+    /// The settings `next` changes from these, as `key (running X, file Y)`.
+    pub fn changed_by(&self, next: &Config) -> Vec<String> {
+        let n = StartSettings::of(next);
+        let show = |a: Option<SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
+        let mut out = Vec::new();
+        if n.shards != self.shards {
+            out.push(format!(
+                "server.shards (running {}, file {})",
+                self.shards, n.shards
+            ));
+        }
+        if n.admin != self.admin {
+            out.push(format!(
+                "admin.listen (running {}, file {})",
+                show(self.admin),
+                show(n.admin)
+            ));
+        }
+        if n.nonce_capacity != self.nonce_capacity {
+            out.push(format!(
+                "access.nonce_capacity (running {}, file {})",
+                self.nonce_capacity, n.nonce_capacity
+            ));
+        }
+        out
+    }
+}
+
 /// A likely mistake in a valid config, found while validating it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {

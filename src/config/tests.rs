@@ -564,3 +564,21 @@ fn likely_mistakes_are_noticed() {
         ));
     }
 }
+
+/// Issue 14: a group's own mistake is reported once, about the group, and a
+/// duplicate group name does not cascade into its routes' names.
+#[test]
+fn group_errors_are_said_once_and_do_not_cascade() {
+    let text = "[[groups]]\nname = \"g\"\ncontext_path = \"bad\"\n[[groups.routes]]\nname = \"a\"\npath = { exact = \"/a\" }\nmock = {}\n[[groups.routes]]\nname = \"b\"\npath = { exact = \"/b\" }\nmock = {}\n[[groups]]\nname = \"h\"\n[[groups.routes]]\nname = \"a\"\npath = { exact = \"/x\" }\nmock = {}\n[[groups]]\nname = \"h\"\n[[groups.routes]]\nname = \"a\"\npath = { exact = \"/y\" }\nmock = {}\n";
+    let e = fail(text);
+    let lines: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains("t.toml:3:16: context path 'bad' must start with '/' (group 'g')"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains("t.toml:19:8: duplicate group name 'h' (first defined on line 13)"),
+        "{lines:#?}"
+    );
+}

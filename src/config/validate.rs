@@ -160,9 +160,22 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
                     }
                     _ => e.message().to_string(),
                 };
-                d.at(at..at, message, Some(&p.route.group), Some(&p.route.name));
-                spec.rules.remove(i);
-                origins.remove(i);
+                // A group's own setting (its context path or a host) is wrong for
+                // every route of it: said once, about the group, and the group's
+                // routes leave the build together.
+                if matches!(e.site(), ErrorSite::ContextPath | ErrorSite::Host(_)) {
+                    let gi = p.spans.group;
+                    d.at(at..at, message, Some(&p.route.group), None);
+                    let keep: Vec<bool> = origins.iter().map(|&o| pending[o].spans.group != gi).collect();
+                    let mut k = keep.iter();
+                    spec.rules.retain(|_| *k.next().unwrap_or(&true));
+                    let mut k = keep.iter();
+                    origins.retain(|_| *k.next().unwrap_or(&true));
+                } else {
+                    d.at(at..at, message, Some(&p.route.group), Some(&p.route.name));
+                    spec.rules.remove(i);
+                    origins.remove(i);
+                }
                 if d.len() >= MAX_BUILD_ERRORS {
                     break None;
                 }
@@ -352,10 +365,12 @@ fn rules(
         if gname.is_empty() {
             d.at(gf.name.span(), "a group name may not be empty", None, None);
         }
-        if spans.iter().any(|s: &GroupSpans| s.name == gname) {
+        let duplicate = spans.iter().position(|s: &GroupSpans| s.name == gname);
+        if let Some(first) = duplicate {
+            let (line, _) = d.line_col(spans[first].name_span.start);
             d.at(
                 gf.name.span(),
-                format!("duplicate group name '{gname}'"),
+                format!("duplicate group name '{gname}' (first defined on line {line})"),
                 Some(gname),
                 None,
             );
@@ -368,7 +383,9 @@ fn rules(
         });
         for r in &gf.routes {
             let versions = versions.get(gi).and_then(Option::as_ref);
-            if let Some(rule) = rule(gi, gf, r.get_ref(), versions, d) {
+            // A duplicate group's routes are still checked, but kept from the
+            // router: their names would clash with the first group's.
+            if let (Some(rule), None) = (rule(gi, gf, r.get_ref(), versions, d), duplicate) {
                 out.push(rule);
             }
         }

@@ -46,6 +46,8 @@ pub struct ControlLoop {
     pub listening: Vec<(SocketAddr, SocketAddr)>,
     /// What the shards retire, to be dropped here.
     pub graveyard: Receiver<Box<dyn Send>>,
+    /// The settings the process started with that a reload cannot change.
+    pub started: config::StartSettings,
 }
 
 impl ControlLoop {
@@ -162,11 +164,22 @@ impl ControlLoop {
                 .reload_failed(format!("version {} refused: {e}", next.version));
             return;
         }
-        log(format_args!(
-            "reloaded: version {} ({} rules)",
-            next.version,
-            next.router().len()
-        ));
+        let restart = self.started.changed_by(&next.config);
+        if restart.is_empty() {
+            log(format_args!(
+                "reloaded: version {} ({} rules)",
+                next.version,
+                next.router().len()
+            ));
+        } else {
+            log(format_args!(
+                "reloaded: version {} ({} rules); needs a restart to take effect: {}",
+                next.version,
+                next.router().len(),
+                restart.join(", ")
+            ));
+        }
+        self.admin.set_restart_needed(restart);
         self.snap = next;
         if let Some(w) = &mut self.watcher {
             w.watch_files(&self.snap.config.files);

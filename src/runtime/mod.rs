@@ -217,6 +217,7 @@ impl Gateway {
         if let Some(w) = &mut watcher {
             w.watch_files(&snap.config.files);
         }
+        let started = crate::config::StartSettings::of(&snap.config);
         let control = ControlLoop {
             commands: commands_rx,
             watcher,
@@ -226,6 +227,7 @@ impl Gateway {
             admin,
             listening: listening.clone(),
             graveyard,
+            started,
         };
         let control = std::thread::Builder::new()
             .name("ringway-control".into())
