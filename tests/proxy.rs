@@ -706,3 +706,30 @@ fn an_upstream_request_id_in_the_response_is_not_doubled() {
     let r = c.response();
     assert_eq!(r.head.header_all("x-request-id"), ["upstream-7"]);
 }
+
+/// Issue 14: `{#request.pathRest}` carries the rest of the path after a prefix
+/// route's prefix (nginx's `proxy_pass http://b/orders;`, Kong's `strip_path`).
+#[test]
+fn the_rest_of_a_prefix_routes_path_can_be_sent_on() {
+    let b = Backend::echo("b");
+    let url = b.url();
+    let gw = Config::new()
+        .prefix_to(
+            "orders",
+            "/v1/orders",
+            &format!("{url}/orders{{#request.pathRest}}"),
+        )
+        .prefix_to("strip", "/api", &format!("{url}{{#request.pathRest}}"))
+        .start();
+    let mut c = gw.client();
+    for (path, want) in [
+        ("/v1/orders/77?x=1", "/orders/77?x=1"),
+        ("/v1/orders", "/orders"),
+        ("/api/users/7", "/users/7"),
+        ("/api", "/"),
+        ("/api//a/%2e/b", "/a/b"),
+    ] {
+        let r = c.get(path);
+        assert_eq!(r.header("x-target"), Some(want), "{path}");
+    }
+}

@@ -67,6 +67,13 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             }
         };
         let path_err = |m: String| err(i, r, ErrorSite::Path { offset: None }, m);
+        // Where `{#request.pathRest}` starts in the normalized path: after the
+        // context path and the prefix (an exact path leaves nothing).
+        let rest_from = match &r.path {
+            PathSpec::Prefix(p) => Some(ctx.len() + p.trim_end_matches('/').len()),
+            PathSpec::Exact(p) => Some(ctx.len() + p.len()),
+            PathSpec::Regex(_) => None,
+        };
         let (groups, names, capture, _) = match &r.path {
             PathSpec::Exact(p) | PathSpec::Prefix(p) => {
                 if !p.starts_with('/') {
@@ -255,9 +262,9 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
         let target = match &r.action {
             ActionSpec::Local => None,
             ActionSpec::Proxy { to } => Some(
-                Template::parse(to, groups, &names, &spec.endpoints).map_err(|e: TemplateError| {
-                    err(i, r, ErrorSite::Target, format!("target '{to}': {e}"))
-                })?,
+                Template::parse(to, groups, &names, &spec.endpoints, rest_from.is_some()).map_err(
+                    |e: TemplateError| err(i, r, ErrorSite::Target, format!("target '{to}': {e}")),
+                )?,
             ),
         };
         rules.push(Rule {
@@ -272,6 +279,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
             capture,
             predicates: Box::new([]),
             target,
+            rest_from: rest_from.unwrap_or(usize::MAX),
         });
     }
     let slot_table = slots.finish(&mut preds);

@@ -333,8 +333,10 @@ impl CompiledRouter {
         query: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> Option<&Origin> {
-        let t = self.rules[route.index()].target.as_ref()?;
-        t.render(|i| s.group(i as usize), query, out);
+        let rule = &self.rules[route.index()];
+        let t = rule.target.as_ref()?;
+        let rest = s.path().get(rule.rest_from..).unwrap_or_default();
+        t.render(|i| s.group(i as usize), rest, query, out);
         Some(&t.origin)
     }
 

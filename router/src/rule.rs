@@ -135,6 +135,9 @@ pub(crate) struct Rule {
     pub capture: CaptureKind,
     pub predicates: Box<[Predicate]>,
     pub target: Option<Template>,
+    /// Where `{#request.pathRest}` starts in the normalized path (`usize::MAX`
+    /// for a regex rule, which cannot use it).
+    pub rest_from: usize,
 }
 
 impl Rule {

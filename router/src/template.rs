@@ -9,6 +9,13 @@
 //!   (the whole match is not a group); named groups count in that index too.
 //! - `{#groupName['name']}`: the named group `name` (`"name"` works too).
 //! - `{#endpoints['name']}`: a named endpoint or endpoint group. Only at the very start.
+//! - `{#request.pathRest}`: the rest of the normalized path after what the rule
+//!   matched — the group's context path and the route's prefix — as `/77`, `/`, or
+//!   empty when the path is exactly the prefix. For prefix (and exact) paths; a regex
+//!   names its parts with groups. `prefix = "/v1/orders"` with
+//!   `to = "{#endpoints['b']}/orders{#request.pathRest}"` sends `/v1/orders/77` to
+//!   `/orders/77` (nginx's `proxy_pass http://b/orders;` in a `location /v1/orders`,
+//!   Kong's `strip_path`, Traefik's `StripPrefix`).
 //!
 //! A target starts with `{#endpoints[…]}` or with a literal `http://` / `https://`
 //! origin; what follows is the path (and optionally a query). Templates are parsed and
@@ -35,6 +42,8 @@ pub(crate) enum Piece {
     Lit(Box<[u8]>),
     /// 0-based group index.
     Group(u16),
+    /// `{#request.pathRest}`.
+    Rest,
 }
 
 /// A parsed, checked target template.
@@ -52,6 +61,7 @@ pub(crate) enum TemplateError {
     UnknownGroupName(String),
     UnknownEndpoint(String),
     NoOrigin,
+    RestInRegexRule,
 }
 
 impl std::fmt::Display for TemplateError {
@@ -71,6 +81,9 @@ impl std::fmt::Display for TemplateError {
                     "{{#endpoints['{n}']}}: no endpoint or endpoint group named '{n}'"
                 )
             }
+            TemplateError::RestInRegexRule => f.write_str(
+                "{#request.pathRest} needs a prefix or exact path; a regex path names its parts with {#group[N]}",
+            ),
             TemplateError::NoOrigin => {
                 f.write_str("a target must start with {#endpoints['name']} or an http:// or https:// URL")
             }
@@ -82,6 +95,7 @@ enum Expr {
     Group(usize),
     GroupName(String),
     Endpoint(String),
+    PathRest,
 }
 
 /// Parses `{#…}` at `s[start..]` (which begins with `{#`). Returns the expression and the
@@ -96,13 +110,16 @@ fn parse_expr(s: &str, start: usize) -> Result<(Expr, usize), TemplateError> {
         .map(|p| start + p)
         .ok_or_else(|| err(start, "unclosed '{'"))?;
     let body = &s[start + 2..close];
+    if body.trim() == "request.pathRest" {
+        return Ok((Expr::PathRest, close + 1));
+    }
     let (name, arg) = body
         .split_once('[')
         .and_then(|(n, rest)| rest.strip_suffix(']').map(|a| (n.trim(), a.trim())))
         .ok_or_else(|| {
             err(
                 start,
-                "expected {#group[N]}, {#groupName['name']} or {#endpoints['name']}",
+                "expected {#group[N]}, {#groupName['name']}, {#endpoints['name']} or {#request.pathRest}",
             )
         })?;
     let quoted = || {
@@ -122,12 +139,15 @@ fn parse_expr(s: &str, start: usize) -> Result<(Expr, usize), TemplateError> {
 }
 
 impl Template {
-    /// Parses `s` for a rule whose path has `groups` capture groups named `names`.
+    /// Parses `s` for a rule whose path has `groups` capture groups named `names`;
+    /// `rest`: the rule's path is a prefix or exact one (`{#request.pathRest}` is
+    /// allowed).
     pub(crate) fn parse(
         s: &str,
         groups: usize,
         names: &[(String, u16)],
         endpoints: &[String],
+        rest: bool,
     ) -> Result<Template, TemplateError> {
         // The origin.
         let (origin, mut pos) = if s.starts_with("{#") {
@@ -153,7 +173,8 @@ impl Template {
                 .find(['/', '?', '{'])
                 .map_or(s.len(), |p| rest_at + p);
             let authority = &s[rest_at..end];
-            if authority.is_empty() || s[end..].starts_with('{') {
+            let rest_next = s[end..].starts_with("{#request.pathRest}");
+            if authority.is_empty() || (s[end..].starts_with('{') && !rest_next) {
                 return Err(TemplateError::Syntax {
                     offset: end,
                     message: "the authority of a literal target must be literal and non-empty".into(),
@@ -167,7 +188,9 @@ impl Template {
                 end,
             )
         };
-        if pos < s.len() && !s[pos..].starts_with(['/', '?']) {
+        // `{#request.pathRest}` may follow the origin directly: it starts with `/`.
+        let rest_next = s[pos..].starts_with("{#request.pathRest}");
+        if pos < s.len() && !s[pos..].starts_with(['/', '?']) && !rest_next {
             return Err(TemplateError::Syntax {
                 offset: pos,
                 message: "after the origin, a target continues with '/' or '?'".into(),
@@ -179,11 +202,13 @@ impl Template {
         while pos < s.len() {
             if s[pos..].starts_with("{#") {
                 let (expr, end) = parse_expr(s, pos)?;
-                let index = match expr {
-                    Expr::Group(i) if i < groups => i as u16,
+                let piece = match expr {
+                    Expr::PathRest if !rest => return Err(TemplateError::RestInRegexRule),
+                    Expr::PathRest => Piece::Rest,
+                    Expr::Group(i) if i < groups => Piece::Group(i as u16),
                     Expr::Group(index) => return Err(TemplateError::GroupOutOfRange { index, groups }),
                     Expr::GroupName(n) => match names.iter().find(|(name, _)| *name == n) {
-                        Some((_, i)) => *i,
+                        Some((_, i)) => Piece::Group(*i),
                         None => return Err(TemplateError::UnknownGroupName(n)),
                     },
                     Expr::Endpoint(_) => {
@@ -196,7 +221,7 @@ impl Template {
                 if !lit.is_empty() {
                     pieces.push(Piece::Lit(std::mem::take(&mut lit).into_boxed_slice()));
                 }
-                pieces.push(Piece::Group(index));
+                pieces.push(piece);
                 pos = end;
             } else {
                 let c = s[pos..].chars().next().map_or(1, char::len_utf8);
@@ -218,6 +243,7 @@ impl Template {
     pub(crate) fn render<'p>(
         &self,
         group: impl Fn(u16) -> Option<&'p [u8]>,
+        rest: &[u8],
         query: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) {
@@ -226,6 +252,7 @@ impl Template {
             match piece {
                 Piece::Lit(l) => out.extend_from_slice(l),
                 Piece::Group(i) => out.extend_from_slice(group(*i).unwrap_or_default()),
+                Piece::Rest => out.extend_from_slice(rest),
             }
         }
         if out.len() == start || out[start] == b'?' {
@@ -251,10 +278,54 @@ mod tests {
         let mut out = Vec::new();
         t.render(
             |i| groups.get(i as usize).map(|g| g.as_bytes()),
+            b"",
             query.map(str::as_bytes),
             &mut out,
         );
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn path_rest_renders_what_follows_the_prefix() {
+        let t = Template::parse(
+            "{#endpoints['default']}/orders{#request.pathRest}",
+            0,
+            &[],
+            &eps(),
+            true,
+        )
+        .unwrap();
+        let render = |rest: &str, q: Option<&str>| {
+            let mut out = Vec::new();
+            t.render(|_| None, rest.as_bytes(), q.map(str::as_bytes), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(render("/77", None), "/orders/77");
+        assert_eq!(render("", Some("a=1")), "/orders?a=1");
+        assert_eq!(render("/", None), "/orders/");
+        let t = Template::parse("{#endpoints['default']}{#request.pathRest}", 0, &[], &eps(), true).unwrap();
+        let mut out = Vec::new();
+        t.render(|_| None, b"", None, &mut out);
+        assert_eq!(out, b"/", "an empty target is /");
+        assert_eq!(
+            Template::parse(
+                "{#endpoints['default']}/x{#request.pathRest}",
+                1,
+                &[],
+                &eps(),
+                false
+            )
+            .unwrap_err(),
+            TemplateError::RestInRegexRule
+        );
+        let t = Template::parse("http://b:8080{#request.pathRest}", 0, &[], &eps(), true).unwrap();
+        assert_eq!(
+            t.origin,
+            Origin::Url {
+                tls: false,
+                authority: "b:8080".into()
+            }
+        );
     }
 
     #[test]
@@ -265,6 +336,7 @@ mod tests {
             1,
             &names,
             &eps(),
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -279,17 +351,17 @@ mod tests {
 
     #[test]
     fn endpoint_origin_and_query_merge() {
-        let t = Template::parse("{#endpoints['store12']}/s/{#group[1]}?a=1", 2, &[], &eps()).unwrap();
+        let t = Template::parse("{#endpoints['store12']}/s/{#group[1]}?a=1", 2, &[], &eps(), true).unwrap();
         assert_eq!(t.origin, Origin::Endpoint(EndpointId(1)));
         assert_eq!(render(&t, &["x", "y"], Some("b=2")), "/s/y?a=1&b=2");
-        let t = Template::parse("{#endpoints['default']}", 0, &[], &eps()).unwrap();
+        let t = Template::parse("{#endpoints['default']}", 0, &[], &eps(), true).unwrap();
         assert_eq!(render(&t, &[], Some("q=1")), "/?q=1");
         assert_eq!(render(&t, &[], None), "/");
     }
 
     #[test]
     fn errors_are_specific() {
-        let p = |s: &str| Template::parse(s, 1, &[("id".into(), 0)], &eps()).unwrap_err();
+        let p = |s: &str| Template::parse(s, 1, &[("id".into(), 0)], &eps(), false).unwrap_err();
         assert_eq!(
             p("{#endpoints['nope']}/x"),
             TemplateError::UnknownEndpoint("nope".into())
