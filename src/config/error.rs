@@ -27,6 +27,62 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A TOML syntax or type error, at its span (`text` is what was parsed).
+    pub(crate) fn toml(file: &str, text: &str, err: &toml::de::Error) -> Diagnostic {
+        let at = err.span().map_or(0, |s| s.start.min(text.len()));
+        let (line, column) = line_col(text, at);
+        let (group, route) = enclosing_route(text, at);
+        Diagnostic {
+            file: file.to_string(),
+            line,
+            column,
+            message: did_you_mean(err.message().trim_end()).replace('\n', "; "),
+            group,
+            route,
+            kind: Kind::Syntax,
+        }
+    }
+}
+
+/// serde's `unknown field `lisen`, expected one of `listen`, …` with `; did you mean
+/// `listen`?` added when one expected name is within two edits of the unknown one.
+fn did_you_mean(message: &str) -> String {
+    let suggestion = (|| {
+        let rest = message.strip_prefix("unknown field `")?;
+        let (unknown, rest) = rest.split_once('`')?;
+        let expected = rest.split_once("expected")?.1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|name| (edit_distance(unknown, name), name))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, name)| name.to_string())
+    })();
+    match suggestion {
+        Some(name) => format!("{message}; did you mean `{name}`?"),
+        None => message.to_string(),
+    }
+}
+
+/// Levenshtein distance of two short names (bytes).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl Diagnostic {
     /// The file name as given to [`super::load_file`] or [`super::parse`].
     pub fn file(&self) -> &str {
         &self.file
@@ -97,21 +153,6 @@ impl ConfigError {
             group: None,
             route: None,
             kind: Kind::Io,
-        }])
-    }
-
-    pub(crate) fn toml(file: &str, text: &str, err: &toml::de::Error) -> ConfigError {
-        let at = err.span().map_or(0, |s| s.start.min(text.len()));
-        let (line, column) = line_col(text, at);
-        let (group, route) = enclosing_route(text, at);
-        ConfigError::from_diagnostics(vec![Diagnostic {
-            file: file.to_string(),
-            line,
-            column,
-            message: err.message().trim_end().replace('\n', "; "),
-            group,
-            route,
-            kind: Kind::Syntax,
         }])
     }
 

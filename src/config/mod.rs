@@ -404,13 +404,100 @@ fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64) -> Result<Config, ConfigEr
 /// Validates config text; `origin` names the file in messages (and in
 /// [`ConfigSource::File`]).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let file: file::FileConfig = toml::from_str(text).map_err(|e| ConfigError::toml(origin, text, &e))?;
+    let file: file::FileConfig = toml::from_str(text).map_err(|e| every_toml_error(text, origin, e))?;
     let mut config = validate::validate(file, text, origin)?;
     config.source = ConfigSource::File {
         path: PathBuf::from(origin),
         hash: fnv1a(text.as_bytes()),
     };
     Ok(config)
+}
+
+/// TOML errors reported before giving up on finding more.
+const MAX_TOML_ERRORS: usize = 20;
+
+/// `first` and the independent errors after it: an unknown key or a value of the
+/// wrong type is blanked out (its line, or a whole unknown table — spaces, so every
+/// later offset stays put) and the file parsed again, up to [`MAX_TOML_ERRORS`].
+/// Three typos take one run, not three. Any other error (syntax, a missing key —
+/// which may be the blanking's own doing) ends the search, and is reported only if
+/// it came first.
+fn every_toml_error(text: &str, origin: &str, first: toml::de::Error) -> ConfigError {
+    let mut found = vec![Diagnostic::toml(origin, text, &first)];
+    let mut doc = text.to_string();
+    let mut err = first;
+    let mut last_at = usize::MAX;
+    while found.len() < MAX_TOML_ERRORS {
+        let message = err.message();
+        let blankable = [
+            "unknown field",
+            "invalid type",
+            "invalid value",
+            "unknown variant",
+        ]
+        .iter()
+        .any(|p| message.starts_with(p));
+        let Some(span) = err
+            .span()
+            .filter(|s| blankable && s.start != last_at && s.start < doc.len())
+        else {
+            break;
+        };
+        last_at = span.start;
+        blank(&mut doc, span.start);
+        match toml::from_str::<file::FileConfig>(&doc) {
+            Ok(_) => break,
+            Err(e) => {
+                let next = e.message();
+                let independent = [
+                    "unknown field",
+                    "invalid type",
+                    "invalid value",
+                    "unknown variant",
+                ]
+                .iter()
+                .any(|p| next.starts_with(p));
+                if !independent {
+                    break;
+                }
+                found.push(Diagnostic::toml(origin, &doc, &e));
+                err = e;
+            }
+        }
+    }
+    ConfigError::from_diagnostics(found)
+}
+
+/// Overwrites with spaces the line of `doc` holding byte `at` — or, when that line
+/// is a table header, the table up to the next header — keeping every newline.
+fn blank(doc: &mut String, at: usize) {
+    let bytes = doc.as_bytes();
+    let start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let line_end = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| from + p)
+    };
+    let mut end = line_end(start);
+    if bytes[start..end].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        // An unknown table: its keys would otherwise land in the table before it.
+        while end < bytes.len() {
+            let next = end + 1;
+            let next_end = line_end(next);
+            if bytes[next..next_end].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                break;
+            }
+            end = next_end;
+        }
+    }
+    let blanked: String = doc[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    // Multi-byte characters became one space each: pad to the same byte length.
+    let pad = (end - start) - blanked.len();
+    doc.replace_range(start..end, &(blanked + &" ".repeat(pad)));
 }
 
 /// The embedded default config ([`DEFAULT_CONFIG`]).

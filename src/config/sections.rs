@@ -338,6 +338,7 @@ pub(super) fn endpoints(
 ) -> (Vec<Option<EndpointDef>>, Vec<String>) {
     let mut defs = Vec::new();
     let mut names: Vec<String> = Vec::new();
+    let mut first_at: Vec<Range<usize>> = Vec::new();
     let mut check_name = |d: &mut Diagnostics<'_>, name: &str, span: Range<usize>| {
         if name.is_empty() || name.contains(['\'', '"', '[', ']', '{', '}']) {
             d.at(
@@ -347,15 +348,17 @@ pub(super) fn endpoints(
                 None,
             );
         }
-        if names.iter().any(|n| n == name) {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            let (line, _) = d.line_col(first_at[i].start);
             d.at(
-                span,
-                format!("endpoint name '{name}' is defined twice"),
+                span.clone(),
+                format!("endpoint name '{name}' is defined twice (first on line {line})"),
                 None,
                 None,
             );
         }
         names.push(name.to_string());
+        first_at.push(span);
     };
     for (name, e) in &f.endpoints.0 {
         check_name(d, name, e.span());

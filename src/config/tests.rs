@@ -582,3 +582,44 @@ fn group_errors_are_said_once_and_do_not_cascade() {
         "{lines:#?}"
     );
 }
+
+/// Issue 14: three typos take one run — unknown keys and values of the wrong type
+/// are all reported, at their own lines, with "did you mean" when a key is close.
+#[test]
+fn every_independent_toml_error_in_one_run() {
+    let text = "[server]\nlisen = \"127.0.0.1:1\"\nshards = \"two\"\n[limitz]\nx = 1\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"r\"\npaht = { exact = \"/\" }\nmock = {}\n";
+    let e = fail(text);
+    let lines: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("t.toml:2:1: unknown field `lisen`")
+            && lines[0].contains("did you mean `listen`?"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("t.toml:3:10: invalid type: string \"two\""),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].starts_with("t.toml:4:2: unknown field `limitz`")
+            && lines[2].contains("did you mean `limits`?"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].starts_with("t.toml:10:1: unknown field `paht`")
+            && lines[3].contains("did you mean `path`?"),
+        "{lines:#?}"
+    );
+    // A syntax error stops the search (what follows it cannot be read).
+    let e = fail("[server]\nlisten = [\n[[groups]]\nnmae = \"g\"\n");
+    assert_eq!(e.diagnostics().len(), 1, "{e}");
+    // An unknown endpoint in a target gets the nearest name; a duplicate endpoint
+    // name points at the first.
+    let e = fail("[endpoints]\nbackend = \"http://127.0.0.1:1\"\n[endpoint_groups.backend]\nendpoints = [\"http://127.0.0.1:2\"]\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"r\"\npath = { exact = \"/\" }\nto = \"{#endpoints['backnd']}/\"\n");
+    let text = e.to_string();
+    assert!(
+        text.contains("endpoint name 'backend' is defined twice (first on line 2)"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean 'backend'?"), "{text}");
+}

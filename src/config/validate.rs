@@ -3,7 +3,7 @@
 //! back to the line and column it comes from.
 
 use super::access::{access, SecretSource};
-use super::error::{offset_in_string, Diagnostics};
+use super::error::{edit_distance, offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
 use super::resolve::{literal_origin, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream, TlsContext};
@@ -158,6 +158,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
                     (false, ErrorSite::Rule) => {
                         format!("{} ('{}')", e.message(), p.route.name)
                     }
+                    (false, ErrorSite::Target) => with_endpoint_suggestion(e.message(), &spec.endpoints),
                     _ => e.message().to_string(),
                 };
                 // A group's own setting (its context path or a host) is wrong for
@@ -313,20 +314,23 @@ fn access_log_notice(log: &super::LogConfig, f: &FileConfig, d: &Diagnostics<'_>
     })
 }
 
-/// Levenshtein distance of two short names (bytes).
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
+/// A target error naming an unknown endpoint, with the nearest defined name.
+fn with_endpoint_suggestion(message: &str, endpoints: &[String]) -> String {
+    let unknown = message
+        .split_once("no endpoint or endpoint group named '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(name, _)| name);
+    let near = unknown.and_then(|u| {
+        endpoints
+            .iter()
+            .map(|e| (edit_distance(u, e), e))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+    });
+    match near {
+        Some((_, e)) => format!("{message}; did you mean '{e}'?"),
+        None => message.to_string(),
     }
-    prev[b.len()]
 }
 
 /// The byte offset in the file that a router error about `site` points at.
