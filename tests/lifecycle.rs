@@ -279,7 +279,13 @@ fn handover_between_two_processes_drops_nothing() {
         "net.ipv4.tcp_migrate_req must be settable (root) for a zero-downtime handover"
     );
     let port = free_port();
-    let config = config_with(&[&port.to_string()], "ok");
+    // One config for both processes, admin port included (issue 14: the upgrade
+    // procedure of docs/operations.md, two processes of one user).
+    let admin = free_port();
+    let config = format!(
+        "{}\n[admin]\nlisten = \"{admin}\"\n",
+        config_with(&[&port.to_string()], "ok")
+    );
     let dir = temp_dir("handover");
     let file = dir.join("ringway.toml");
     std::fs::write(&file, &config).unwrap();
@@ -305,9 +311,19 @@ fn handover_between_two_processes_drops_nothing() {
     let new_dir = temp_dir("handover-new");
     let new = Gateway::start_file(new_dir, file.clone());
     assert_eq!(new.addr, port);
+    assert_eq!(
+        get_body(admin, "/healthz").as_deref(),
+        Some("ok\n"),
+        "the shared admin port answers"
+    );
     thread::sleep(Duration::from_millis(300));
     old.signal("TERM");
     assert_eq!(old.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        get_body(admin, "/healthz").as_deref(),
+        Some("ok\n"),
+        "the new process's admin port"
+    );
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let (mut total, mut failures) = (0, Vec::new());

@@ -130,7 +130,7 @@ const MAX_CONNECTIONS: usize = 32;
 /// check is never queued behind an idle or slow client. Returns the bound address
 /// (port 0 is resolved).
 pub fn spawn(listen: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(listen)?;
+    let listener = bind(listen)?;
     let addr = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -145,6 +145,19 @@ pub fn spawn(listen: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAdd
             }
         })?;
     Ok(addr)
+}
+
+/// Binds the admin port with SO_REUSEPORT, as the data ports are: during a binary
+/// upgrade the old and the new process (same user, same config) both serve it, and
+/// a scrape reaches one of them. A port held by anything else still fails the bind.
+fn bind(listen: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(listen), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&listen.into())?;
+    s.listen(128)?;
+    Ok(s.into())
 }
 
 /// Serves `conn` on its own thread, or refuses it when [`MAX_CONNECTIONS`] are busy.
