@@ -11,11 +11,12 @@ use crate::access::jdcloud;
 use crate::access::nonce::NonceStore;
 use crate::http::HeadScratch;
 use crate::observe::access_log::AccessLog;
-use crate::observe::metrics::ShardStats;
+use crate::observe::metrics::{Counter, ShardStats};
 use crate::snapshot::{PreparedView, ShardView, Snapshot};
 use crate::upstream::ConnPool;
 use ringway_router::MatchScratch;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -58,7 +59,13 @@ pub struct Shard {
     /// Backend-signature nonces: a random prefix per shard and a counter.
     nonce_prefix: u64,
     nonce_seq: Cell<u64>,
+    /// (snapshot version, route, method, status) → this shard's handle on the shared
+    /// counter; cleared when a snapshot is installed (route ids change).
+    codes: RefCell<HashMap<CodeKey, Arc<Counter>>>,
 }
+
+/// (snapshot version, route id, method label, status).
+type CodeKey = (u64, u32, &'static str, u16);
 
 /// Size of the pooled I/O buffers used for bodies and upstream responses.
 pub const IO_BUF: usize = 64 * 1024;
@@ -108,7 +115,29 @@ impl Shard {
                 h.finish()
             },
             nonce_seq: Cell::new(0),
+            codes: RefCell::default(),
         }
+    }
+
+    /// Counts a response of `route` (in the current view) to `method` with `status`.
+    pub fn count_code(
+        &self,
+        view: &ShardView,
+        route: ringway_router::RouteId,
+        method: &'static str,
+        status: u16,
+    ) {
+        let key = (view.snap.version, route.0, method, status);
+        if let Some(c) = self.codes.borrow().get(&key) {
+            c.inc();
+            return;
+        }
+        let Some(r) = view.snap.config.routes.get(route.index()) else {
+            return;
+        };
+        let c = self.stats.route_code(&r.group, &r.name, method, status);
+        c.inc();
+        self.codes.borrow_mut().insert(key, c);
     }
 
     /// A nonce for a backend signature: unique per process (shard prefix and
@@ -137,6 +166,7 @@ impl Shard {
             .borrow_mut()
             .set_target(&view.snap.config.log.access);
         let old = std::mem::replace(&mut *self.view.borrow_mut(), Rc::new(view));
+        self.codes.borrow_mut().clear();
         self.retired.borrow_mut().push(old);
     }
 

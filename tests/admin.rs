@@ -174,6 +174,26 @@ fn metrics_count_requests_by_route_class_and_no_match() {
                 &[("group", "it"), ("route", "health"), ("class", "2xx")],
                 "2",
             ),
+            (
+                "ringway_route_responses_total",
+                &[
+                    ("group", "it"),
+                    ("route", "api"),
+                    ("method", "GET"),
+                    ("code", "200"),
+                ],
+                "5",
+            ),
+            (
+                "ringway_route_responses_total",
+                &[
+                    ("group", "it"),
+                    ("route", "health"),
+                    ("method", "GET"),
+                    ("code", "200"),
+                ],
+                "2",
+            ),
             ("ringway_request_duration_seconds_count", api, "5"),
             (
                 "ringway_request_duration_seconds_bucket",
@@ -202,6 +222,15 @@ fn metrics_count_requests_by_route_class_and_no_match() {
             ("ringway_config_reloads_total", &[("result", "failed")], "0"),
             ("ringway_shard_config_version", &[("shard", "0")], "1"),
             ("ringway_config_version", &[], "1"),
+            (
+                "ringway_build_info",
+                &[
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("commit", env!("RINGWAY_COMMIT")),
+                    ("profile", "debug"),
+                ],
+                "1",
+            ),
         ],
     );
     // Only classes that occurred are listed per route; the no-match is in no route.
@@ -226,7 +255,7 @@ fn metrics_count_requests_by_route_class_and_no_match() {
         .filter(|l| l.starts_with("ringway_request_duration_seconds_bucket{group=\"it\",route=\"api\","))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(buckets.len(), 13, "{text}");
+    assert_eq!(buckets.len(), 18, "{text}");
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert_eq!(buckets.last(), Some(&5));
 

@@ -452,6 +452,8 @@ struct Totals {
     auth_denied: BTreeMap<(String, String), u64>,
     /// (group, version, environment) → requests by class.
     versions: BTreeMap<(String, String, String), HistogramSum>,
+    /// (group, route, method, status) → responses.
+    codes: BTreeMap<(String, String, String, u16), u64>,
     nonce_store_full: u64,
 }
 
@@ -488,6 +490,11 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         t.accepted += s.accepted.get();
         t.access_log_errors += s.access_log_errors.get();
         t.nonce_store_full += s.nonce_store_full.get();
+        s.for_each_route_code(|g, r, m, code, n| {
+            *t.codes
+                .entry((g.to_string(), r.to_string(), m.to_string(), code))
+                .or_default() += n;
+        });
         s.for_each_version(|g, v, env, h| {
             t.versions
                 .entry((g.to_string(), v.to_string(), env.to_string()))
@@ -526,6 +533,19 @@ fn metrics(state: &AdminState) -> String {
                 );
             }
         }
+    }
+    e.family(
+        "ringway_route_responses_total",
+        Kind::Counter,
+        "Routed responses by group, route, method (common ones by name, else OTHER) and status code.",
+    );
+    for ((g, r, m, code), n) in &t.codes {
+        let code = code.to_string();
+        e.sample(
+            "ringway_route_responses_total",
+            &[("group", g), ("route", r), ("method", m), ("code", &code)],
+            n,
+        );
     }
     e.family(
         "ringway_version_requests_total",
@@ -744,5 +764,19 @@ fn metrics(state: &AdminState) -> String {
     );
     let start = state.started.duration_since(UNIX_EPOCH).unwrap_or_default();
     e.sample("ringway_start_time_seconds", &[], start.as_secs());
+    e.family(
+        "ringway_build_info",
+        Kind::Gauge,
+        "The binary: version, commit and build profile (always 1).",
+    );
+    e.sample(
+        "ringway_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("RINGWAY_COMMIT")),
+            ("profile", env!("RINGWAY_PROFILE")),
+        ],
+        1,
+    );
     e.finish()
 }

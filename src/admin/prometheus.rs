@@ -143,8 +143,9 @@ mod tests {
         let mut h = HistogramSum::default();
         h.buckets[0] = 2; // ≤ 100 µs
         h.buckets[3] = 1; // ≤ 1 ms
-        h.buckets[LATENCY_BUCKETS_US.len()] = 4; // > 1 s
-        h.sum_us = 4_001_250;
+        h.buckets[12] = 1; // ≤ 2.5 s
+        h.buckets[LATENCY_BUCKETS_US.len()] = 4; // > 60 s
+        h.sum_us = 242_001_250;
         let mut e = Exposition::default();
         e.histogram("d_seconds", &[("route", "r")], &h);
         let text = e.finish();
@@ -154,11 +155,15 @@ mod tests {
         assert_eq!(lines[1], "d_seconds_bucket{route=\"r\",le=\"0.00025\"} 2");
         assert_eq!(lines[3], "d_seconds_bucket{route=\"r\",le=\"0.001\"} 3");
         assert_eq!(lines[11], "d_seconds_bucket{route=\"r\",le=\"1\"} 3");
-        assert_eq!(lines[12], "d_seconds_bucket{route=\"r\",le=\"+Inf\"} 7");
-        assert_eq!(lines[13], "d_seconds_sum{route=\"r\"} 4.00125");
-        assert_eq!(lines[14], "d_seconds_count{route=\"r\"} 7");
+        // Up to the default timeouts (response 30 s, send and body 60 s).
+        assert_eq!(lines[12], "d_seconds_bucket{route=\"r\",le=\"2.5\"} 4");
+        assert_eq!(lines[15], "d_seconds_bucket{route=\"r\",le=\"30\"} 4");
+        assert_eq!(lines[16], "d_seconds_bucket{route=\"r\",le=\"60\"} 4");
+        assert_eq!(lines[17], "d_seconds_bucket{route=\"r\",le=\"+Inf\"} 8");
+        assert_eq!(lines[18], "d_seconds_sum{route=\"r\"} 242.00125");
+        assert_eq!(lines[19], "d_seconds_count{route=\"r\"} 8");
         // Never decreasing.
-        let counts: Vec<u64> = lines[..13]
+        let counts: Vec<u64> = lines[..18]
             .iter()
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();

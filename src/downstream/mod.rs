@@ -117,6 +117,10 @@ async fn reject(shard: &Shard, c: &mut ClientConn, status: u16, reason: &'static
         method: None,
         path: None,
         query: None,
+        host: None,
+        protocol: None,
+        user_agent: None,
+        referer: None,
     };
     if let Some(line) = log.begin(&req) {
         let bytes = if r.is_ok() { body_len(&out) } else { 0 };

@@ -8,7 +8,9 @@
 //!
 //! ```text
 //! {"time":"2024-05-01T12:00:00.123Z","id":"5f3a9c01-0-1a","client":"203.0.113.9",
-//!  "method":"GET","path":"/api/users/7","query":"x=1","group":"api","route":"users",
+//!  "method":"GET","path":"/api/users/7","query":"x=1","host":"api.example.com",
+//!  "protocol":"HTTP/1.1","user_agent":"curl/8.5.0","referer":null,
+//!  "group":"api","route":"users",
 //!  "env":"online","version":"0.0.2","caller":"mobile-app","upstream":"127.0.0.1:9001",
 //!  "status":200,"bytes":512,"duration_us":840,"upstream_us":790}
 //! ```
@@ -76,6 +78,12 @@ pub struct RequestFields<'a> {
     /// The raw target path, as sent.
     pub path: Option<&'a [u8]>,
     pub query: Option<&'a [u8]>,
+    /// The Host (or the absolute-form target's authority).
+    pub host: Option<&'a [u8]>,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub protocol: Option<&'static str>,
+    pub user_agent: Option<&'a [u8]>,
+    pub referer: Option<&'a [u8]>,
 }
 
 /// What is known about a request when its response has been sent.
@@ -141,6 +149,14 @@ impl AccessLog {
         json_opt(&mut l, req.path);
         l.extend_from_slice(b",\"query\":");
         json_opt(&mut l, req.query);
+        l.extend_from_slice(b",\"host\":");
+        json_opt(&mut l, req.host);
+        l.extend_from_slice(b",\"protocol\":");
+        json_opt(&mut l, req.protocol.map(str::as_bytes));
+        l.extend_from_slice(b",\"user_agent\":");
+        json_opt(&mut l, req.user_agent);
+        l.extend_from_slice(b",\"referer\":");
+        json_opt(&mut l, req.referer);
         Some(Line(l))
     }
 
@@ -431,6 +447,10 @@ mod tests {
                 method: Some(b"GET"),
                 path: Some(b"/a\"b"),
                 query: None,
+                host: Some(b"api.example.com"),
+                protocol: Some("HTTP/1.1"),
+                user_agent: Some(b"curl/8.5.0"),
+                referer: None,
             })
             .unwrap();
         log.finish(
@@ -456,6 +476,12 @@ mod tests {
         assert!(v["query"].is_null() && v["route"].is_null() && v["upstream_us"].is_null());
         assert_eq!(v["group"], "g");
         assert_eq!(v["caller"], "mobile-app");
+        assert_eq!(
+            (v["host"].as_str(), v["protocol"].as_str()),
+            (Some("api.example.com"), Some("HTTP/1.1"))
+        );
+        assert_eq!(v["user_agent"], "curl/8.5.0");
+        assert!(v["referer"].is_null());
         assert_eq!(v["env"], "online");
         assert!(v["version"].is_null());
         assert_eq!(v["upstream"], "127.0.0.1:9");

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Latency histogram bucket upper bounds, in microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
+pub const LATENCY_BUCKETS_US: [u64; 17] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000, 60_000_000,
 ];
 
 /// A counter with a single writer.
@@ -152,6 +153,9 @@ pub struct ShardStats {
     auth: Mutex<HashMap<(String, String, bool), Arc<Counter>>>,
     /// (group, version, environment) → requests of a versioned group.
     versions: Mutex<HashMap<(String, String, String), Arc<Histogram>>>,
+    /// (group, route, method, status) → responses. A shard keeps its handles
+    /// (`Shard::code_counter`), so the lock is taken once per new combination.
+    codes: Mutex<HashMap<CodeKey, Arc<Counter>>>,
     /// group → route → histogram. Two levels so lookups borrow their keys.
     routes: Mutex<HashMap<String, HashMap<String, Arc<Histogram>>>>,
     upstreams: Mutex<HashMap<String, Arc<UpstreamStats>>>,
@@ -224,6 +228,23 @@ impl ShardStats {
             .clone()
     }
 
+    /// The counter of `route`'s responses with `status` to `method` (created on
+    /// first use).
+    pub fn route_code(&self, group: &str, route: &str, method: &'static str, status: u16) -> Arc<Counter> {
+        let mut m = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((group.to_string(), route.to_string(), method, status))
+            .or_default()
+            .clone()
+    }
+
+    /// Visits every (group, route, method, status) counter.
+    pub fn for_each_route_code(&self, mut f: impl FnMut(&str, &str, &str, u16, u64)) {
+        let m = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        for ((g, r, method, code), n) in m.iter() {
+            f(g, r, method, *code, n.get());
+        }
+    }
+
     /// Visits every versioned group's histogram: (group, version, environment).
     pub fn for_each_version(&self, mut f: impl FnMut(&str, &str, &str, &Histogram)) {
         let copy: Vec<_> = {
@@ -268,6 +289,24 @@ impl ShardStats {
         for (a, u) in ups.iter() {
             f(a, u);
         }
+    }
+}
+
+/// (group, route, method label, status) of a response counter.
+type CodeKey = (String, String, &'static str, u16);
+
+/// A method as a metrics label: the common ones by name, every other `OTHER`, so
+/// a client cannot grow the label set.
+pub fn method_label(method: &[u8]) -> &'static str {
+    match method {
+        b"GET" => "GET",
+        b"HEAD" => "HEAD",
+        b"POST" => "POST",
+        b"PUT" => "PUT",
+        b"DELETE" => "DELETE",
+        b"PATCH" => "PATCH",
+        b"OPTIONS" => "OPTIONS",
+        _ => "OTHER",
     }
 }
 

@@ -46,6 +46,8 @@ pub struct RequestFacts {
     /// The client sent `TE: trailers`: a response's trailers are relayed to it
     /// (else they are dropped).
     pub accepts_trailers: bool,
+    /// The method as a metrics label ([`crate::observe::metrics::method_label`]).
+    pub method: &'static str,
 }
 
 impl RequestFacts {
@@ -68,6 +70,7 @@ impl RequestFacts {
             keep_alive: head.keep_alive,
             expect_continue: head.expect_continue,
             accepts_trailers,
+            method: crate::observe::metrics::method_label(method),
         }
     }
 
@@ -162,13 +165,24 @@ impl<'a> Exchange<'a> {
         let usable = client_id.filter(|v| is_usable_request_id(v));
         let id = shard.request_id(usable);
         let replace_client_id = client_id.is_some() && usable.is_none();
-        let log_line = shard.access_log.borrow_mut().begin(&RequestFields {
-            id: id.as_bytes(),
-            client: &client.peer_ip,
-            method: Some(head.method.slice(buf)),
-            path: Some(head.path.slice(buf)),
-            query: head.query.map(|q| q.slice(buf)),
-        });
+        let mut log = shard.access_log.borrow_mut();
+        let log_line = if log.is_on() {
+            let field = |name: &[u8]| find_header(buf, fields.headers(), name);
+            log.begin(&RequestFields {
+                id: id.as_bytes(),
+                client: &client.peer_ip,
+                method: Some(head.method.slice(buf)),
+                path: Some(head.path.slice(buf)),
+                query: head.query.map(|q| q.slice(buf)),
+                host: head.host.map(|h| h.slice(buf)),
+                protocol: Some(if facts.http10 { "HTTP/1.0" } else { "HTTP/1.1" }),
+                user_agent: field(b"user-agent"),
+                referer: field(b"referer"),
+            })
+        } else {
+            None
+        };
+        drop(log);
         // The body (or the next pipelined request) starts after the head.
         client.pos = head.head_len;
         Exchange {

@@ -13,6 +13,9 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
     if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
         h.record(outcome.status, micros);
     }
+    if let Some(r) = x.route {
+        x.shard.count_code(view, r, x.facts.method, outcome.status);
+    }
     let rule = x.route.and_then(|r| view.snap.config.routes.get(r.index()));
     if let (Some(rule), Some(env)) = (rule, x.env) {
         let per_env = view.version_stats.get(rule.group_index);
