@@ -320,6 +320,14 @@ fn config_shows_version_hash_rules_and_shards() {
     assert_eq!(g["routes"][1]["path"]["kind"], "exact");
     assert_eq!(g["routes"][1]["action"]["kind"], "mock");
     assert_eq!(g["routes"][1]["action"]["status"], 200);
+    // The effective routing (issue 14): what each rule matches on, and the members.
+    assert_eq!(g["routes"][0]["hosts"], serde_json::json!([]));
+    assert_eq!(g["routes"][0]["methods"], serde_json::json!([]));
+    assert_eq!(g["routes"][0]["predicates"], serde_json::json!([]));
+    assert_eq!(g["routes"][0]["environments"], serde_json::json!(["online"]));
+    assert_eq!(v["endpoints"][0]["name"], "b");
+    assert_eq!(v["endpoints"][0]["members"][0]["address"], b.addr.to_string());
+    assert!(v["restart_needed"].as_array().is_some_and(|r| r.is_empty()));
     assert_eq!(v["shards"], serde_json::json!([{"shard": 0, "version": 1}]));
     assert!(v["last_reload_error"].is_null());
     assert_eq!(v["reloads"], serde_json::json!({"ok": 0, "failed": 0}));
@@ -491,4 +499,26 @@ fn access_log_to_stdout_writes_whole_json_lines() {
         let v: serde_json::Value = serde_json::from_str(&format!("{{{line}")).unwrap();
         assert_eq!(v["route"], route);
     }
+}
+
+/// Issue 14: `/config` shows the whole effective routing — hosts, methods,
+/// predicates, context path, environments — with no secret.
+#[test]
+fn config_shows_the_effective_routing() {
+    let b = backend();
+    let config = Config::new().endpoint("b", &b.url()).route(
+        "name = \"r\"\nmethods = [\"GET\", \"POST\"]\npath = { prefix = \"/orders\" }\nquery = [{ name = \"region\", equals = \"eu\" }]\nheaders = [{ name = \"x-canary\", absent = true }]\nto = \"{#endpoints['b']}/o{#request.pathRest}\"",
+    );
+    let (_gw, a) = start(&config, "");
+    let v = config_json(a);
+    let r = &v["groups"][0]["routes"][0];
+    assert_eq!(r["methods"], serde_json::json!(["GET", "POST"]));
+    assert_eq!(
+        r["predicates"],
+        serde_json::json!([
+            {"source": "query", "name": "region", "equals": "eu"},
+            {"source": "header", "name": "x-canary", "absent": true},
+        ])
+    );
+    assert_eq!(r["action"]["to"], "{#endpoints['b']}/o{#request.pathRest}");
 }

@@ -34,7 +34,7 @@ mod prometheus;
 use crate::observe::metrics::{HistogramSum, ShardStats, TLS_FAILURE_REASONS};
 use crate::snapshot::Snapshot;
 use prometheus::{Exposition, Kind};
-use ringway_router::{ActionSpec, PathSpec};
+use ringway_router::{ActionSpec, PathSpec, PredicateOp, Source as PredicateSource};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -346,7 +346,40 @@ fn config_json(state: &AdminState) -> String {
             (ActionSpec::Local, Some(m)) => json!({"kind": "mock", "status": m.status}),
             (ActionSpec::Local, None) => json!({"kind": "mock"}),
         };
-        let r = json!({"name": route.name, "path": path, "action": action});
+        let predicates: Vec<Value> = rule
+            .predicates
+            .iter()
+            .map(|p| {
+                let (op, value) = match &p.op {
+                    PredicateOp::Equals(v) => ("equals", json!(v)),
+                    PredicateOp::OneOf(v) => ("one_of", json!(v)),
+                    PredicateOp::Prefix(v) => ("prefix", json!(v)),
+                    PredicateOp::Regex(v) => ("regex", json!(v)),
+                    PredicateOp::Present => ("present", json!(true)),
+                    PredicateOp::Absent => ("absent", json!(true)),
+                };
+                let source = match p.source {
+                    PredicateSource::Query => "query",
+                    PredicateSource::Header => "header",
+                };
+                json!({"source": source, "name": p.name, op: value})
+            })
+            .collect();
+        // The effective routing: everything the rule matches on, as compiled.
+        let r = json!({
+            "name": route.name,
+            "hosts": rule.hosts,
+            "methods": rule.methods,
+            "context_path": rule.context_path,
+            "path": path,
+            "predicates": predicates,
+            "environments": rule.environments.as_ref().unwrap_or(&config.router.environments),
+            "versions": route.versions.as_ref().map(|vs| {
+                let list = config.groups.get(route.group_index).and_then(|g| g.versions.as_ref());
+                vs.iter().filter_map(|&v| list.and_then(|l| l.list.get(v)).cloned()).collect::<Vec<_>>()
+            }),
+            "action": action,
+        });
         match groups.last_mut() {
             Some((g, routes)) if *g == route.group => routes.push(r),
             _ => groups.push((route.group.clone(), vec![r])),
@@ -393,6 +426,21 @@ fn config_json(state: &AdminState) -> String {
             "failed": state.reloads_failed.load(Ordering::Relaxed),
         },
         "uptime_seconds": state.started_mono.elapsed().as_secs(),
+        "endpoints": config.endpoints.iter().map(|e| match e {
+            crate::config::EndpointDef::Single { name, upstream } => json!({
+                "name": name,
+                "members": [{"url": format!("{}://{}", if upstream.tls.is_some() { "https" } else { "http" }, upstream.authority), "address": upstream.addr.to_string(), "weight": 1}],
+            }),
+            crate::config::EndpointDef::Group { name, lb, members } => json!({
+                "name": name,
+                "lb": lb.as_str(),
+                "members": members.iter().map(|(u, w)| json!({
+                    "url": format!("{}://{}", if u.tls.is_some() { "https" } else { "http" }, u.authority),
+                    "address": u.addr.to_string(),
+                    "weight": w,
+                })).collect::<Vec<_>>(),
+            }),
+        }).collect::<Vec<_>>(),
         "tls": config.tls.as_ref().map(|t| json!({
             "listen": t.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "certificates": t.certificates.iter().map(|c| json!({
