@@ -88,7 +88,8 @@ impl Shard {
         nonces: Arc<NonceStore>,
     ) -> Shard {
         let view = ShardView::new(PreparedView::new(snap, &stats), id.0 as u64 + 1);
-        let access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
+        let mut access_log = AccessLog::new(&view.snap.config.log.access, stats.clone(), id.0);
+        access_log.set_fields(view.snap.config.log.fields);
         Shard {
             id,
             view: RefCell::new(Rc::new(view)),
@@ -162,9 +163,10 @@ impl Shard {
     pub fn install(&self, prepared: PreparedView) {
         let view = ShardView::new(prepared, self.id.0 as u64 + self.seq.get());
         self.stats.set_version(view.snap.version);
-        self.access_log
-            .borrow_mut()
-            .set_target(&view.snap.config.log.access);
+        let mut log = self.access_log.borrow_mut();
+        log.set_target(&view.snap.config.log.access);
+        log.set_fields(view.snap.config.log.fields);
+        drop(log);
         let old = std::mem::replace(&mut *self.view.borrow_mut(), Rc::new(view));
         self.codes.borrow_mut().clear();
         self.retired.borrow_mut().push(old);

@@ -194,6 +194,22 @@ fn metrics_count_requests_by_route_class_and_no_match() {
                 ],
                 "2",
             ),
+            ("ringway_response_body_bytes_total", api, "60"),
+            (
+                "ringway_upstream_info",
+                &[("upstream", &upstream), ("endpoint", "b")],
+                "1",
+            ),
+            (
+                "ringway_upstream_requests_total",
+                &[("upstream", &upstream), ("class", "2xx")],
+                "5",
+            ),
+            (
+                "ringway_upstream_response_seconds_count",
+                &[("upstream", &upstream)],
+                "5",
+            ),
             ("ringway_request_duration_seconds_count", api, "5"),
             (
                 "ringway_request_duration_seconds_bucket",

@@ -488,6 +488,8 @@ struct Totals {
     /// connect errors, timeouts, retries, idle, closed idle, TLS verify failures,
     /// TLS handshake failures.
     upstreams: BTreeMap<String, [u64; 7]>,
+    /// upstream address → requests by class and time to the response head.
+    upstream_requests: BTreeMap<String, HistogramSum>,
     /// handshakes, resumed, alpn http/1.1, alpn none, then failures by reason.
     tls_listeners: BTreeMap<String, [u64; 4 + TLS_FAILURE_REASONS.len()]>,
     no_match: u64,
@@ -523,6 +525,10 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
             ]) {
                 *sum = sum.wrapping_add(c.get());
             }
+            t.upstream_requests
+                .entry(a.to_string())
+                .or_default()
+                .add(&u.requests);
         });
         s.for_each_tls_listener(|a, l| {
             let e = t.tls_listeners.entry(a.to_string()).or_default();
@@ -581,6 +587,18 @@ fn metrics(state: &AdminState) -> String {
                 );
             }
         }
+    }
+    e.family(
+        "ringway_response_body_bytes_total",
+        Kind::Counter,
+        "Response body bytes sent to clients, by group and route.",
+    );
+    for ((g, r), h) in &t.routes {
+        e.sample(
+            "ringway_response_body_bytes_total",
+            &[("group", g), ("route", r)],
+            h.body_bytes,
+        );
     }
     e.family(
         "ringway_route_responses_total",
@@ -686,6 +704,64 @@ fn metrics(state: &AdminState) -> String {
         e.family(name, *kind, help);
         for (addr, v) in &t.upstreams {
             e.sample(name, &[("upstream", addr)], v[i]);
+        }
+    }
+
+    // Which endpoints each address serves, from the current config.
+    let snap = state.current();
+    let mut names: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for e in &snap.config.endpoints {
+        let (name, addrs): (&str, Vec<String>) = match e {
+            crate::config::EndpointDef::Single { name, upstream } => (name, vec![upstream.addr.to_string()]),
+            crate::config::EndpointDef::Group { name, members, .. } => {
+                (name, members.iter().map(|(u, _)| u.addr.to_string()).collect())
+            }
+        };
+        for a in addrs {
+            let list = names.entry(a).or_default();
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    e.family(
+        "ringway_upstream_info",
+        Kind::Gauge,
+        "Always 1: an upstream address and an endpoint (or endpoint group) it serves, one series per pair.",
+    );
+    for (addr, list) in &names {
+        for name in list {
+            e.sample(
+                "ringway_upstream_info",
+                &[("upstream", addr), ("endpoint", name)],
+                1,
+            );
+        }
+    }
+    e.family(
+        "ringway_upstream_requests_total",
+        Kind::Counter,
+        "Requests sent to an upstream, by the status class the client got (502/504 included).",
+    );
+    for (addr, h) in &t.upstream_requests {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_upstream_requests_total",
+                    &[("upstream", addr), ("class", class)],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_upstream_response_seconds",
+        Kind::Histogram,
+        "Time from a request's head to its upstream's response head, by upstream.",
+    );
+    for (addr, h) in &t.upstream_requests {
+        if h.buckets.iter().any(|&n| n > 0) {
+            e.histogram("ringway_upstream_response_seconds", &[("upstream", addr)], h);
         }
     }
 

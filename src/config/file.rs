@@ -227,6 +227,8 @@ pub(crate) struct AdminFile {
 pub(crate) struct LogFile {
     /// `"off"`, `"stdout"` or an absolute file path.
     pub access: Option<Spanned<String>>,
+    /// The fields of a line, in any order (default: every one).
+    pub fields: Option<Vec<Spanned<String>>>,
 }
 
 /// `[endpoint_groups.NAME]`.

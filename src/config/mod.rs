@@ -19,6 +19,7 @@
 pub mod access;
 mod error;
 pub(crate) mod file;
+pub mod log;
 mod resolve;
 mod sections;
 pub mod tls;
@@ -243,10 +244,13 @@ pub struct AdminConfig {
 }
 
 /// `[log]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// Where the access log goes. Default off.
     pub access: AccessLogTarget,
+    /// The fields of a line (bits of `observe::access_log::Field`; `[log] fields`).
+    /// Default every field.
+    pub fields: u32,
 }
 
 /// Where access log lines are written.

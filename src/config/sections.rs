@@ -6,6 +6,7 @@ use super::file::{
     BackslashFile, EncodedSlashFile, EndpointFile, FileConfig, LbFile, Listen, MemberFile, SemicolonFile,
     UpstreamTlsFile,
 };
+use super::log::Field;
 use super::resolve::{parse_duration, parse_origin, resolve};
 use super::tls::{tls_keys_without_https, upstream_tls, ClientConfigs, FileSet};
 use super::{
@@ -74,7 +75,36 @@ pub(super) fn log(f: &FileConfig, d: &mut Diagnostics<'_>) -> LogConfig {
             }
         },
     };
-    LogConfig { access }
+    let mut fields = Field::EVERY;
+    if let Some(list) = &f.log.fields {
+        fields = 0;
+        for name in list {
+            match Field::named(name.get_ref()) {
+                Some(field) => fields |= field.bit(),
+                None => {
+                    let all: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+                    let near = all
+                        .iter()
+                        .map(|a| (super::error::edit_distance(a, name.get_ref()), *a))
+                        .filter(|(d, _)| *d <= 2)
+                        .min()
+                        .map(|(_, a)| format!("; did you mean '{a}'?"))
+                        .unwrap_or_default();
+                    d.at(
+                        name.span(),
+                        format!(
+                            "log.fields: no field '{}' (fields: {}){near}",
+                            name.get_ref(),
+                            all.join(", ")
+                        ),
+                        None,
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    LogConfig { access, fields }
 }
 
 /// `listen = "addr"` or `listen = ["addr", …]`: at least one, none twice.

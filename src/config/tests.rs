@@ -623,3 +623,28 @@ fn every_independent_toml_error_in_one_run() {
     );
     assert!(text.contains("did you mean 'backend'?"), "{text}");
 }
+
+/// Issue 14: `[log] fields` picks the fields of a line; an unknown one is an error
+/// with the list and the nearest name.
+#[test]
+fn log_fields_are_checked() {
+    let c = load(&format!("[log]\naccess = \"stdout\"\nfields = [\"time\", \"status\"]\n{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  mock = {{}}\n"));
+    use super::log::Field;
+    assert_eq!(c.log.fields, Field::Time.bit() | Field::Status.bit());
+    let e = fail(&format!(
+        "[log]\nfields = [\"stauts\"]\n{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  mock = {{}}\n"
+    ));
+    assert!(
+        e.message().contains("log.fields: no field 'stauts'")
+            && e.message().contains("did you mean 'status'?"),
+        "{e}"
+    );
+    assert_eq!(
+        load(&format!(
+            "{ROUTE_HEAD}  path = {{ exact = \"/a\" }}\n  mock = {{}}\n"
+        ))
+        .log
+        .fields,
+        Field::EVERY
+    );
+}

@@ -121,6 +121,7 @@ async fn reject(shard: &Shard, c: &mut ClientConn, status: u16, reason: &'static
         protocol: None,
         user_agent: None,
         referer: None,
+        request_bytes: None,
     };
     if let Some(line) = log.begin(&req) {
         let bytes = if r.is_ok() { body_len(&out) } else { 0 };

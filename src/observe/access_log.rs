@@ -33,6 +33,7 @@
 //! works again. [`AccessLog::reopen`] (on SIGUSR1) reopens the file for log rotation.
 
 use crate::civil::civil_from_days;
+use crate::config::log::Field;
 use crate::config::AccessLogTarget;
 use crate::observe::metrics::ShardStats;
 use std::fs::File;
@@ -62,11 +63,53 @@ pub struct AccessLog {
     shard: usize,
     /// An error was reported; stay quiet until a write succeeds.
     failing: bool,
+    /// The fields written ([`Field`] bits; `[log] fields`).
+    fields: u32,
 }
 
 /// A line started by [`AccessLog::begin`], to be completed by [`AccessLog::finish`].
 #[derive(Debug)]
-pub struct Line(Vec<u8>);
+pub struct Line {
+    buf: Vec<u8>,
+    /// The fields written ([`Field`] bits).
+    fields: u32,
+    /// A field was written (the next one needs a comma).
+    any: bool,
+}
+
+impl Line {
+    /// Writes `"name":` if the field is chosen; whether it is.
+    fn key(&mut self, f: Field) -> bool {
+        if self.fields & f.bit() == 0 {
+            return false;
+        }
+        if self.any {
+            self.buf.push(b',');
+        }
+        self.any = true;
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(f.name().as_bytes());
+        self.buf.extend_from_slice(b"\":");
+        true
+    }
+
+    fn str(&mut self, f: Field, v: Option<&[u8]>) {
+        if self.key(f) {
+            json_opt(&mut self.buf, v);
+        }
+    }
+
+    fn num(&mut self, f: Field, v: Option<u64>) {
+        if self.key(f) {
+            match v {
+                Some(n) => {
+                    let _ = write!(self.buf, "{n}");
+                }
+                None => self.buf.extend_from_slice(b"null"),
+            }
+        }
+    }
+}
 
 /// What is known about a request when its head has been read. `method` and `path`
 /// are `None` for a head that could not be parsed.
@@ -84,6 +127,9 @@ pub struct RequestFields<'a> {
     pub protocol: Option<&'static str>,
     pub user_agent: Option<&'a [u8]>,
     pub referer: Option<&'a [u8]>,
+    /// The declared body length (`Content-Length`; 0 without a body; `None` for a
+    /// chunked one).
+    pub request_bytes: Option<u64>,
 }
 
 /// What is known about a request when its response has been sent.
@@ -119,9 +165,15 @@ impl AccessLog {
             stats,
             shard,
             failing: false,
+            fields: Field::EVERY,
         };
         log.set_target(target);
         log
+    }
+
+    /// Writes only these fields from now on ([`Field`] bits).
+    pub fn set_fields(&mut self, fields: u32) {
+        self.fields = fields;
     }
 
     /// Whether lines are being written.
@@ -136,61 +188,50 @@ impl AccessLog {
         if !self.is_on() {
             return None;
         }
-        let mut l = self.spare.pop().unwrap_or_default();
-        l.extend_from_slice(b"{\"time\":\"");
-        self.clock.rfc3339_now(&mut l);
-        l.extend_from_slice(b"\",\"id\":");
-        json_str(&mut l, req.id);
-        l.extend_from_slice(b",\"client\":");
-        json_str(&mut l, req.client);
-        l.extend_from_slice(b",\"method\":");
-        json_opt(&mut l, req.method);
-        l.extend_from_slice(b",\"path\":");
-        json_opt(&mut l, req.path);
-        l.extend_from_slice(b",\"query\":");
-        json_opt(&mut l, req.query);
-        l.extend_from_slice(b",\"host\":");
-        json_opt(&mut l, req.host);
-        l.extend_from_slice(b",\"protocol\":");
-        json_opt(&mut l, req.protocol.map(str::as_bytes));
-        l.extend_from_slice(b",\"user_agent\":");
-        json_opt(&mut l, req.user_agent);
-        l.extend_from_slice(b",\"referer\":");
-        json_opt(&mut l, req.referer);
-        Some(Line(l))
+        let mut line = Line {
+            buf: self.spare.pop().unwrap_or_default(),
+            fields: self.fields,
+            any: false,
+        };
+        line.buf.push(b'{');
+        if line.key(Field::Time) {
+            line.buf.push(b'"');
+            self.clock.rfc3339_now(&mut line.buf);
+            line.buf.push(b'"');
+        }
+        line.str(Field::Id, Some(req.id));
+        line.str(Field::Client, Some(req.client));
+        line.str(Field::Method, req.method);
+        line.str(Field::Path, req.path);
+        line.str(Field::Query, req.query);
+        line.str(Field::Host, req.host);
+        line.str(Field::Protocol, req.protocol.map(str::as_bytes));
+        line.str(Field::UserAgent, req.user_agent);
+        line.str(Field::Referer, req.referer);
+        line.num(Field::RequestBytes, req.request_bytes);
+        Some(line)
     }
 
     /// Completes `line` and queues it; writes the buffer out when it is full.
-    pub fn finish(&mut self, line: Line, resp: &ResponseFields<'_>) {
-        let mut l = line.0;
-        l.extend_from_slice(b",\"group\":");
-        json_opt(&mut l, resp.group.map(str::as_bytes));
-        l.extend_from_slice(b",\"route\":");
-        json_opt(&mut l, resp.route.map(str::as_bytes));
-        l.extend_from_slice(b",\"env\":");
-        json_opt(&mut l, resp.env.map(str::as_bytes));
-        l.extend_from_slice(b",\"version\":");
-        json_opt(&mut l, resp.version.map(str::as_bytes));
-        l.extend_from_slice(b",\"caller\":");
-        json_opt(&mut l, resp.caller.map(str::as_bytes));
-        l.extend_from_slice(b",\"upstream\":");
-        match resp.upstream {
-            Some(a) => {
-                let _ = write!(l, "\"{a}\"");
+    pub fn finish(&mut self, mut line: Line, resp: &ResponseFields<'_>) {
+        line.str(Field::Group, resp.group.map(str::as_bytes));
+        line.str(Field::Route, resp.route.map(str::as_bytes));
+        line.str(Field::Env, resp.env.map(str::as_bytes));
+        line.str(Field::Version, resp.version.map(str::as_bytes));
+        line.str(Field::Caller, resp.caller.map(str::as_bytes));
+        if line.key(Field::Upstream) {
+            match resp.upstream {
+                Some(a) => {
+                    let _ = write!(line.buf, "\"{a}\"");
+                }
+                None => line.buf.extend_from_slice(b"null"),
             }
-            None => l.extend_from_slice(b"null"),
         }
-        let _ = write!(
-            l,
-            ",\"status\":{},\"bytes\":{},\"duration_us\":{},\"upstream_us\":",
-            resp.status, resp.bytes, resp.duration_us
-        );
-        match resp.upstream_us {
-            Some(us) => {
-                let _ = write!(l, "{us}");
-            }
-            None => l.extend_from_slice(b"null"),
-        }
+        line.num(Field::Status, Some(u64::from(resp.status)));
+        line.num(Field::Bytes, Some(resp.bytes));
+        line.num(Field::DurationUs, Some(resp.duration_us));
+        line.num(Field::UpstreamUs, resp.upstream_us);
+        let mut l = line.buf;
         l.extend_from_slice(b"}\n");
         self.buf.extend_from_slice(&l);
         l.clear();
@@ -437,6 +478,7 @@ mod tests {
             stats: Arc::default(),
             shard: 0,
             failing: false,
+            fields: Field::EVERY,
         };
         // Pretend the log is open to get a line; it is never flushed.
         log.out = Some(File::open("/dev/null").unwrap());
@@ -451,6 +493,7 @@ mod tests {
                 protocol: Some("HTTP/1.1"),
                 user_agent: Some(b"curl/8.5.0"),
                 referer: None,
+                request_bytes: Some(0),
             })
             .unwrap();
         log.finish(
@@ -488,6 +531,47 @@ mod tests {
         assert_eq!((v["status"].as_u64(), v["bytes"].as_u64()), (Some(502), Some(12)));
         assert_eq!(v["duration_us"], 30);
         assert_eq!(v["time"].as_str().map(str::len), Some(24));
+    }
+
+    #[test]
+    fn only_the_chosen_fields_are_written() {
+        let mut log = AccessLog {
+            target: AccessLogTarget::Stdout,
+            out: Some(File::open("/dev/null").unwrap()),
+            buf: Vec::new(),
+            spare: Vec::new(),
+            clock: Clock::default(),
+            stats: Arc::default(),
+            shard: 0,
+            failing: false,
+            fields: Field::Id.bit() | Field::Status.bit() | Field::UpstreamUs.bit(),
+        };
+        let line = log
+            .begin(&RequestFields {
+                id: b"abc",
+                client: b"127.0.0.1",
+                method: Some(b"GET"),
+                path: Some(b"/"),
+                query: None,
+                host: None,
+                protocol: None,
+                user_agent: None,
+                referer: None,
+                request_bytes: Some(0),
+            })
+            .unwrap();
+        log.finish(
+            line,
+            &ResponseFields {
+                status: 204,
+                upstream_us: Some(12),
+                ..ResponseFields::default()
+            },
+        );
+        assert_eq!(
+            String::from_utf8(log.buf.clone()).unwrap(),
+            "{\"id\":\"abc\",\"status\":204,\"upstream_us\":12}\n"
+        );
     }
 
     #[test]

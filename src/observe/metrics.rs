@@ -62,6 +62,8 @@ pub struct Histogram {
     pub responses: [Counter; 6],
     pub buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
     pub sum_us: Counter,
+    /// Response body bytes sent to clients.
+    pub body_bytes: Counter,
 }
 
 impl Histogram {
@@ -95,6 +97,9 @@ pub struct UpstreamStats {
     pub tls_verify_failures: Counter,
     /// TLS handshakes to the upstream that failed otherwise.
     pub tls_handshake_failures: Counter,
+    /// Requests sent to it, by the status the client got, and the time to the
+    /// upstream's response head (the whole request when none came).
+    pub requests: Histogram,
 }
 
 /// Why a client's TLS handshake failed, as labels (`reason`) of
@@ -316,6 +321,7 @@ pub struct HistogramSum {
     pub responses: [u64; 6],
     pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
     pub sum_us: u64,
+    pub body_bytes: u64,
 }
 
 impl HistogramSum {
@@ -327,5 +333,6 @@ impl HistogramSum {
             *a += c.get();
         }
         self.sum_us += h.sum_us.get();
+        self.body_bytes += h.body_bytes.get();
     }
 }

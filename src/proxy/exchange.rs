@@ -178,6 +178,11 @@ impl<'a> Exchange<'a> {
                 protocol: Some(if facts.http10 { "HTTP/1.0" } else { "HTTP/1.1" }),
                 user_agent: field(b"user-agent"),
                 referer: field(b"referer"),
+                request_bytes: match facts.framing {
+                    BodyFraming::None => Some(0),
+                    BodyFraming::Length(n) => Some(n),
+                    BodyFraming::Chunked => None,
+                },
             })
         } else {
             None

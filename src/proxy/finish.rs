@@ -12,9 +12,16 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
     x.shard.stats.all.record(outcome.status, micros);
     if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
         h.record(outcome.status, micros);
+        h.body_bytes.add(x.sent.body_bytes);
     }
     if let Some(r) = x.route {
         x.shard.count_code(view, r, x.facts.method, outcome.status);
+    }
+    if let Some(u) = x.upstream {
+        let to_head = x.sent.upstream_head.map_or(micros, |t| {
+            t.saturating_duration_since(x.started).as_micros() as u64
+        });
+        view.upstream_stats(u).requests.record(outcome.status, to_head);
     }
     let rule = x.route.and_then(|r| view.snap.config.routes.get(r.index()));
     if let (Some(rule), Some(env)) = (rule, x.env) {
