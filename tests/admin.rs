@@ -195,6 +195,7 @@ fn metrics_count_requests_by_route_class_and_no_match() {
                 "2",
             ),
             ("ringway_response_body_bytes_total", api, "60"),
+            ("ringway_request_body_bytes_total", api, "0"),
             (
                 "ringway_upstream_info",
                 &[("upstream", &upstream), ("endpoint", "b")],

@@ -364,3 +364,87 @@ fn an_undone_typo_reloads_as_unchanged_and_clears_the_error() {
     assert!(!p.stderr().contains("reloaded"), "{}", p.stderr());
     assert_eq!(get_body(p.addr, "/which").as_deref(), Some("one"));
 }
+
+/// Runs `ringway -c FILE` on `toml` to its exit (at most 10 s): (code, stdout, stderr).
+fn run_to_exit(tag: &str, toml: &str) -> (Option<i32>, String, String) {
+    let dir = temp_dir(tag);
+    let file = dir.join("ringway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .arg("-c")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 14, bug 3: a port another program holds fails the start with its address
+/// named, and nothing is announced as listening first — the data port or the admin
+/// port alike (everything is bound, then announced).
+#[test]
+fn a_taken_port_fails_the_start_naming_it_and_announces_nothing() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap(); // no SO_REUSEPORT: not shareable
+    let taken = held.local_addr().unwrap();
+    let (code, out, err) = run_to_exit("taken-data", &config_with(&[&taken.to_string()], "x"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {taken}")), "{err}");
+    assert!(!out.contains("listening"), "{out}");
+    let data = free_port();
+    let toml = format!(
+        "{}\n[admin]\nlisten = \"{taken}\"\n",
+        config_with(&[&data.to_string()], "x")
+    );
+    let (code, out, err) = run_to_exit("taken-admin", &toml);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve the admin port on {taken}")),
+        "{err}"
+    );
+    assert!(
+        !out.contains("listening"),
+        "the data port is not announced: {out}"
+    );
+}
+
+/// Issue 14, bug 2: a reload refused because a new address cannot be bound is
+/// logged once, as refused, with the address — never first as reloaded.
+#[test]
+fn a_reload_refused_for_a_taken_address_says_so_once_with_it() {
+    let p = Gateway::start(&mock_config("one"));
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    std::fs::write(
+        p.config_file(),
+        config_with(&["127.0.0.1:0", &taken.to_string()], "two"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while !p.stderr().contains("reload refused") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", p.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let err = p.stderr();
+    assert!(err.contains(&format!("cannot listen on {taken}")), "{err}");
+    assert!(!err.contains("reloaded: version 2"), "{err}");
+    assert_eq!(err.matches("reload refused").count(), 1, "{err}");
+    assert_eq!(
+        get_body(p.addr, "/which").as_deref(),
+        Some("one"),
+        "the running version serves"
+    );
+}

@@ -601,6 +601,18 @@ fn metrics(state: &AdminState) -> String {
         );
     }
     e.family(
+        "ringway_request_body_bytes_total",
+        Kind::Counter,
+        "Request body bytes received with a Content-Length, by group and route.",
+    );
+    for ((g, r), h) in &t.routes {
+        e.sample(
+            "ringway_request_body_bytes_total",
+            &[("group", g), ("route", r)],
+            h.request_bytes,
+        );
+    }
+    e.family(
         "ringway_route_responses_total",
         Kind::Counter,
         "Routed responses by group, route, method (common ones by name, else OTHER) and status code.",

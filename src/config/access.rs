@@ -367,16 +367,25 @@ fn group_indices(
     for g in list {
         match names.iter().position(|n| n == g.get_ref()) {
             Some(i) => out.push(i),
-            None => d.at(
-                g.span(),
-                format!(
-                    "{what} is authorized for group '{}', which is not defined{}",
-                    g.get_ref(),
-                    known(names.iter().copied())
-                ),
-                None,
-                None,
-            ),
+            None => {
+                let near = names
+                    .iter()
+                    .map(|n| (super::error::edit_distance(n, g.get_ref()), *n))
+                    .filter(|(dist, _)| *dist <= 2)
+                    .min()
+                    .map(|(_, n)| format!("; did you mean '{n}'?"))
+                    .unwrap_or_default();
+                d.at(
+                    g.span(),
+                    format!(
+                        "{what} is authorized for group '{}', which is not defined{}{near}",
+                        g.get_ref(),
+                        known(names.iter().copied())
+                    ),
+                    None,
+                    None,
+                )
+            }
         }
     }
     out.sort_unstable();

@@ -385,7 +385,22 @@ fn rules(
             hosts: gf.hosts.iter().flatten().map(Spanned::span).collect(),
             context_path: gf.context_path.as_ref().map(Spanned::span),
         });
+        let mut seen: Vec<(&str, Range<usize>)> = Vec::new();
         for r in &gf.routes {
+            let rname = r.get_ref().name.get_ref().as_str();
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == rname) {
+                let (line, _) = d.line_col(first.start);
+                d.at(
+                    r.get_ref().name.span(),
+                    format!(
+                        "duplicate route name '{rname}' in group '{gname}' (first defined on line {line})"
+                    ),
+                    Some(gname),
+                    Some(rname),
+                );
+                continue;
+            }
+            seen.push((rname, r.get_ref().name.span()));
             let versions = versions.get(gi).and_then(Option::as_ref);
             // A duplicate group's routes are still checked, but kept from the
             // router: their names would clash with the first group's.

@@ -64,6 +64,9 @@ pub struct Histogram {
     pub sum_us: Counter,
     /// Response body bytes sent to clients.
     pub body_bytes: Counter,
+    /// Request body bytes received (declared `Content-Length`s; chunked bodies as
+    /// counted while they were read are not included).
+    pub request_bytes: Counter,
 }
 
 impl Histogram {
@@ -322,6 +325,7 @@ pub struct HistogramSum {
     pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
     pub sum_us: u64,
     pub body_bytes: u64,
+    pub request_bytes: u64,
 }
 
 impl HistogramSum {
@@ -334,5 +338,6 @@ impl HistogramSum {
         }
         self.sum_us += h.sum_us.get();
         self.body_bytes += h.body_bytes.get();
+        self.request_bytes += h.request_bytes.get();
     }
 }

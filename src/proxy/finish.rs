@@ -13,6 +13,9 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
     if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
         h.record(outcome.status, micros);
         h.body_bytes.add(x.sent.body_bytes);
+        if let crate::http::BodyFraming::Length(n) = x.facts.framing {
+            h.request_bytes.add(n);
+        }
     }
     if let Some(r) = x.route {
         x.shard.count_code(view, r, x.facts.method, outcome.status);
