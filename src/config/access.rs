@@ -368,13 +368,7 @@ fn group_indices(
         match names.iter().position(|n| n == g.get_ref()) {
             Some(i) => out.push(i),
             None => {
-                let near = names
-                    .iter()
-                    .map(|n| (super::error::edit_distance(n, g.get_ref()), *n))
-                    .filter(|(dist, _)| *dist <= 2)
-                    .min()
-                    .map(|(_, n)| format!("; did you mean '{n}'?"))
-                    .unwrap_or_default();
+                let near = super::error::did_you_mean_suffix(g.get_ref(), names.iter().copied());
                 d.at(
                     g.span(),
                     format!(

@@ -51,19 +51,29 @@ fn did_you_mean(message: &str) -> String {
         let rest = message.strip_prefix("unknown field `")?;
         let (unknown, rest) = rest.split_once('`')?;
         let expected = rest.split_once("expected")?.1;
-        expected
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(|name| (edit_distance(unknown, name), name))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, name)| name.to_string())
+        nearest(unknown, expected.split('`').skip(1).step_by(2)).map(str::to_string)
     })();
     match suggestion {
         Some(name) => format!("{message}; did you mean `{name}`?"),
         None => message.to_string(),
     }
+}
+
+/// The candidate within two edits of `name` (the closest; the first of equals), for a
+/// "did you mean".
+pub(crate) fn nearest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// `; did you mean 'X'?` when a candidate is near `name`, else nothing.
+pub(crate) fn did_you_mean_suffix<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+    nearest(name, candidates).map_or_else(String::new, |c| format!("; did you mean '{c}'?"))
 }
 
 /// Levenshtein distance of two short names (bytes).

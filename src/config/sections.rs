@@ -83,13 +83,7 @@ pub(super) fn log(f: &FileConfig, d: &mut Diagnostics<'_>) -> LogConfig {
                 Some(field) => fields |= field.bit(),
                 None => {
                     let all: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                    let near = all
-                        .iter()
-                        .map(|a| (super::error::edit_distance(a, name.get_ref()), *a))
-                        .filter(|(d, _)| *d <= 2)
-                        .min()
-                        .map(|(_, a)| format!("; did you mean '{a}'?"))
-                        .unwrap_or_default();
+                    let near = super::error::did_you_mean_suffix(name.get_ref(), all.iter().copied());
                     d.at(
                         name.span(),
                         format!(

@@ -655,7 +655,16 @@ fn log_fields_are_checked() {
 fn duplicates_point_at_the_first_and_group_names_get_suggestions() {
     let text = "[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"a\"\npath = { exact = \"/a\" }\nmock = {}\n[[groups.routes]]\nname = \"a\"\npath = { exact = \"/b\" }\nmock = {}\n[[access.subscription_keys]]\nid = \"k\"\nkey = \"x\"\ngroups = [\"gg\"]\n";
     let e = fail(text).to_string();
-    assert!(e.contains("t.toml:8:8: duplicate route name 'a' in group 'g' (first defined on line 4)"), "{e}");
-    assert!(!e.contains("duplicate rule name"), "no second report from the router: {e}");
-    assert!(e.contains("which is not defined (known: g); did you mean 'g'?"), "{e}");
+    assert!(
+        e.contains("t.toml:8:8: duplicate route name 'a' in group 'g' (first defined on line 4)"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("duplicate rule name"),
+        "no second report from the router: {e}"
+    );
+    assert!(
+        e.contains("which is not defined (known: g); did you mean 'g'?"),
+        "{e}"
+    );
 }

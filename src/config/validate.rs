@@ -3,7 +3,7 @@
 //! back to the line and column it comes from.
 
 use super::access::{access, SecretSource};
-use super::error::{edit_distance, offset_in_string, Diagnostics};
+use super::error::{did_you_mean_suffix, nearest, offset_in_string, Diagnostics};
 use super::file::{FileConfig, GroupFile, PathFile, PredicateFile, RouteFile};
 use super::resolve::{literal_origin, resolve, split_authority};
 use super::sections::{endpoints, is_token, limits, log, parse_listen, server, upstream, TlsContext};
@@ -279,10 +279,7 @@ fn environment_notices(
             continue;
         }
         let once = named.iter().filter(|(n, _)| n == name).count() == 1;
-        let near = environments
-            .iter()
-            .filter(|e| *e != name)
-            .find(|e| edit_distance(e, name) <= 2);
+        let near = nearest(name, environments.iter().map(String::as_str));
         if let (true, Some(other)) = (once, near) {
             out.push(notice(format!(
                 "environment '{name}' is named only here; did you mean '{other}'?"
@@ -320,17 +317,8 @@ fn with_endpoint_suggestion(message: &str, endpoints: &[String]) -> String {
         .split_once("no endpoint or endpoint group named '")
         .and_then(|(_, rest)| rest.split_once('\''))
         .map(|(name, _)| name);
-    let near = unknown.and_then(|u| {
-        endpoints
-            .iter()
-            .map(|e| (edit_distance(u, e), e))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-    });
-    match near {
-        Some((_, e)) => format!("{message}; did you mean '{e}'?"),
-        None => message.to_string(),
-    }
+    let near = unknown.map(|u| did_you_mean_suffix(u, endpoints.iter().map(String::as_str)));
+    format!("{message}{}", near.unwrap_or_default())
 }
 
 /// The byte offset in the file that a router error about `site` points at.
