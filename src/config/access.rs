@@ -547,9 +547,14 @@ fn key_pairs(
             continue;
         }
         if out.pairs_by_access_key.contains_key(ak.as_bytes()) {
+            let first = a
+                .key_pairs
+                .iter()
+                .find(|o| o.get_ref().access_key.get_ref() == ak)
+                .map_or(0, |o| d.line_col(o.get_ref().access_key.span().start).0);
             d.at(
                 kf.access_key.span(),
-                format!("duplicate access_key '{ak}'"),
+                format!("duplicate access_key '{ak}' (first defined on line {first})"),
                 None,
                 None,
             );
@@ -596,9 +601,14 @@ fn backend_keys(a: &AccessFile, d: &mut Diagnostics<'_>, src: &mut SecretSource<
             continue;
         }
         if out.backend_keys.iter().any(|b| b.id == *id) {
+            let first = a
+                .backend_keys
+                .iter()
+                .find(|o| o.get_ref().id.get_ref() == id)
+                .map_or(0, |o| d.line_col(o.get_ref().id.span().start).0);
             d.at(
                 kf.id.span(),
-                format!("duplicate backend key id '{id}'"),
+                format!("duplicate backend key id '{id}' (first defined on line {first})"),
                 None,
                 None,
             );
@@ -836,5 +846,24 @@ secret_file = "no/such/file"
             "a secret file is in the config's file set"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::super::parse;
+
+    #[test]
+    fn duplicate_pairs_and_backend_keys_point_at_the_first() {
+        let text = "[[access.key_pairs]]\naccess_key = \"AK\"\nsecret_key = \"a\"\n[[access.key_pairs]]\naccess_key = \"AK\"\nsecret_key = \"b\"\n[[access.backend_keys]]\nid = \"gw\"\nsecret = \"c\"\n[[access.backend_keys]]\nid = \"gw\"\nsecret = \"d\"\n";
+        let e = parse(text, "t.toml").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:5:14: duplicate access_key 'AK' (first defined on line 2)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:11:6: duplicate backend key id 'gw' (first defined on line 8)"),
+            "{e}"
+        );
     }
 }
