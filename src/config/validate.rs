@@ -295,9 +295,22 @@ fn access_log_notice(log: &super::LogConfig, f: &FileConfig, d: &Diagnostics<'_>
         return None;
     };
     let dir = path.parent()?;
-    if dir.is_dir() {
+    let problem = if !dir.is_dir() {
+        "does not exist"
+    } else if nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .is_err()
+        && !path.exists()
+    {
+        // (An existing, writable file in a read-only directory is fine.)
+        "is not writable by this user"
+    } else if path.exists() && nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::W_OK).is_err() {
+        "holds the file, which is not writable by this user"
+    } else {
         return None;
-    }
+    };
     let span = f.log.access.as_ref()?.span();
     let (line, column) = d.line_col(span.start);
     Some(Notice {
@@ -305,7 +318,7 @@ fn access_log_notice(log: &super::LogConfig, f: &FileConfig, d: &Diagnostics<'_>
         line,
         column,
         message: format!(
-            "log.access: the directory '{}' does not exist; access log lines will be dropped until it does",
+            "log.access: the directory '{}' {problem}; access log lines will be dropped until it is",
             dir.display()
         ),
     })
