@@ -272,7 +272,7 @@ fn metrics_count_requests_by_route_class_and_no_match() {
         .filter(|l| l.starts_with("ringway_request_duration_seconds_bucket{group=\"it\",route=\"api\","))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(buckets.len(), 18, "{text}");
+    assert_eq!(buckets.len(), 20, "{text}");
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert_eq!(buckets.last(), Some(&5));
 

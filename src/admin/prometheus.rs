@@ -144,8 +144,8 @@ mod tests {
         h.buckets[0] = 2; // ≤ 100 µs
         h.buckets[3] = 1; // ≤ 1 ms
         h.buckets[12] = 1; // ≤ 2.5 s
-        h.buckets[LATENCY_BUCKETS_US.len()] = 4; // > 60 s
-        h.sum_us = 242_001_250;
+        h.buckets[LATENCY_BUCKETS_US.len()] = 4; // > 300 s
+        h.sum_us = 1_202_001_250;
         let mut e = Exposition::default();
         e.histogram("d_seconds", &[("route", "r")], &h);
         let text = e.finish();
@@ -159,11 +159,12 @@ mod tests {
         assert_eq!(lines[12], "d_seconds_bucket{route=\"r\",le=\"2.5\"} 4");
         assert_eq!(lines[15], "d_seconds_bucket{route=\"r\",le=\"30\"} 4");
         assert_eq!(lines[16], "d_seconds_bucket{route=\"r\",le=\"60\"} 4");
-        assert_eq!(lines[17], "d_seconds_bucket{route=\"r\",le=\"+Inf\"} 8");
-        assert_eq!(lines[18], "d_seconds_sum{route=\"r\"} 242.00125");
-        assert_eq!(lines[19], "d_seconds_count{route=\"r\"} 8");
+        assert_eq!(lines[18], "d_seconds_bucket{route=\"r\",le=\"300\"} 4");
+        assert_eq!(lines[19], "d_seconds_bucket{route=\"r\",le=\"+Inf\"} 8");
+        assert_eq!(lines[20], "d_seconds_sum{route=\"r\"} 1202.00125");
+        assert_eq!(lines[21], "d_seconds_count{route=\"r\"} 8");
         // Never decreasing.
-        let counts: Vec<u64> = lines[..18]
+        let counts: Vec<u64> = lines[..20]
             .iter()
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
