@@ -3,7 +3,7 @@
 //! ([`backend`]), and the node's replay window of nonces ([`nonce`]).
 //!
 //! The policy phase (`proxy/policy/auth.rs`) and the rewrite (`proxy/forward.rs`)
-//! call these; the config (`config/access.rs`) holds the keys they use. This layer
+//! call these; the config (`config/access/`) holds the keys they use. This layer
 //! imports nothing else of `src/` but the calendar arithmetic of [`crate::civil`].
 
 pub mod backend;

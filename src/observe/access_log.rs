@@ -467,21 +467,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_line_is_one_json_object_with_every_field() {
-        let mut log = AccessLog {
+    /// A log that pretends to be open (so `begin` gives lines) writing `fields`;
+    /// its buffer is never flushed.
+    fn open_log(fields: u32) -> AccessLog {
+        AccessLog {
             target: AccessLogTarget::Stdout,
-            out: None,
+            out: Some(File::open("/dev/null").unwrap()),
             buf: Vec::new(),
             spare: Vec::new(),
             clock: Clock::default(),
             stats: Arc::default(),
             shard: 0,
             failing: false,
-            fields: Field::EVERY,
-        };
-        // Pretend the log is open to get a line; it is never flushed.
-        log.out = Some(File::open("/dev/null").unwrap());
+            fields,
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_every_field() {
+        let mut log = open_log(Field::EVERY);
         let line = log
             .begin(&RequestFields {
                 id: b"abc-0-1",
@@ -535,17 +539,7 @@ mod tests {
 
     #[test]
     fn only_the_chosen_fields_are_written() {
-        let mut log = AccessLog {
-            target: AccessLogTarget::Stdout,
-            out: Some(File::open("/dev/null").unwrap()),
-            buf: Vec::new(),
-            spare: Vec::new(),
-            clock: Clock::default(),
-            stats: Arc::default(),
-            shard: 0,
-            failing: false,
-            fields: Field::Id.bit() | Field::Status.bit() | Field::UpstreamUs.bit(),
-        };
+        let mut log = open_log(Field::Id.bit() | Field::Status.bit() | Field::UpstreamUs.bit());
         let line = log
             .begin(&RequestFields {
                 id: b"abc",

@@ -1,0 +1,450 @@
+//! The `/metrics` page: every shard's counters summed, in the Prometheus text
+//! format.
+
+use super::prometheus::{Exposition, Kind};
+use super::AdminState;
+use crate::observe::metrics::{HistogramSum, ShardStats, TLS_FAILURE_REASONS};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+/// Status classes as labels, indexed like [`crate::observe::metrics::Histogram::responses`].
+const CLASSES: [&str; 6] = ["", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every shard's counters, summed.
+#[derive(Default)]
+struct Totals {
+    all: HistogramSum,
+    routes: BTreeMap<(String, String), HistogramSum>,
+    /// connect errors, timeouts, retries, idle, closed idle, TLS verify failures,
+    /// TLS handshake failures.
+    upstreams: BTreeMap<String, [u64; 7]>,
+    /// upstream address → requests by class and time to the response head.
+    upstream_requests: BTreeMap<String, HistogramSum>,
+    /// handshakes, resumed, alpn http/1.1, alpn none, then failures by reason.
+    tls_listeners: BTreeMap<String, [u64; 4 + TLS_FAILURE_REASONS.len()]>,
+    no_match: u64,
+    open: u64,
+    accepted: u64,
+    access_log_errors: u64,
+    /// (group, caller) → admitted requests.
+    auth_allowed: BTreeMap<(String, String), u64>,
+    /// (group, code) → denied requests.
+    auth_denied: BTreeMap<(String, String), u64>,
+    /// (group, version, environment) → requests by class.
+    versions: BTreeMap<(String, String, String), HistogramSum>,
+    /// (group, route, method, status) → responses.
+    codes: BTreeMap<(String, String, String, u16), u64>,
+    nonce_store_full: u64,
+}
+
+fn totals(shards: &[Arc<ShardStats>]) -> Totals {
+    let mut t = Totals::default();
+    for s in shards {
+        t.all.add(&s.all);
+        s.for_each_route(|g, r, h| t.routes.entry((g.to_string(), r.to_string())).or_default().add(h));
+        s.for_each_upstream(|a, u| {
+            let e = t.upstreams.entry(a.to_string()).or_default();
+            for (sum, c) in e.iter_mut().zip([
+                &u.connect_errors,
+                &u.timeouts,
+                &u.retries,
+                &u.idle,
+                &u.closed_idle,
+                &u.tls_verify_failures,
+                &u.tls_handshake_failures,
+            ]) {
+                *sum = sum.wrapping_add(c.get());
+            }
+            t.upstream_requests
+                .entry(a.to_string())
+                .or_default()
+                .add(&u.requests);
+        });
+        s.for_each_tls_listener(|a, l| {
+            let e = t.tls_listeners.entry(a.to_string()).or_default();
+            let counters = [&l.handshakes, &l.resumed, &l.alpn_http11, &l.alpn_none]
+                .into_iter()
+                .chain(l.failures.iter());
+            for (sum, c) in e.iter_mut().zip(counters) {
+                *sum += c.get();
+            }
+        });
+        t.no_match += s.no_match.get();
+        t.open = t.open.wrapping_add(s.open_connections.get());
+        t.accepted += s.accepted.get();
+        t.access_log_errors += s.access_log_errors.get();
+        t.nonce_store_full += s.nonce_store_full.get();
+        s.for_each_route_code(|g, r, m, code, n| {
+            *t.codes
+                .entry((g.to_string(), r.to_string(), m.to_string(), code))
+                .or_default() += n;
+        });
+        s.for_each_version(|g, v, env, h| {
+            t.versions
+                .entry((g.to_string(), v.to_string(), env.to_string()))
+                .or_default()
+                .add(h)
+        });
+        s.for_each_auth(|g, c, allowed, n| {
+            let m = if allowed {
+                &mut t.auth_allowed
+            } else {
+                &mut t.auth_denied
+            };
+            *m.entry((g.to_string(), c.to_string())).or_default() += n;
+        });
+    }
+    t
+}
+
+/// The `/metrics` exposition.
+pub(super) fn metrics(state: &AdminState) -> String {
+    let t = totals(&state.shards);
+    let mut e = Exposition::default();
+
+    e.family(
+        "ringway_requests_total",
+        Kind::Counter,
+        "Routed requests by group, route and response status class.",
+    );
+    for ((g, r), h) in &t.routes {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_requests_total",
+                    &[("group", g), ("route", r), ("class", class)],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_response_body_bytes_total",
+        Kind::Counter,
+        "Response body bytes sent to clients, by group and route.",
+    );
+    for ((g, r), h) in &t.routes {
+        e.sample(
+            "ringway_response_body_bytes_total",
+            &[("group", g), ("route", r)],
+            h.body_bytes,
+        );
+    }
+    e.family(
+        "ringway_request_body_bytes_total",
+        Kind::Counter,
+        "Request body bytes received with a Content-Length, by group and route.",
+    );
+    for ((g, r), h) in &t.routes {
+        e.sample(
+            "ringway_request_body_bytes_total",
+            &[("group", g), ("route", r)],
+            h.request_bytes,
+        );
+    }
+    e.family(
+        "ringway_route_responses_total",
+        Kind::Counter,
+        "Routed responses by group, route, method (common ones by name, else OTHER) and status code.",
+    );
+    for ((g, r, m, code), n) in &t.codes {
+        let code = code.to_string();
+        e.sample(
+            "ringway_route_responses_total",
+            &[("group", g), ("route", r), ("method", m), ("code", &code)],
+            n,
+        );
+    }
+    e.family(
+        "ringway_version_requests_total",
+        Kind::Counter,
+        "Requests of versioned groups by group, the version served, environment and status class.",
+    );
+    for ((g, v, env), h) in &t.versions {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_version_requests_total",
+                    &[
+                        ("group", g),
+                        ("version", v),
+                        ("environment", env),
+                        ("class", class),
+                    ],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_request_duration_seconds",
+        Kind::Histogram,
+        "Time from a routed request's head to the end of its response, by route.",
+    );
+    for ((g, r), h) in &t.routes {
+        if h.buckets.iter().any(|&n| n > 0) {
+            e.histogram(
+                "ringway_request_duration_seconds",
+                &[("group", g), ("route", r)],
+                h,
+            );
+        }
+    }
+    e.family(
+        "ringway_responses_total",
+        Kind::Counter,
+        "Every response by status class, routed or not (no match, bad requests).",
+    );
+    for (class, &n) in CLASSES.iter().zip(&t.all.responses).skip(1) {
+        e.sample("ringway_responses_total", &[("class", class)], n);
+    }
+    e.family(
+        "ringway_no_match_total",
+        Kind::Counter,
+        "Requests that matched no rule.",
+    );
+    e.sample("ringway_no_match_total", &[], t.no_match);
+
+    let upstream_families = [
+        (
+            "ringway_upstream_connect_errors_total",
+            Kind::Counter,
+            "Failed connection attempts to an upstream (refused, failed or timed out).",
+        ),
+        (
+            "ringway_upstream_timeouts_total",
+            Kind::Counter,
+            "Requests whose upstream response head did not arrive in time.",
+        ),
+        (
+            "ringway_upstream_retries_total",
+            Kind::Counter,
+            "Requests retried on a fresh connection after a pooled one turned out closed.",
+        ),
+        (
+            "ringway_upstream_idle_connections",
+            Kind::Gauge,
+            "Idle keep-alive connections pooled for an upstream, all shards together.",
+        ),
+        (
+            "ringway_upstream_closed_idle_total",
+            Kind::Counter,
+            "Idle pooled connections the upstream closed, dropped before any request used them.",
+        ),
+        (
+            "ringway_upstream_tls_verify_failures_total",
+            Kind::Counter,
+            "TLS handshakes to an upstream whose certificate did not verify (answered 502).",
+        ),
+        (
+            "ringway_upstream_tls_handshake_failures_total",
+            Kind::Counter,
+            "TLS handshakes to an upstream that failed for another reason (answered 502).",
+        ),
+    ];
+    for (i, (name, kind, help)) in upstream_families.iter().enumerate() {
+        e.family(name, *kind, help);
+        for (addr, v) in &t.upstreams {
+            e.sample(name, &[("upstream", addr)], v[i]);
+        }
+    }
+
+    // Which endpoints each address serves, from the current config.
+    let snap = state.current();
+    let mut names: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for e in &snap.config.endpoints {
+        let (name, addrs): (&str, Vec<String>) = match e {
+            crate::config::EndpointDef::Single { name, upstream } => (name, vec![upstream.addr.to_string()]),
+            crate::config::EndpointDef::Group { name, members, .. } => {
+                (name, members.iter().map(|(u, _)| u.addr.to_string()).collect())
+            }
+        };
+        for a in addrs {
+            let list = names.entry(a).or_default();
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    e.family(
+        "ringway_upstream_info",
+        Kind::Gauge,
+        "Always 1: an upstream address and an endpoint (or endpoint group) it serves, one series per pair.",
+    );
+    for (addr, list) in &names {
+        for name in list {
+            e.sample(
+                "ringway_upstream_info",
+                &[("upstream", addr), ("endpoint", name)],
+                1,
+            );
+        }
+    }
+    e.family(
+        "ringway_upstream_requests_total",
+        Kind::Counter,
+        "Requests sent to an upstream, by the status class the client got (502/504 included).",
+    );
+    for (addr, h) in &t.upstream_requests {
+        for (class, &n) in CLASSES.iter().zip(&h.responses).skip(1) {
+            if n > 0 {
+                e.sample(
+                    "ringway_upstream_requests_total",
+                    &[("upstream", addr), ("class", class)],
+                    n,
+                );
+            }
+        }
+    }
+    e.family(
+        "ringway_upstream_response_seconds",
+        Kind::Histogram,
+        "Time from a request's head to its upstream's response head, by upstream.",
+    );
+    for (addr, h) in &t.upstream_requests {
+        if h.buckets.iter().any(|&n| n > 0) {
+            e.histogram("ringway_upstream_response_seconds", &[("upstream", addr)], h);
+        }
+    }
+
+    let listener_families = [
+        (
+            "ringway_tls_handshakes_total",
+            "Completed client TLS handshakes per TLS listener.",
+        ),
+        (
+            "ringway_tls_resumed_total",
+            "Client TLS handshakes that resumed a session (ticket or session id).",
+        ),
+    ];
+    for (i, (name, help)) in listener_families.iter().enumerate() {
+        e.family(name, Kind::Counter, help);
+        for (addr, v) in &t.tls_listeners {
+            e.sample(name, &[("listener", addr)], v[i]);
+        }
+    }
+    e.family(
+        "ringway_tls_alpn_total",
+        Kind::Counter,
+        "Completed client TLS handshakes by negotiated ALPN protocol (none: no ALPN).",
+    );
+    for (addr, v) in &t.tls_listeners {
+        e.sample(
+            "ringway_tls_alpn_total",
+            &[("listener", addr), ("protocol", "http/1.1")],
+            v[2],
+        );
+        e.sample(
+            "ringway_tls_alpn_total",
+            &[("listener", addr), ("protocol", "none")],
+            v[3],
+        );
+    }
+    e.family(
+        "ringway_tls_handshake_failures_total",
+        Kind::Counter,
+        "Failed client TLS handshakes by reason (overload: over max_handshakes in flight).",
+    );
+    for (addr, v) in &t.tls_listeners {
+        for (i, reason) in TLS_FAILURE_REASONS.iter().enumerate() {
+            e.sample(
+                "ringway_tls_handshake_failures_total",
+                &[("listener", addr), ("reason", reason)],
+                v[4 + i],
+            );
+        }
+    }
+
+    e.family(
+        "ringway_open_connections",
+        Kind::Gauge,
+        "Open client connections.",
+    );
+    e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_accepted_connections_total",
+        Kind::Counter,
+        "Client connections accepted.",
+    );
+    e.sample("ringway_accepted_connections_total", &[], t.accepted);
+    e.family(
+        "ringway_access_log_errors_total",
+        Kind::Counter,
+        "Access log writes or opens that failed (their lines are lost).",
+    );
+    e.sample("ringway_access_log_errors_total", &[], t.access_log_errors);
+    e.family(
+        "ringway_auth_allowed_total",
+        Kind::Counter,
+        "Requests admitted by a group's auth, by group and caller (subscription key id or access key).",
+    );
+    for ((g, c), n) in &t.auth_allowed {
+        e.sample("ringway_auth_allowed_total", &[("group", g), ("caller", c)], n);
+    }
+    e.family(
+        "ringway_auth_denied_total",
+        Kind::Counter,
+        "Requests refused by a group's auth, by group and code (the error body's code).",
+    );
+    for ((g, c), n) in &t.auth_denied {
+        e.sample("ringway_auth_denied_total", &[("group", g), ("code", c)], n);
+    }
+    e.family(
+        "ringway_auth_nonce_store_full_total",
+        Kind::Counter,
+        "Signed requests refused with 503 because the nonce store had no room (raise access.nonce_capacity).",
+    );
+    e.sample("ringway_auth_nonce_store_full_total", &[], t.nonce_store_full);
+
+    e.family(
+        "ringway_config_reloads_total",
+        Kind::Counter,
+        "Config reloads by result: ok (installed) or failed (the running config stays).",
+    );
+    let ok = state.reloads_ok.load(Ordering::Relaxed);
+    let failed = state.reloads_failed.load(Ordering::Relaxed);
+    e.sample("ringway_config_reloads_total", &[("result", "ok")], ok);
+    e.sample("ringway_config_reloads_total", &[("result", "failed")], failed);
+    e.family(
+        "ringway_config_version",
+        Kind::Gauge,
+        "The version of the current config snapshot (1 at startup, +1 per successful reload).",
+    );
+    e.sample("ringway_config_version", &[], state.current().version);
+    e.family(
+        "ringway_shard_config_version",
+        Kind::Gauge,
+        "The config snapshot version each shard serves.",
+    );
+    for (i, s) in state.shards.iter().enumerate() {
+        e.sample(
+            "ringway_shard_config_version",
+            &[("shard", &i.to_string())],
+            s.version.get(),
+        );
+    }
+    e.family(
+        "ringway_start_time_seconds",
+        Kind::Gauge,
+        "When the process started, in seconds since the Unix epoch.",
+    );
+    let start = state.started.duration_since(UNIX_EPOCH).unwrap_or_default();
+    e.sample("ringway_start_time_seconds", &[], start.as_secs());
+    e.family(
+        "ringway_build_info",
+        Kind::Gauge,
+        "The binary: version, commit and build profile (always 1).",
+    );
+    e.sample(
+        "ringway_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("RINGWAY_COMMIT")),
+            ("profile", env!("RINGWAY_PROFILE")),
+        ],
+        1,
+    );
+    e.finish()
+}
