@@ -34,6 +34,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod shard;
 pub mod snapshot;
+pub mod traffic;
 pub mod upstream;
 
 pub use runtime::{Gateway, Handle};

@@ -37,6 +37,84 @@ pub(crate) struct FileConfig {
     /// `[[groups]]`, in order: their routes, in order, are the router's rules.
     #[serde(default)]
     pub groups: Vec<Spanned<GroupFile>>,
+    /// `[traffic]`: rate limits, the Redis they share through, trusted proxies.
+    #[serde(default)]
+    pub traffic: TrafficFile,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrafficFile {
+    /// `[[traffic.limits]]`, in order.
+    #[serde(default)]
+    pub limits: Vec<Spanned<LimitFile>>,
+    pub redis: Option<Spanned<RedisFile>>,
+    /// CIDRs whose `X-Forwarded-For` / `Forwarded` say who the client is.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// `RateLimit` fields: `"refused"` (default), `"always"` or `"never"`.
+    pub headers: Option<Spanned<String>>,
+    /// Clients a `by = "client_ip"` limit tracks at most (default 100,000).
+    pub max_clients: Option<Spanned<usize>>,
+}
+
+/// `[[traffic.limits]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitFile {
+    pub name: Spanned<String>,
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// `"group/route"`.
+    pub routes: Option<Vec<Spanned<String>>>,
+    /// `"all"` (default), `"key"` or `"client_ip"`.
+    pub by: Option<Spanned<String>>,
+    pub rate: Spanned<u64>,
+    /// `second` (default), `minute`, `hour` or `day`.
+    pub unit: Option<Spanned<String>>,
+    /// Requests beyond the pace that may come at once (default 0).
+    pub burst: Option<Spanned<u64>>,
+    /// `"node"` (default) or `"cluster"`.
+    pub scope: Option<Spanned<String>>,
+    #[serde(default)]
+    pub overrides: Vec<Spanned<OverrideFile>>,
+}
+
+/// A group's `caller_limit = { rate = …, unit = …, burst = … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallerLimitFile {
+    pub rate: Spanned<u64>,
+    pub unit: Option<Spanned<String>>,
+    pub burst: Option<Spanned<u64>>,
+    pub scope: Option<Spanned<String>>,
+}
+
+/// `overrides = [{ key = "mobile-app", rate = 5000 }]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverrideFile {
+    /// A subscription key id or a key pair's access key.
+    pub key: Spanned<String>,
+    pub rate: Spanned<u64>,
+    pub burst: Option<Spanned<u64>>,
+}
+
+/// `[traffic.redis]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisFile {
+    /// `host:port`.
+    pub address: Spanned<String>,
+    /// `"allow"` (default) or `"deny"`.
+    pub on_redis_error: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Per command (default `100ms`).
+    pub timeout: Option<Spanned<String>>,
+    pub key_prefix: Option<Spanned<String>>,
+    /// An environment variable holding the password (`AUTH`).
+    pub password_env: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub database: Option<Spanned<u32>>,
 }
 
 /// `[access]`.
@@ -310,6 +388,8 @@ pub(crate) struct GroupFile {
     /// Environment → the version it serves, or `{ version = "…", endpoints = { … } }`
     /// with endpoint overrides for that environment.
     pub publish: Option<Spanned<OrderedMap<Spanned<PublishFile>>>>,
+    /// The default limit per caller (key or key pair) of the group.
+    pub caller_limit: Option<Spanned<CallerLimitFile>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RouteFile>>,
 }

@@ -23,6 +23,7 @@ pub mod log;
 mod resolve;
 mod sections;
 pub mod tls;
+pub mod traffic;
 mod validate;
 pub mod versions;
 
@@ -104,6 +105,8 @@ pub struct Config {
     pub groups: Vec<access::GroupConfig>,
     /// Endpoints a group's publishing environment replaces (`publish.ENV.endpoints`).
     pub endpoint_overrides: Vec<versions::EndpointOverride>,
+    /// `[traffic]`: rate limits (with the groups' `caller_limit`s), Redis, proxies.
+    pub traffic: traffic::TrafficConfig,
     /// The files the config refers to (certificates, keys, CA bundles) and their
     /// contents' hashes: a change to one is a change to the config.
     pub files: tls::FileSet,

@@ -105,6 +105,8 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     for (g, v) in groups.iter_mut().zip(&group_versions) {
         g.versions = v.clone();
     }
+    let mut traffic_notices = Vec::new();
+    let traffic = super::traffic::traffic(&f, &mut d, &access, &groups, &mut traffic_notices);
 
     // Environments: the default one first, then every one named, in file order.
     let mut named: Vec<(String, Range<usize>)> = Vec::new();
@@ -226,6 +228,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     };
     let mut notices = environment_notices(&named, &spec.environments, &server, &d);
     notices.extend(access_log_notice(&log, &f, &d));
+    notices.extend(traffic_notices);
     let endpoints = endpoints.into_iter().flatten().collect();
     let routes = pending.drain(..).map(|p| p.route).collect();
     Ok(Config {
@@ -244,6 +247,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
         access,
         groups,
         endpoint_overrides,
+        traffic,
         files,
         notices,
     })

@@ -10,3 +10,8 @@
 
 pub mod access_log;
 pub mod metrics;
+
+/// Writes an operator-facing line to stderr, as `ringway: …`.
+pub fn log(msg: std::fmt::Arguments<'_>) {
+    eprintln!("ringway: {msg}");
+}
