@@ -167,6 +167,7 @@ impl Shard {
         log.set_target(&view.snap.config.log.access);
         log.set_fields(view.snap.config.log.fields);
         drop(log);
+        view.adopt_leases(&self.view.borrow());
         let old = std::mem::replace(&mut *self.view.borrow_mut(), Rc::new(view));
         self.codes.borrow_mut().clear();
         self.retired.borrow_mut().push(old);

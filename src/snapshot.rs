@@ -6,8 +6,11 @@
 
 use crate::access::jdcloud::KeyCache;
 use crate::config::{Config, EndpointDef, UpstreamAddr};
+use crate::config::traffic::By;
 use crate::observe::metrics::{Counter, Histogram, ShardStats, UpstreamStats};
+use crate::traffic::{NodeLimit, Registry, ShardLimit};
 use crate::upstream::{Balancer, Endpoint, UpstreamId};
+use std::cell::RefCell;
 use ringway_router::{CompiledRouter, EndpointId, EnvId, Origin, RouteId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +32,20 @@ pub struct Snapshot {
     /// (group, environment, endpoint) → the endpoint that replaces it there
     /// (`publish.ENV.endpoints`). Empty for most configs: then never looked up.
     pub overrides: HashMap<(usize, EnvId, EndpointId), EndpointId>,
+    /// The node's buckets of `config.traffic.limits`, in its order (bound by
+    /// [`Snapshot::bind_limits`]; empty until then, which limits nothing).
+    pub limits: Vec<Arc<NodeLimit>>,
+    /// Indexed by `RouteId`: the limits covering the route, in config order.
+    pub route_limits: Vec<RouteLimits>,
+}
+
+/// The limits of one route.
+#[derive(Clone, Debug, Default)]
+pub struct RouteLimits {
+    /// Indices into [`Snapshot::limits`].
+    pub limits: Box<[u16]>,
+    /// One of them counts per client address (the address is worked out first).
+    pub by_client: bool,
 }
 
 impl Snapshot {
@@ -90,7 +107,42 @@ impl Snapshot {
             default_env,
             stage_header,
             overrides,
+            limits: Vec::new(),
+            route_limits: Vec::new(),
         })
+    }
+
+    /// Binds the config's limits to the node's buckets in `registry` (kept across
+    /// reloads for definitions that did not change) and works out each route's.
+    pub fn bind_limits(&mut self, registry: &Registry) {
+        let traffic = &self.config.traffic;
+        self.limits = registry.bind(traffic);
+        if traffic.limits.is_empty() {
+            self.route_limits = Vec::new();
+            return;
+        }
+        self.route_limits = self
+            .config
+            .routes
+            .iter()
+            .map(|r| {
+                let limits: Box<[u16]> = traffic
+                    .limits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.covers(r.group_index, &r.group, &r.name))
+                    .map(|(i, _)| i as u16)
+                    .collect();
+                let by_client = limits.iter().any(|&i| traffic.limits[usize::from(i)].by == By::ClientIp);
+                RouteLimits { limits, by_client }
+            })
+            .collect();
+    }
+
+    /// The limits of `route` (none when the snapshot has none).
+    #[inline]
+    pub fn limits_of(&self, route: RouteId) -> Option<&RouteLimits> {
+        self.route_limits.get(route.index()).filter(|l| !l.limits.is_empty())
     }
 
     /// The endpoint `route` sends to in `env` for its target's endpoint `e`: `e`,
@@ -167,6 +219,8 @@ pub struct ShardView {
     pub version_stats: Vec<Vec<Option<Arc<Histogram>>>>,
     /// Signing keys of this snapshot's key pairs, derived on first use.
     pub signing_keys: KeyCache,
+    /// This shard's leases on the snapshot's limits (same order).
+    pub limits: RefCell<Vec<ShardLimit>>,
 }
 
 /// Admission counters per caller and group, resolved once per snapshot:
@@ -219,6 +273,7 @@ pub struct PreparedView {
     pub upstream_stats: Vec<Arc<UpstreamStats>>,
     pub auth_stats: AuthStats,
     pub version_stats: Vec<Vec<Option<Arc<Histogram>>>>,
+    pub limits: Vec<ShardLimit>,
 }
 
 impl PreparedView {
@@ -249,6 +304,14 @@ impl PreparedView {
                     .collect(),
             })
             .collect();
+        let limits = snap
+            .limits
+            .iter()
+            .map(|l| {
+                let name = &l.def.name;
+                ShardLimit::new(l.clone(), stats.limit(name, "allowed"), stats.limit(name, "refused"))
+            })
+            .collect();
         PreparedView {
             snap,
             router,
@@ -256,6 +319,7 @@ impl PreparedView {
             upstream_stats,
             auth_stats,
             version_stats,
+            limits,
         }
     }
 }
@@ -272,6 +336,18 @@ impl ShardView {
             auth_stats: p.auth_stats,
             version_stats: p.version_stats,
             signing_keys: KeyCache::default(),
+            limits: RefCell::new(p.limits),
+        }
+    }
+
+    /// Takes over `old`'s leases on the limits both views share (a reload that kept
+    /// their definitions).
+    pub fn adopt_leases(&self, old: &ShardView) {
+        let mut old = old.limits.borrow_mut();
+        for l in self.limits.borrow_mut().iter_mut() {
+            if let Some(o) = old.iter_mut().find(|o| Arc::ptr_eq(&o.node, &l.node)) {
+                l.adopt(o);
+            }
         }
     }
 

@@ -32,6 +32,8 @@ struct Totals {
     auth_allowed: BTreeMap<(String, String), u64>,
     /// (group, code) → denied requests.
     auth_denied: BTreeMap<(String, String), u64>,
+    /// (limit, outcome) → requests.
+    limits: BTreeMap<(String, String), u64>,
     /// (group, version, environment) → requests by class.
     versions: BTreeMap<(String, String, String), HistogramSum>,
     /// (group, route, method, status) → responses.
@@ -87,6 +89,7 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
                 .or_default()
                 .add(h)
         });
+        s.each_limit(|l, o, n| *t.limits.entry((l.to_string(), o.to_string())).or_default() += n);
         s.for_each_auth(|g, c, allowed, n| {
             let m = if allowed {
                 &mut t.auth_allowed
@@ -391,6 +394,7 @@ pub(super) fn metrics(state: &AdminState) -> String {
     for ((g, c), n) in &t.auth_denied {
         e.sample("ringway_auth_denied_total", &[("group", g), ("code", c)], n);
     }
+    limit_families(&mut e, &t, state);
     e.family(
         "ringway_auth_nonce_store_full_total",
         Kind::Counter,
@@ -447,4 +451,62 @@ pub(super) fn metrics(state: &AdminState) -> String {
         1,
     );
     e.finish()
+}
+
+/// Rate limits: decisions by limit and outcome, the node's per-client tables, and
+/// the Redis agent of cluster limits.
+fn limit_families(e: &mut Exposition, t: &Totals, state: &AdminState) {
+    e.family(
+        "ringway_limit_requests_total",
+        Kind::Counter,
+        "Requests a rate limit decided, by limit and outcome (allowed, refused).",
+    );
+    for ((l, o), n) in &t.limits {
+        e.sample("ringway_limit_requests_total", &[("limit", l), ("outcome", o)], n);
+    }
+    let snap = state.current();
+    e.family(
+        "ringway_limit_tracked",
+        Kind::Gauge,
+        "Keys (callers, client addresses) a limit's node table tracks now.",
+    );
+    for l in &snap.limits {
+        e.sample("ringway_limit_tracked", &[("limit", &l.def.name)], l.tracked() as u64);
+    }
+    e.family(
+        "ringway_limit_untracked_total",
+        Kind::Counter,
+        "Leases of client_ip limits taken from the shared overflow bucket because the table was at max_clients.",
+    );
+    for l in &snap.limits {
+        let n = l.untracked.load(Ordering::Relaxed);
+        e.sample("ringway_limit_untracked_total", &[("limit", &l.def.name)], n);
+    }
+    let Some(agent) = snap.limits.iter().find_map(|l| l.agent()) else {
+        return;
+    };
+    e.family(
+        "ringway_limit_redis_up",
+        Kind::Gauge,
+        "1 while the last command to the cluster limits' Redis succeeded.",
+    );
+    e.sample("ringway_limit_redis_up", &[], u64::from(agent.is_up()));
+    e.family(
+        "ringway_limit_redis_commands_total",
+        Kind::Counter,
+        "Lease and return commands sent to Redis (one EVALSHA each).",
+    );
+    e.sample("ringway_limit_redis_commands_total", &[], agent.commands.load(Ordering::Relaxed));
+    e.family(
+        "ringway_limit_redis_errors_total",
+        Kind::Counter,
+        "Connections or commands to Redis that failed.",
+    );
+    e.sample("ringway_limit_redis_errors_total", &[], agent.errors.load(Ordering::Relaxed));
+    e.family(
+        "ringway_limit_redis_granted_tokens_total",
+        Kind::Counter,
+        "Tokens Redis granted this instance's leases.",
+    );
+    e.sample("ringway_limit_redis_granted_tokens_total", &[], agent.granted.load(Ordering::Relaxed));
 }

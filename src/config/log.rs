@@ -19,6 +19,7 @@ pub enum Field {
     Env,
     Version,
     Caller,
+    Limit,
     Upstream,
     Status,
     Bytes,
@@ -28,7 +29,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 21] = [
+    pub const ALL: [Field; 22] = [
         Field::Time,
         Field::Id,
         Field::Client,
@@ -45,6 +46,7 @@ impl Field {
         Field::Env,
         Field::Version,
         Field::Caller,
+        Field::Limit,
         Field::Upstream,
         Field::Status,
         Field::Bytes,
@@ -71,6 +73,7 @@ impl Field {
             Field::Env => "env",
             Field::Version => "version",
             Field::Caller => "caller",
+            Field::Limit => "limit",
             Field::Upstream => "upstream",
             Field::Status => "status",
             Field::Bytes => "bytes",

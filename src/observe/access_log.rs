@@ -150,6 +150,8 @@ pub struct ResponseFields<'a> {
     pub env: Option<&'a str>,
     /// The group version that served (versioned groups).
     pub version: Option<&'a str>,
+    /// The rate limit that refused the request.
+    pub limit: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -219,6 +221,7 @@ impl AccessLog {
         line.str(Field::Env, resp.env.map(str::as_bytes));
         line.str(Field::Version, resp.version.map(str::as_bytes));
         line.str(Field::Caller, resp.caller.map(str::as_bytes));
+        line.str(Field::Limit, resp.limit.map(str::as_bytes));
         if line.key(Field::Upstream) {
             match resp.upstream {
                 Some(a) => {
@@ -513,6 +516,7 @@ mod tests {
                 caller: Some("mobile-app"),
                 env: Some("online"),
                 version: None,
+                limit: None,
             },
         );
         let text = String::from_utf8(std::mem::take(&mut log.buf)).unwrap();

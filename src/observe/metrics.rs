@@ -178,6 +178,8 @@ pub struct ShardStats {
     auth: Mutex<HashMap<(String, String, bool), Arc<Counter>>>,
     /// (group, version, environment) → requests of a versioned group.
     versions: Mutex<HashMap<(String, String, String), Arc<Histogram>>>,
+    /// (limit, outcome) → requests a rate limit decided.
+    limits: Mutex<HashMap<(String, &'static str), Arc<Counter>>>,
     /// (group, route, method, status) → responses. A shard keeps its handles
     /// (`Shard::code_counter`), so the lock is taken once per new combination.
     codes: Mutex<HashMap<CodeKey, Arc<Counter>>>,
@@ -242,6 +244,21 @@ impl ShardStats {
         m.entry((group.to_string(), caller.to_string(), allowed))
             .or_default()
             .clone()
+    }
+
+    /// The counter of `limit`'s requests with `outcome` (`allowed`, `refused`):
+    /// created on first use, looked up once per snapshot.
+    pub fn limit(&self, limit: &str, outcome: &'static str) -> Arc<Counter> {
+        let mut m = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((limit.to_string(), outcome)).or_default().clone()
+    }
+
+    /// Visits every limit counter: (limit, outcome, value).
+    pub fn each_limit(&self, mut f: impl FnMut(&str, &str, u64)) {
+        let m = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        for ((l, o), c) in m.iter() {
+            f(l, o, c.get());
+        }
     }
 
     /// The histogram of `group`'s `version` served in `env` (created on first use;

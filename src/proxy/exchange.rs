@@ -126,6 +126,13 @@ pub struct Exchange<'a> {
     pub sent: Sent,
     /// Who is calling, once authorization has said (groups with `auth`).
     pub caller: Option<Caller>,
+    /// The client's address as the limits count it (routes with a per-address
+    /// limit only; see `policy::limits::prepare`).
+    pub client_addr: Option<std::net::IpAddr>,
+    /// `headers = "always"`: (limit, remaining) of each limit that admitted.
+    pub limit_remaining: Vec<(u16, u64)>,
+    /// The limit that refused the request, for the log.
+    pub limited: Option<crate::proxy::policy::limits::Limited>,
 }
 
 /// An authenticated caller: an index into the snapshot's `[access]` lists.
@@ -212,6 +219,9 @@ impl<'a> Exchange<'a> {
             continue_sent: false,
             sent: Sent::default(),
             caller: None,
+            client_addr: None,
+            limit_remaining: Vec::new(),
+            limited: None,
         }
     }
 }

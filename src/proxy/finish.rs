@@ -51,6 +51,10 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
             caller: x.caller.map(|c| c.id(&view.snap.config.access)),
             env: x.env.and_then(|e| view.snap.env_name(e)),
             version: x.route.zip(x.env).and_then(|(r, e)| view.snap.version_in(r, e)),
+            limit: x
+                .limited
+                .and_then(|l| view.snap.limits.get(l.limit()))
+                .map(|l| l.def.name.as_str()),
         },
     );
 }

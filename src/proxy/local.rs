@@ -241,6 +241,49 @@ pub async fn deny(x: &mut Exchange<'_>, d: &crate::proxy::policy::auth::Denial) 
     respond(x, &resp).await
 }
 
+/// Answers a request a rate limit refused: 429 with `Retry-After` and the
+/// `RateLimit` fields of the limit, or 503 when a cluster limit cannot reach Redis
+/// and must deny. A JSON body with a stable code and the limit's name. Like an
+/// authorization refusal, an unread body is not read: the connection closes.
+pub async fn limited(x: &mut Exchange<'_>, l: &crate::proxy::policy::limits::Limited) -> Outcome {
+    use crate::proxy::policy::limits::Limited;
+    if x.body == BodyRead::Unread && x.facts.has_body() {
+        x.facts.keep_alive = false;
+    }
+    let name = x.view.snap.limits.get(l.limit()).map_or("", |n| n.def.name.as_str());
+    let (status, code, message, retry) = match *l {
+        Limited::Over { retry_at, now, .. } => {
+            let secs = crate::traffic::fields::seconds_until(retry_at, now).max(1);
+            let message = format!("rate limit '{name}' exceeded; retry in {secs} s");
+            (429, "rate_limited", message, secs)
+        }
+        Limited::Unavailable { .. } => {
+            let message = format!("rate limit '{name}' cannot be checked (its Redis is unavailable)");
+            (503, "rate_limit_unavailable", message, 1)
+        }
+    };
+    let mut body = json_error(code, &message, x.id.as_bytes());
+    // `…,"request_id":"…"}\n` → `…,"request_id":"…","limit":"…"}\n`
+    body.truncate(body.len() - 2);
+    body.extend_from_slice(b",\"limit\":");
+    crate::observe::access_log::json_str(&mut body, name.as_bytes());
+    body.extend_from_slice(b"}\n");
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("retry-after".to_string(), retry.to_string()),
+    ];
+    if let Some((policy, limit)) = crate::proxy::policy::limits::field_values(x, Some(l)) {
+        headers.push(("ratelimit-policy".to_string(), String::from_utf8_lossy(&policy).into_owned()));
+        headers.push(("ratelimit".to_string(), String::from_utf8_lossy(&limit).into_owned()));
+    }
+    let resp = LocalResponse {
+        status,
+        headers: &headers,
+        body: &body,
+    };
+    respond(x, &resp).await
+}
+
 /// `{"code":"…","message":"…","request_id":"…"}` and a newline.
 pub fn json_error(code: &str, message: &str, request_id: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + message.len());
@@ -288,6 +331,18 @@ pub async fn mock(x: &mut Exchange<'_>, route: ringway_router::RouteId) -> Outco
     let (status, headers, body): (u16, &[(String, String)], &[u8]) = match mock {
         Some(m) => (m.status, &m.headers, &m.body),
         None => (500, &[], b""),
+    };
+    // `[traffic] headers = "always"`: the limits that admitted the request say so.
+    let with_limits;
+    let headers = match crate::proxy::policy::limits::field_values(x, None) {
+        Some((policy, limit)) => {
+            let mut h = headers.to_vec();
+            h.push(("ratelimit-policy".to_string(), String::from_utf8_lossy(&policy).into_owned()));
+            h.push(("ratelimit".to_string(), String::from_utf8_lossy(&limit).into_owned()));
+            with_limits = h;
+            &with_limits[..]
+        }
+        None => headers,
     };
     respond(
         x,

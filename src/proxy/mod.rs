@@ -5,8 +5,8 @@
 //!   1 decide    environment + rule + target           decide.rs   (pure; `explain` too)
 //!   │           ├─ mock          → local answer        local.rs
 //!   │           └─ refusal       → local answer        local.rs
-//!   2 policies  auth (keys, signatures); body limit    policy/
-//!               (limits to come)
+//!   2 policies  auth (keys, signatures); rate limits;   policy/
+//!               the body limit
 //!               a small body is read whole             body.rs
 //!   3 pick      endpoint group → one upstream          upstream::Balancer
 //!   4 rewrite   the upstream request head              forward.rs
@@ -52,20 +52,28 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
     x.env = decision.env();
     let authorized = match decision {
         Decision::Refuse { .. } => Ok(()),
-        _ => policy::auth::authorize(x).await, // 2 (auth)
+        _ => {
+            policy::limits::prepare(x);
+            policy::auth::authorize(x).await // 2 (auth)
+        }
     };
-    let outcome = match (authorized, decision) {
-        (Err(policy::auth::Refused::Denied(d)), _) => local::deny(x, &d).await,
-        (Err(policy::auth::Refused::Failed(e)), _) => local::fail(x, e).await,
-        (Ok(()), Decision::Mock { route, .. }) => local::mock(x, route).await,
-        (Ok(()), Decision::Refuse { refusal, .. }) => {
+    let limited = match (&authorized, &decision) {
+        (Ok(()), Decision::Mock { .. } | Decision::Proxy { .. }) => policy::limits::admit(x).err(), // 2 (limits)
+        _ => None,
+    };
+    let outcome = match (authorized, limited, decision) {
+        (Err(policy::auth::Refused::Denied(d)), _, _) => local::deny(x, &d).await,
+        (Err(policy::auth::Refused::Failed(e)), _, _) => local::fail(x, e).await,
+        (Ok(()), Some(l), _) => local::limited(x, &l).await,
+        (Ok(()), None, Decision::Mock { route, .. }) => local::mock(x, route).await,
+        (Ok(()), None, Decision::Refuse { refusal, .. }) => {
             if refusal == Refusal::NoMatch {
                 x.shard.stats.no_match.inc();
             }
             let status = refusal.status(x.view.snap.config.server.no_match_status);
             local::refuse(x, status, &refusal.problem()).await
         }
-        (Ok(()), Decision::Proxy { dest, .. }) => match proxy(x, dest, &target).await {
+        (Ok(()), None, Decision::Proxy { dest, .. }) => match proxy(x, dest, &target).await {
             Ok(outcome) => outcome,
             Err(e) => local::fail(x, e).await,
         },

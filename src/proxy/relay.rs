@@ -181,6 +181,23 @@ async fn relay_body(
         (true, true) => &with_id[1..],
         (true, false) => &[],
     };
+    // `[traffic] headers = "always"`: the limits that admitted the request say so.
+    let limit_fields = if x.limit_remaining.is_empty() {
+        None
+    } else {
+        crate::proxy::policy::limits::field_values(x, None)
+    };
+    let with_limits: Vec<(&[u8], &[u8])>;
+    let extra = match &limit_fields {
+        None => extra,
+        Some((policy, limit)) => {
+            let mut v = extra.to_vec();
+            v.push((b"ratelimit-policy", policy));
+            v.push((b"ratelimit", limit));
+            with_limits = v;
+            &with_limits
+        }
+    };
     let opts = DownstreamHead {
         client_keep_alive: client_keep,
         dechunk,

@@ -48,6 +48,8 @@ pub struct ControlLoop {
     pub graveyard: Receiver<Box<dyn Send>>,
     /// The settings the process started with that a reload cannot change.
     pub started: config::StartSettings,
+    /// The node's rate-limit buckets: a reload binds its limits here.
+    pub registry: Arc<crate::traffic::Registry>,
 }
 
 impl ControlLoop {
@@ -147,7 +149,10 @@ impl ControlLoop {
                 }
             };
         let next = match Snapshot::build(config, current + 1) {
-            Ok(s) => Arc::new(s),
+            Ok(mut s) => {
+                s.bind_limits(&self.registry);
+                Arc::new(s)
+            }
             Err(e) => {
                 log(format_args!(
                     "reload failed, still serving version {current}: {e}"

@@ -125,7 +125,11 @@ impl Gateway {
     /// thread, and returns once every shard accepts. Nothing is announced and no
     /// shard runs unless everything could be bound.
     pub fn start(self) -> Result<Handle, StartError> {
-        let snap = Arc::new(Snapshot::build(self.config, 1).map_err(StartError)?);
+        // The node's rate-limit buckets, kept across reloads by definition.
+        let registry = Arc::new(crate::traffic::Registry::default());
+        let mut snap = Snapshot::build(self.config, 1).map_err(StartError)?;
+        snap.bind_limits(&registry);
+        let snap = Arc::new(snap);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let shards = match snap.config.server.shards {
             0 => cores.len().max(1),
@@ -228,6 +232,7 @@ impl Gateway {
             listening: listening.clone(),
             graveyard,
             started,
+            registry,
         };
         let control = std::thread::Builder::new()
             .name("ringway-control".into())

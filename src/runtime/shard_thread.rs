@@ -101,6 +101,7 @@ async fn shard_main(
         }
     }
     monoio::spawn(watch_writes(tasks_stopped.clone()));
+    monoio::spawn(sweep_leases(shard.clone(), tasks_stopped.clone()));
     monoio::spawn(sweep_pools(shard.clone(), tasks_stopped));
     let _ = ready.send(Ok(driver));
     drop(ready);
@@ -241,6 +242,30 @@ async fn watch_writes(stop: async_channel::Receiver<()>) {
             _ = stop.recv() => return,
         }
         crate::io::watch::expire(Instant::now());
+    }
+}
+
+/// Every 10 ms while the view has rate limits: return leases unused for 20 ms to
+/// the node (so another shard can spend them) and forget idle keys. Without limits
+/// it looks again twice a second.
+async fn sweep_leases(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
+    loop {
+        let view = shard.view();
+        let period = if view.limits.borrow().is_empty() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(10)
+        };
+        drop(view);
+        monoio::select! {
+            _ = monoio::time::sleep(period) => {}
+            _ = stop.recv() => return,
+        }
+        let view = shard.view();
+        let now = crate::traffic::now();
+        for l in view.limits.borrow_mut().iter_mut() {
+            l.sweep(now);
+        }
     }
 }
 

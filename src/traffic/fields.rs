@@ -10,7 +10,8 @@
 //! `q` is the limit's rate and `w` its unit in seconds; a burst is the vendor
 //! parameter `ringway-burst` (the draft asks for a prefix on others). `r` is how
 //! many requests could come at once now, `t` the seconds until the next one may
-//! (rounded up, so a client waiting `t` gets through).
+//! (rounded up, so a client waiting `t` gets through). Without a `t`, quota is
+//! available now.
 
 use super::gcra::Nanos;
 
@@ -31,15 +32,10 @@ pub fn seconds_until(at: Nanos, now: Nanos) -> u64 {
     at.saturating_sub(now).div_ceil(1_000_000_000)
 }
 
-/// Appends `RateLimit-Policy` and `RateLimit` header lines (CRLF-terminated) for
-/// `applied`. Names are validated tokens of `[A-Za-z0-9-_./:]`, so they need no
-/// escaping inside an sf-string.
-pub fn write(out: &mut Vec<u8>, applied: &[Applied<'_>]) {
-    if applied.is_empty() {
-        return;
-    }
+/// Appends the value of `RateLimit-Policy` for `applied`. Names are validated
+/// (`[A-Za-z0-9-_./:]`), and escaped anyway as an sf-string requires.
+pub fn policy_value(out: &mut Vec<u8>, applied: &[Applied<'_>]) {
     let mut num = [0u8; 20];
-    out.extend_from_slice(b"ratelimit-policy: ");
     for (i, a) in applied.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -54,7 +50,12 @@ pub fn write(out: &mut Vec<u8>, applied: &[Applied<'_>]) {
             out.extend_from_slice(crate::http::itoa(a.burst, &mut num));
         }
     }
-    out.extend_from_slice(b"\r\nratelimit: ");
+}
+
+/// Appends the value of `RateLimit` for `applied`: `t` when nothing remains or
+/// a reset is known.
+pub fn limit_value(out: &mut Vec<u8>, applied: &[Applied<'_>]) {
+    let mut num = [0u8; 20];
     for (i, a) in applied.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -67,7 +68,6 @@ pub fn write(out: &mut Vec<u8>, applied: &[Applied<'_>]) {
             out.extend_from_slice(crate::http::itoa(seconds_until(a.reset, 0), &mut num));
         }
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
@@ -86,9 +86,14 @@ mod tests {
     use super::*;
 
     fn text(applied: &[Applied<'_>]) -> String {
-        let mut out = Vec::new();
-        write(&mut out, applied);
-        String::from_utf8(out).unwrap()
+        let (mut p, mut l) = (Vec::new(), Vec::new());
+        policy_value(&mut p, applied);
+        limit_value(&mut l, applied);
+        format!(
+            "ratelimit-policy: {}\r\nratelimit: {}\r\n",
+            String::from_utf8(p).unwrap(),
+            String::from_utf8(l).unwrap()
+        )
     }
 
     #[test]

@@ -260,6 +260,11 @@ impl NodeLimit {
         }
     }
 
+    /// The Redis agent of a cluster limit.
+    pub fn agent(&self) -> Option<&Arc<Agent>> {
+        self.agent.as_ref()
+    }
+
     /// Cells tracked now (for `/metrics` and the memory measurement).
     pub fn tracked(&self) -> usize {
         self.stripes.iter().map(|s| lock(s).cells.len()).sum()
@@ -308,21 +313,12 @@ impl Registry {
         inner.limits.retain(|(_, w)| w.strong_count() > 0);
         let wants_cluster = traffic.limits.iter().any(|l| l.scope == Scope::Cluster);
         let agent = match (&traffic.redis, wants_cluster) {
+            // A replaced agent's thread ends with the last snapshot using it.
             (Some(settings), true) => Some(match &inner.agent {
                 Some(a) if a.settings == *settings => a.clone(),
-                _ => {
-                    if let Some(old) = inner.agent.take() {
-                        old.stop();
-                    }
-                    Agent::start(settings.clone())
-                }
+                _ => Agent::start(settings.clone()),
             }),
-            _ => {
-                if let Some(old) = inner.agent.take() {
-                    old.stop();
-                }
-                None
-            }
+            _ => None,
         };
         inner.agent = agent.clone();
         let mut out = Vec::with_capacity(traffic.limits.len());

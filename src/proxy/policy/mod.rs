@@ -9,8 +9,8 @@
 //! - [`auth`] — access authorization: subscription keys, signature key pairs.
 //!   Records the caller's identity on the exchange for what follows. Runs for mock
 //!   routes too (a group's auth covers every route of it).
-//! - `limits.rs` — traffic control: per group, route, key and client-IP limits from
-//!   shard-local leases (issue 12, to come).
+//! - [`limits`] — traffic control: per group, route, key and client-address rate
+//!   limits from shard-local leases (`traffic/`). Runs for mock routes too.
 //!
 //! Backend signing is not a policy: it edits the upstream head, in the rewrite.
 //!
@@ -20,6 +20,7 @@
 //! total passes the limit.
 
 pub mod auth;
+pub mod limits;
 
 use crate::http::BodyFraming;
 use crate::proxy::error::ProxyError;

@@ -68,12 +68,18 @@ struct Item {
     back: u32,
 }
 
+/// The agent thread's connection state.
+struct Link {
+    conn: Option<(Conn, String)>,
+    next_connect: Instant,
+    last_sweep: Instant,
+}
+
 /// The process's Redis agent.
 #[derive(Debug)]
 pub struct Agent {
     pub settings: RedisSettings,
     up: AtomicBool,
-    stopped: AtomicBool,
     queue: Mutex<Vec<(Weak<NodeLimit>, u64)>>,
     wake: Condvar,
     limits: Mutex<Vec<Weak<NodeLimit>>>,
@@ -91,7 +97,6 @@ impl Agent {
         let agent = Arc::new(Agent {
             settings,
             up: AtomicBool::new(true),
-            stopped: AtomicBool::new(false),
             queue: Mutex::default(),
             wake: Condvar::new(),
             limits: Mutex::default(),
@@ -99,10 +104,21 @@ impl Agent {
             errors: AtomicU64::new(0),
             granted: AtomicU64::new(0),
         });
-        let a = agent.clone();
+        // The thread holds the agent weakly: it ends once no snapshot's limit (nor
+        // the registry) uses these settings any more.
+        let a = Arc::downgrade(&agent);
         let spawned = std::thread::Builder::new()
             .name("ringway-redis".into())
-            .spawn(move || a.run());
+            .spawn(move || {
+                let mut link = Link {
+                    conn: None,
+                    next_connect: Instant::now(),
+                    last_sweep: Instant::now(),
+                };
+                while let Some(agent) = a.upgrade() {
+                    agent.step(&mut link);
+                }
+            });
         if spawned.is_err() {
             crate::observe::log(format_args!(
                 "cannot start the Redis agent thread: cluster limits act as if Redis were down"
@@ -137,74 +153,61 @@ impl Agent {
         }
     }
 
-    /// Stops the thread (a reload replaced the settings).
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
-        self.wake.notify_one();
-    }
-
-    fn run(self: Arc<Agent>) {
-        let mut conn: Option<(Conn, String)> = None;
-        let mut next_connect = Instant::now();
-        let mut last_sweep = Instant::now();
-        loop {
-            let batch = {
-                let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut q, _) = self
-                    .wake
-                    .wait_timeout_while(q, SWEEP, |q| {
-                        q.is_empty() && !self.stopped.load(Ordering::Relaxed)
-                    })
-                    .unwrap_or_else(|e| e.into_inner());
-                std::mem::take(&mut *q)
-            };
-            if self.stopped.load(Ordering::Relaxed) {
-                return;
-            }
-            if conn.is_none() && Instant::now() >= next_connect {
-                match self.connect() {
-                    Ok(c) => {
-                        if !self.is_up() {
-                            crate::observe::log(format_args!(
-                                "Redis {} is back: cluster limits shared again",
-                                self.settings.address
-                            ));
-                        }
-                        self.up.store(true, Ordering::Relaxed);
-                        conn = Some(c);
+    /// One round: wait for refills (or the sweep's time), connect if need be, send
+    /// one pipeline.
+    fn step(&self, link: &mut Link) {
+        let batch = {
+            let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut q, _) = self
+                .wake
+                .wait_timeout_while(q, SWEEP, |q| q.is_empty())
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *q)
+        };
+        if link.conn.is_none() && Instant::now() >= link.next_connect {
+            match self.connect() {
+                Ok(c) => {
+                    if !self.is_up() {
+                        crate::observe::log(format_args!(
+                            "Redis {} is back: cluster limits shared again",
+                            self.settings.address
+                        ));
                     }
-                    Err(e) => {
-                        self.down(&format!("cannot connect: {e}"));
-                        next_connect = Instant::now() + RECONNECT;
-                    }
+                    self.up.store(true, Ordering::Relaxed);
+                    link.conn = Some(c);
                 }
-            }
-            let now = super::now();
-            let mut items: Vec<Item> = batch
-                .into_iter()
-                .filter_map(|(w, key)| self.refill_item(&w.upgrade()?, key, now))
-                .collect();
-            if last_sweep.elapsed() >= SWEEP {
-                last_sweep = Instant::now();
-                self.stale_items(now, &mut items);
-            }
-            if items.is_empty() {
-                continue;
-            }
-            let result = match &mut conn {
-                Some((c, sha)) if self.is_up() => self.lease(c, sha, &items),
-                _ => Err(std::io::Error::other("Redis is down")),
-            };
-            if let Err(e) = result {
-                for it in &items {
-                    it.limit.cell(it.key, |c| c.pending = false);
-                }
-                if conn.take().is_some() {
+                Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    self.down(&e.to_string());
-                    // Once straight away (a restarted Redis), then once a second.
-                    next_connect = Instant::now();
+                    self.down(&format!("cannot connect: {e}"));
+                    link.next_connect = Instant::now() + RECONNECT;
                 }
+            }
+        }
+        let now = super::now();
+        let mut items: Vec<Item> = batch
+            .into_iter()
+            .filter_map(|(w, key)| self.refill_item(&w.upgrade()?, key, now))
+            .collect();
+        if link.last_sweep.elapsed() >= SWEEP {
+            link.last_sweep = Instant::now();
+            self.stale_items(now, &mut items);
+        }
+        if items.is_empty() {
+            return;
+        }
+        let result = match &mut link.conn {
+            Some((c, sha)) => self.lease(c, sha, &items),
+            None => Err(std::io::Error::other("Redis is down")),
+        };
+        if let Err(e) = result {
+            for it in &items {
+                it.limit.cell(it.key, |c| c.pending = false);
+            }
+            if link.conn.take().is_some() {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.down(&e.to_string());
+                // Once straight away (a restarted Redis), then once a second.
+                link.next_connect = Instant::now();
             }
         }
     }

@@ -1,0 +1,254 @@
+//! Traffic control: the rate limits covering the request's route, each from this
+//! shard's lease (`traffic/`), all of which must admit it.
+//!
+//! Runs after authorization (a per-key limit counts the authenticated caller, and
+//! a refused caller spends no budget) and before anything goes upstream. The first
+//! limit to refuse answers — 429 with `Retry-After` and the `RateLimit` fields
+//! naming it — and the tokens the limits before it took go back. Limits covering a
+//! route are tried in config order.
+//!
+//! The client address is the TCP peer's, unless the peer is one of
+//! `trusted_proxies`: then it is the last address in `X-Forwarded-For` (else
+//! `Forwarded`) that is not itself a trusted proxy. Headers are never trusted by
+//! default.
+
+use crate::config::traffic::{canonical, By, Cidr, HeaderMode};
+use crate::proxy::exchange::Exchange;
+use crate::traffic::fields::{self, Applied};
+use crate::traffic::{Ident, Nanos, Verdict};
+use std::net::IpAddr;
+
+/// Why a request was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    /// Over limit `limit` (an index into the snapshot's limits): no token before
+    /// `retry_at`.
+    Over { limit: usize, retry_at: Nanos, now: Nanos },
+    /// Limit `limit` is cluster-wide, Redis is unreachable, and
+    /// `on_redis_error = "deny"`.
+    Unavailable { limit: usize },
+}
+
+impl Limited {
+    pub fn limit(&self) -> usize {
+        match *self {
+            Limited::Over { limit, .. } | Limited::Unavailable { limit } => limit,
+        }
+    }
+}
+
+/// Works out the client's address for the limits that count per address, while the
+/// head's fields are still readable (a signature check may read the body).
+pub fn prepare(x: &mut Exchange<'_>) {
+    let Some(route) = x.route else { return };
+    if !x.view.snap.limits_of(route).is_some_and(|l| l.by_client) {
+        return;
+    }
+    let peer = std::str::from_utf8(&x.client.peer_ip)
+        .ok()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .map(canonical);
+    let trusted = &x.view.snap.config.traffic.trusted_proxies;
+    x.client_addr = match peer {
+        Some(p) if !trusted.is_empty() && trusted.iter().any(|c| c.contains(p)) => {
+            let buf = &x.client.buf[..];
+            let values = |name: &'static [u8]| {
+                x.fields
+                    .headers()
+                    .iter()
+                    .filter(move |h| h.name.slice(buf).eq_ignore_ascii_case(name))
+                    .map(move |h| h.value.slice(buf))
+            };
+            Some(forwarded_client(p, trusted, values(b"x-forwarded-for"), values(b"forwarded")))
+        }
+        other => other,
+    };
+}
+
+/// The client behind trusted proxy `peer`: the last address not itself trusted in
+/// the `X-Forwarded-For` values, else in the `Forwarded` ones; the first one listed
+/// when all are trusted; `peer` when neither header says anything usable.
+fn forwarded_client<'b>(
+    peer: IpAddr,
+    trusted: &[Cidr],
+    xff: impl Iterator<Item = &'b [u8]>,
+    forwarded: impl Iterator<Item = &'b [u8]>,
+) -> IpAddr {
+    let mut hops: Vec<IpAddr> = xff
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|h| parse_ip(h.trim_ascii()))
+        .collect();
+    if hops.is_empty() {
+        hops = forwarded
+            .flat_map(|v| v.split(|&b| b == b',' || b == b';'))
+            .filter_map(|p| {
+                let p = p.trim_ascii();
+                let (k, v) = p.split_at(p.iter().position(|&b| b == b'=')?);
+                k.eq_ignore_ascii_case(b"for").then(|| parse_forwarded_for(&v[1..]))?
+            })
+            .collect();
+    }
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|c| c.contains(**ip)))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+fn parse_ip(b: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(b).ok()?.parse::<IpAddr>().ok().map(canonical)
+}
+
+/// A `Forwarded` `for=` value: `192.0.2.60`, `"192.0.2.60:4711"`, `"[2001:db8::1]"`,
+/// `"[2001:db8::1]:4711"`; obfuscated identifiers and `unknown` give nothing.
+fn parse_forwarded_for(v: &[u8]) -> Option<IpAddr> {
+    let v = v.trim_ascii();
+    let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v);
+    if let Some(rest) = v.strip_prefix(b"[") {
+        let end = rest.iter().position(|&b| b == b']')?;
+        return parse_ip(&rest[..end]);
+    }
+    match v.iter().filter(|&&b| b == b':').count() {
+        1 => parse_ip(&v[..v.iter().position(|&b| b == b':')?]),
+        _ => parse_ip(v),
+    }
+}
+
+/// Runs the route's limits; the first to refuse answers.
+#[inline]
+pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
+    let Some(route) = x.route else { return Ok(()) };
+    let view = x.view;
+    let Some(route_limits) = view.snap.limits_of(route) else {
+        return Ok(());
+    };
+    let config = &view.snap.config;
+    let caller = x.caller.map(|c| c.id(&config.access));
+    let now = crate::traffic::now();
+    let always = config.traffic.headers == HeaderMode::Always;
+    let mut limits = view.limits.borrow_mut();
+    let ids = &route_limits.limits;
+    for (n, &i) in ids.iter().enumerate() {
+        let i = usize::from(i);
+        let Some(l) = limits.get_mut(i) else { continue };
+        let Some(ident) = ident_for(l.node.def.by, caller, x.client_addr) else {
+            continue;
+        };
+        let key = ident.key();
+        let refusal = match l.admit(key, &ident, now) {
+            Verdict::Allowed { remaining } => {
+                l.allowed.inc();
+                if always {
+                    x.limit_remaining.push((i as u16, remaining));
+                }
+                continue;
+            }
+            Verdict::Refused { retry_at } => Limited::Over {
+                limit: i,
+                retry_at,
+                now,
+            },
+            Verdict::Unavailable => Limited::Unavailable { limit: i },
+        };
+        l.refused.inc();
+        // The limits before this one took a token each: back they go.
+        for &j in &ids[..n] {
+            let j = usize::from(j);
+            if let Some(ident) = limits.get(j).and_then(|p| ident_for(p.node.def.by, caller, x.client_addr)) {
+                limits[j].undo(ident.key());
+            }
+        }
+        x.limit_remaining.clear();
+        x.limited = Some(refusal);
+        return Err(refusal);
+    }
+    Ok(())
+}
+
+/// Who the request counts as for a limit counting `by`; `None`: the limit does not
+/// apply (per key, without an authenticated caller; per address, without one).
+fn ident_for<'c>(by: By, caller: Option<&'c str>, client: Option<IpAddr>) -> Option<Ident<'c>> {
+    match by {
+        By::All => Some(Ident::All),
+        By::Key => caller.map(Ident::Caller),
+        By::ClientIp => client.map(Ident::Ip),
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` values for a refusal by `limited` (the
+/// refusing limit alone), or for an admitted request with `x.limit_remaining`.
+pub fn field_values(x: &Exchange<'_>, limited: Option<&Limited>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let snap = &x.view.snap;
+    if snap.config.traffic.headers == HeaderMode::Never {
+        return None;
+    }
+    let caller = x.caller.map(|c| c.id(&snap.config.access));
+    let applied = |i: usize, remaining: u64, reset: Nanos| {
+        let l = snap.limits.get(i)?;
+        let (quota, burst) = l.quota_of(caller);
+        Some(Applied {
+            name: &l.def.name,
+            quota,
+            window_seconds: l.def.unit.seconds(),
+            burst,
+            remaining,
+            reset,
+        })
+    };
+    let list: Vec<Applied<'_>> = match limited {
+        Some(Limited::Over { limit, retry_at, now }) => {
+            applied(*limit, 0, retry_at.saturating_sub(*now)).into_iter().collect()
+        }
+        Some(Limited::Unavailable { .. }) => return None,
+        None => x
+            .limit_remaining
+            .iter()
+            .filter_map(|&(i, r)| applied(usize::from(i), r, 0))
+            .collect(),
+    };
+    if list.is_empty() {
+        return None;
+    }
+    let (mut policy, mut limit) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    fields::policy_value(&mut policy, &list);
+    fields::limit_value(&mut limit, &list);
+    Some((policy, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::traffic::parse_cidr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_last_untrusted_hop() {
+        let trusted = [parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("::1").unwrap()];
+        let peer = ip("10.1.1.1");
+        let none = || std::iter::empty::<&[u8]>();
+        let xff = |v: &'static [&'static [u8]]| v.iter().copied();
+        // A client can prepend anything: only what trusted proxies appended counts.
+        assert_eq!(
+            forwarded_client(peer, &trusted, xff(&[b"6.6.6.6, 203.0.113.7", b"10.2.2.2"]), none()),
+            ip("203.0.113.7")
+        );
+        assert_eq!(forwarded_client(peer, &trusted, xff(&[b"10.3.3.3, 10.2.2.2"]), none()), ip("10.3.3.3"));
+        assert_eq!(forwarded_client(peer, &trusted, xff(&[b"garbage"]), none()), peer);
+        assert_eq!(
+            forwarded_client(peer, &trusted, xff(&[b"::ffff:198.51.100.9"]), none()),
+            ip("198.51.100.9")
+        );
+        // Forwarded (RFC 7239), when there is no X-Forwarded-For.
+        let fwd: &[&[u8]] = &[b"for=192.0.2.60;proto=http;by=203.0.113.43", b"For=\"[2001:db8:cafe::17]:4711\""];
+        assert_eq!(
+            forwarded_client(peer, &trusted, none(), fwd.iter().copied()),
+            ip("2001:db8:cafe::17")
+        );
+        let fwd: &[&[u8]] = &[b"for=\"192.0.2.61:80\", for=unknown"];
+        assert_eq!(forwarded_client(peer, &trusted, none(), fwd.iter().copied()), ip("192.0.2.61"));
+    }
+}
