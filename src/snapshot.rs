@@ -5,13 +5,13 @@
 //! balancer state) and switches to it between requests.
 
 use crate::access::jdcloud::KeyCache;
-use crate::config::{Config, EndpointDef, UpstreamAddr};
 use crate::config::traffic::By;
+use crate::config::{Config, EndpointDef, UpstreamAddr};
 use crate::observe::metrics::{Counter, Histogram, ShardStats, UpstreamStats};
 use crate::traffic::{NodeLimit, Registry, ShardLimit};
 use crate::upstream::{Balancer, Endpoint, UpstreamId};
-use std::cell::RefCell;
 use ringway_router::{CompiledRouter, EndpointId, EnvId, Origin, RouteId};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -133,7 +133,9 @@ impl Snapshot {
                     .filter(|(_, l)| l.covers(r.group_index, &r.group, &r.name))
                     .map(|(i, _)| i as u16)
                     .collect();
-                let by_client = limits.iter().any(|&i| traffic.limits[usize::from(i)].by == By::ClientIp);
+                let by_client = limits
+                    .iter()
+                    .any(|&i| traffic.limits[usize::from(i)].by == By::ClientIp);
                 RouteLimits { limits, by_client }
             })
             .collect();
@@ -142,7 +144,9 @@ impl Snapshot {
     /// The limits of `route` (none when the snapshot has none).
     #[inline]
     pub fn limits_of(&self, route: RouteId) -> Option<&RouteLimits> {
-        self.route_limits.get(route.index()).filter(|l| !l.limits.is_empty())
+        self.route_limits
+            .get(route.index())
+            .filter(|l| !l.limits.is_empty())
     }
 
     /// The endpoint `route` sends to in `env` for its target's endpoint `e`: `e`,
@@ -309,7 +313,11 @@ impl PreparedView {
             .iter()
             .map(|l| {
                 let name = &l.def.name;
-                ShardLimit::new(l.clone(), stats.limit(name, "allowed"), stats.limit(name, "refused"))
+                ShardLimit::new(
+                    l.clone(),
+                    stats.limit(name, "allowed"),
+                    stats.limit(name, "refused"),
+                )
             })
             .collect();
         PreparedView {

@@ -471,7 +471,11 @@ fn limit_families(e: &mut Exposition, t: &Totals, state: &AdminState) {
         "Keys (callers, client addresses) a limit's node table tracks now.",
     );
     for l in &snap.limits {
-        e.sample("ringway_limit_tracked", &[("limit", &l.def.name)], l.tracked() as u64);
+        e.sample(
+            "ringway_limit_tracked",
+            &[("limit", &l.def.name)],
+            l.tracked() as u64,
+        );
     }
     e.family(
         "ringway_limit_untracked_total",
@@ -496,17 +500,29 @@ fn limit_families(e: &mut Exposition, t: &Totals, state: &AdminState) {
         Kind::Counter,
         "Lease and return commands sent to Redis (one EVALSHA each).",
     );
-    e.sample("ringway_limit_redis_commands_total", &[], agent.commands.load(Ordering::Relaxed));
+    e.sample(
+        "ringway_limit_redis_commands_total",
+        &[],
+        agent.commands.load(Ordering::Relaxed),
+    );
     e.family(
         "ringway_limit_redis_errors_total",
         Kind::Counter,
         "Connections or commands to Redis that failed.",
     );
-    e.sample("ringway_limit_redis_errors_total", &[], agent.errors.load(Ordering::Relaxed));
+    e.sample(
+        "ringway_limit_redis_errors_total",
+        &[],
+        agent.errors.load(Ordering::Relaxed),
+    );
     e.family(
         "ringway_limit_redis_granted_tokens_total",
         Kind::Counter,
         "Tokens Redis granted this instance's leases.",
     );
-    e.sample("ringway_limit_redis_granted_tokens_total", &[], agent.granted.load(Ordering::Relaxed));
+    e.sample(
+        "ringway_limit_redis_granted_tokens_total",
+        &[],
+        agent.granted.load(Ordering::Relaxed),
+    );
 }

@@ -129,8 +129,9 @@ pub struct Exchange<'a> {
     /// The client's address as the limits count it (routes with a per-address
     /// limit only; see `policy::limits::prepare`).
     pub client_addr: Option<std::net::IpAddr>,
-    /// `headers = "always"`: (limit, remaining) of each limit that admitted.
-    pub limit_remaining: Vec<(u16, u64)>,
+    /// `headers = "always"`: (limit, remaining, nanoseconds until one more) of each
+    /// limit that admitted.
+    pub limit_remaining: Vec<(u16, u64, u64)>,
     /// The limit that refused the request, for the log.
     pub limited: Option<crate::proxy::policy::limits::Limited>,
 }

@@ -250,7 +250,12 @@ pub async fn limited(x: &mut Exchange<'_>, l: &crate::proxy::policy::limits::Lim
     if x.body == BodyRead::Unread && x.facts.has_body() {
         x.facts.keep_alive = false;
     }
-    let name = x.view.snap.limits.get(l.limit()).map_or("", |n| n.def.name.as_str());
+    let name = x
+        .view
+        .snap
+        .limits
+        .get(l.limit())
+        .map_or("", |n| n.def.name.as_str());
     let (status, code, message, retry) = match *l {
         Limited::Over { retry_at, now, .. } => {
             let secs = crate::traffic::fields::seconds_until(retry_at, now).max(1);
@@ -273,8 +278,14 @@ pub async fn limited(x: &mut Exchange<'_>, l: &crate::proxy::policy::limits::Lim
         ("retry-after".to_string(), retry.to_string()),
     ];
     if let Some((policy, limit)) = crate::proxy::policy::limits::field_values(x, Some(l)) {
-        headers.push(("ratelimit-policy".to_string(), String::from_utf8_lossy(&policy).into_owned()));
-        headers.push(("ratelimit".to_string(), String::from_utf8_lossy(&limit).into_owned()));
+        headers.push((
+            "ratelimit-policy".to_string(),
+            String::from_utf8_lossy(&policy).into_owned(),
+        ));
+        headers.push((
+            "ratelimit".to_string(),
+            String::from_utf8_lossy(&limit).into_owned(),
+        ));
     }
     let resp = LocalResponse {
         status,
@@ -337,8 +348,14 @@ pub async fn mock(x: &mut Exchange<'_>, route: ringway_router::RouteId) -> Outco
     let headers = match crate::proxy::policy::limits::field_values(x, None) {
         Some((policy, limit)) => {
             let mut h = headers.to_vec();
-            h.push(("ratelimit-policy".to_string(), String::from_utf8_lossy(&policy).into_owned()));
-            h.push(("ratelimit".to_string(), String::from_utf8_lossy(&limit).into_owned()));
+            h.push((
+                "ratelimit-policy".to_string(),
+                String::from_utf8_lossy(&policy).into_owned(),
+            ));
+            h.push((
+                "ratelimit".to_string(),
+                String::from_utf8_lossy(&limit).into_owned(),
+            ));
             with_limits = h;
             &with_limits[..]
         }

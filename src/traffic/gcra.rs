@@ -6,7 +6,10 @@
 //! `T = unit / rate` apart and tolerates `burst` of them early: a request at `now`
 //! is admitted when `max(TAT, now) ≤ now + burst·T`, and moves the TAT on by `T`.
 //! Over any window of length `w` starting with a full bucket that admits at most
-//! `w / T + burst + 1` requests.
+//! `w / T + burst + 2` requests, and under a steady overload exactly
+//! `w / T + burst + 1`: a request that comes less than one interval late takes the
+//! slot it missed (see `schedule`), so random arrivals do not lose slots the way
+//! plain GCRA (and nginx's `limit_req` without a burst) does.
 //!
 //! Leases take `n` tokens at once: as many as the bucket holds, plus tokens up to
 //! [`Rate::lookahead`] ahead of time — so that a shard serving a fast limit can take
@@ -73,11 +76,27 @@ pub struct Grant {
     pub retry_at: Nanos,
     /// Tokens left in the bucket after this (without the lookahead).
     pub remaining: u64,
+    /// When the bucket can give a token again (`now` while it has some).
+    pub next_at: Nanos,
+}
+
+/// Where the schedule continues from at `now`: the TAT, or `now` once the bucket
+/// has been idle a whole interval past it. A request that comes a little late
+/// (less than one interval) takes the slot it missed instead of losing it, so the
+/// long-run count is the rate whatever the arrivals' phase; the cost is that such a
+/// late request and the next slot's may come close together (at most `burst + 2`
+/// in an instant instead of `burst + 1`).
+fn schedule(tat: Nanos, now: Nanos, rate: &Rate) -> Nanos {
+    if now > tat && now - tat < rate.interval {
+        tat
+    } else {
+        tat.max(now)
+    }
 }
 
 /// Takes up to `want` tokens at `now` from the bucket whose TAT is `*tat`.
 pub fn take(tat: &mut Nanos, now: Nanos, want: u32, rate: &Rate) -> Grant {
-    let base = (*tat).max(now);
+    let base = schedule(*tat, now, rate);
     let limit = now
         .saturating_add(rate.tolerance)
         .saturating_add(rate.interval)
@@ -85,12 +104,13 @@ pub fn take(tat: &mut Nanos, now: Nanos, want: u32, rate: &Rate) -> Grant {
     let room = limit.saturating_sub(base) / rate.interval;
     let granted = room.min(u64::from(want)) as u32;
     if granted == 0 {
-        // One token fits once `base + T ≤ t + τ + T + lookahead`.
+        // One token fits once `TAT + T ≤ t + τ + T + lookahead` (here TAT > now).
         let retry_at = base.saturating_sub(rate.tolerance + rate.lookahead).max(now + 1);
         return Grant {
             granted: 0,
             retry_at,
             remaining: 0,
+            next_at: retry_at,
         };
     }
     *tat = base.saturating_add(u64::from(granted) * rate.interval);
@@ -98,6 +118,7 @@ pub fn take(tat: &mut Nanos, now: Nanos, want: u32, rate: &Rate) -> Grant {
         granted,
         retry_at: now,
         remaining: rate.remaining(*tat, now),
+        next_at: tat.saturating_sub(rate.tolerance + rate.lookahead).max(now),
     }
 }
 
@@ -141,6 +162,27 @@ mod tests {
         assert_eq!(run(&five_a_minute, SEC / 10, 60 * SEC - 1), 5);
         let day = Rate::new(1000, 86_400 * SEC, 999);
         assert_eq!(run(&day, SEC, 3_600 * SEC), 1000 + 3600 / 86);
+    }
+
+    #[test]
+    fn a_late_request_keeps_its_slot() {
+        // 100/s (T = 10 ms), burst 0, requests every 15 ms: plain GCRA admits every
+        // other one from the schedule's restart (one per 30 ms); here one slot per
+        // interval is never lost while requests come more often than every T.
+        let r = Rate::new(100, SEC, 0);
+        let mut tat = 0;
+        let mut admitted = 0;
+        let mut now = 0;
+        while now < SEC {
+            admitted += take(&mut tat, now, 1, &r).granted;
+            now += 7_000_000;
+        }
+        assert_eq!(admitted, 100, "7 ms apart, T = 10 ms: one a slot, 1 s of slots");
+        // Idle past a whole interval: the schedule restarts, no slot is owed.
+        let mut tat = 0;
+        assert_eq!(take(&mut tat, 0, 1, &r).granted, 1);
+        assert_eq!(take(&mut tat, 5 * SEC, 1, &r).granted, 1);
+        assert_eq!(take(&mut tat, 5 * SEC + 1, 1, &r).granted, 0);
     }
 
     #[test]

@@ -26,8 +26,9 @@ const MAX_LOCAL_KEYS: usize = 16_384;
 /// What a limit says of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Admitted; about this many more could come at once (the `RateLimit` `r`).
-    Allowed { remaining: u64 },
+    /// Admitted; about this many more could come at once (the `RateLimit` `r`),
+    /// and with none, when one could (its `t`).
+    Allowed { remaining: u64, next_at: Nanos },
     /// Over the limit: no token before `retry_at`.
     Refused { retry_at: Nanos },
     /// A cluster limit whose Redis is unreachable, with `on_redis_error = "deny"`.
@@ -41,8 +42,9 @@ struct Lease {
     taken_at: Nanos,
     last_use: Nanos,
     blocked_until: Nanos,
-    /// What the node had left when the lease was taken.
+    /// What the node had left when the lease was taken, and when it has more.
     node_remaining: u64,
+    node_next_at: Nanos,
 }
 
 /// One limit as a shard sees it.
@@ -85,6 +87,7 @@ impl ShardLimit {
             lease.tokens -= 1;
             return Verdict::Allowed {
                 remaining: lease.node_remaining + u64::from(lease.tokens),
+                next_at: lease.node_next_at,
             };
         }
         if now < lease.blocked_until {
@@ -104,8 +107,10 @@ impl ShardLimit {
                 lease.tokens = g.granted - 1;
                 lease.taken_at = now;
                 lease.node_remaining = g.remaining;
+                lease.node_next_at = g.next_at;
                 Verdict::Allowed {
                     remaining: g.remaining + u64::from(lease.tokens),
+                    next_at: g.next_at,
                 }
             }
         }
@@ -118,6 +123,7 @@ impl ShardLimit {
             Ok(g) if g.granted == 0 => Verdict::Refused { retry_at: g.retry_at },
             Ok(g) => Verdict::Allowed {
                 remaining: g.remaining,
+                next_at: g.next_at,
             },
         }
     }
@@ -260,7 +266,8 @@ mod tests {
         let Verdict::Refused { retry_at } = s.admit(0, &Ident::All, 2) else {
             panic!("refused")
         };
-        assert_eq!(retry_at, SEC + 1);
+        // The schedule of a new bucket starts at the clock's zero: slot 0 was taken.
+        assert_eq!(retry_at, SEC);
         assert_eq!(s.leases[&0].blocked_until, retry_at);
     }
 

@@ -205,12 +205,14 @@ impl NodeLimit {
                     granted: k,
                     retry_at: now,
                     remaining: c.stock as u64,
+                    next_at: now,
                 }
             } else if c.blocked_until > now {
                 Grant {
                     granted: 0,
                     retry_at: c.blocked_until,
                     remaining: 0,
+                    next_at: c.blocked_until,
                 }
             } else if c.stock > -i64::from(c.lease) {
                 // Ahead of the refill by at most one lease, paid back from it.
@@ -220,6 +222,7 @@ impl NodeLimit {
                     granted: k,
                     retry_at: now,
                     remaining: 0,
+                    next_at: now,
                 }
             } else {
                 // A lease ahead already: the refill is on its way.
@@ -227,6 +230,7 @@ impl NodeLimit {
                     granted: 0,
                     retry_at: now + 1_000_000,
                     remaining: 0,
+                    next_at: now + 1_000_000,
                 }
             };
             // Refill before the stock runs out.

@@ -23,7 +23,11 @@ use std::net::IpAddr;
 pub enum Limited {
     /// Over limit `limit` (an index into the snapshot's limits): no token before
     /// `retry_at`.
-    Over { limit: usize, retry_at: Nanos, now: Nanos },
+    Over {
+        limit: usize,
+        retry_at: Nanos,
+        now: Nanos,
+    },
     /// Limit `limit` is cluster-wide, Redis is unreachable, and
     /// `on_redis_error = "deny"`.
     Unavailable { limit: usize },
@@ -59,7 +63,12 @@ pub fn prepare(x: &mut Exchange<'_>) {
                     .filter(move |h| h.name.slice(buf).eq_ignore_ascii_case(name))
                     .map(move |h| h.value.slice(buf))
             };
-            Some(forwarded_client(p, trusted, values(b"x-forwarded-for"), values(b"forwarded")))
+            Some(forwarded_client(
+                p,
+                trusted,
+                values(b"x-forwarded-for"),
+                values(b"forwarded"),
+            ))
         }
         other => other,
     };
@@ -84,7 +93,8 @@ fn forwarded_client<'b>(
             .filter_map(|p| {
                 let p = p.trim_ascii();
                 let (k, v) = p.split_at(p.iter().position(|&b| b == b'=')?);
-                k.eq_ignore_ascii_case(b"for").then(|| parse_forwarded_for(&v[1..]))?
+                k.eq_ignore_ascii_case(b"for")
+                    .then(|| parse_forwarded_for(&v[1..]))?
             })
             .collect();
     }
@@ -104,7 +114,10 @@ fn parse_ip(b: &[u8]) -> Option<IpAddr> {
 /// `"[2001:db8::1]:4711"`; obfuscated identifiers and `unknown` give nothing.
 fn parse_forwarded_for(v: &[u8]) -> Option<IpAddr> {
     let v = v.trim_ascii();
-    let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v);
+    let v = v
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v);
     if let Some(rest) = v.strip_prefix(b"[") {
         let end = rest.iter().position(|&b| b == b']')?;
         return parse_ip(&rest[..end]);
@@ -137,10 +150,15 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
         };
         let key = ident.key();
         let refusal = match l.admit(key, &ident, now) {
-            Verdict::Allowed { remaining } => {
+            Verdict::Allowed { remaining, next_at } => {
                 l.allowed.inc();
                 if always {
-                    x.limit_remaining.push((i as u16, remaining));
+                    let reset = if remaining == 0 {
+                        next_at.saturating_sub(now)
+                    } else {
+                        0
+                    };
+                    x.limit_remaining.push((i as u16, remaining, reset));
                 }
                 continue;
             }
@@ -155,7 +173,10 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
         // The limits before this one took a token each: back they go.
         for &j in &ids[..n] {
             let j = usize::from(j);
-            if let Some(ident) = limits.get(j).and_then(|p| ident_for(p.node.def.by, caller, x.client_addr)) {
+            if let Some(ident) = limits
+                .get(j)
+                .and_then(|p| ident_for(p.node.def.by, caller, x.client_addr))
+            {
                 limits[j].undo(ident.key());
             }
         }
@@ -197,14 +218,14 @@ pub fn field_values(x: &Exchange<'_>, limited: Option<&Limited>) -> Option<(Vec<
         })
     };
     let list: Vec<Applied<'_>> = match limited {
-        Some(Limited::Over { limit, retry_at, now }) => {
-            applied(*limit, 0, retry_at.saturating_sub(*now)).into_iter().collect()
-        }
+        Some(Limited::Over { limit, retry_at, now }) => applied(*limit, 0, retry_at.saturating_sub(*now))
+            .into_iter()
+            .collect(),
         Some(Limited::Unavailable { .. }) => return None,
         None => x
             .limit_remaining
             .iter()
-            .filter_map(|&(i, r)| applied(usize::from(i), r, 0))
+            .filter_map(|&(i, r, reset)| applied(usize::from(i), r, reset))
             .collect(),
     };
     if list.is_empty() {
@@ -233,22 +254,36 @@ mod tests {
         let xff = |v: &'static [&'static [u8]]| v.iter().copied();
         // A client can prepend anything: only what trusted proxies appended counts.
         assert_eq!(
-            forwarded_client(peer, &trusted, xff(&[b"6.6.6.6, 203.0.113.7", b"10.2.2.2"]), none()),
+            forwarded_client(
+                peer,
+                &trusted,
+                xff(&[b"6.6.6.6, 203.0.113.7", b"10.2.2.2"]),
+                none()
+            ),
             ip("203.0.113.7")
         );
-        assert_eq!(forwarded_client(peer, &trusted, xff(&[b"10.3.3.3, 10.2.2.2"]), none()), ip("10.3.3.3"));
+        assert_eq!(
+            forwarded_client(peer, &trusted, xff(&[b"10.3.3.3, 10.2.2.2"]), none()),
+            ip("10.3.3.3")
+        );
         assert_eq!(forwarded_client(peer, &trusted, xff(&[b"garbage"]), none()), peer);
         assert_eq!(
             forwarded_client(peer, &trusted, xff(&[b"::ffff:198.51.100.9"]), none()),
             ip("198.51.100.9")
         );
         // Forwarded (RFC 7239), when there is no X-Forwarded-For.
-        let fwd: &[&[u8]] = &[b"for=192.0.2.60;proto=http;by=203.0.113.43", b"For=\"[2001:db8:cafe::17]:4711\""];
+        let fwd: &[&[u8]] = &[
+            b"for=192.0.2.60;proto=http;by=203.0.113.43",
+            b"For=\"[2001:db8:cafe::17]:4711\"",
+        ];
         assert_eq!(
             forwarded_client(peer, &trusted, none(), fwd.iter().copied()),
             ip("2001:db8:cafe::17")
         );
         let fwd: &[&[u8]] = &[b"for=\"192.0.2.61:80\", for=unknown"];
-        assert_eq!(forwarded_client(peer, &trusted, none(), fwd.iter().copied()), ip("192.0.2.61"));
+        assert_eq!(
+            forwarded_client(peer, &trusted, none(), fwd.iter().copied()),
+            ip("192.0.2.61")
+        );
     }
 }

@@ -38,7 +38,8 @@ local want = tonumber(ARGV[4])
 local back = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 tat = tat - back * T
-if tat < now then tat = now end
+-- As gcra.rs: a request less than one interval late keeps its slot.
+if now - tat >= T then tat = now end
 local k = math.floor((now + tau + T + ahead - tat) / T)
 if k > want then k = want end
 if k < 0 then k = 0 end
