@@ -93,6 +93,16 @@ pub enum OnRedisError {
     Deny,
 }
 
+impl OnRedisError {
+    /// What cluster limits do while Redis is down, for the log.
+    pub fn while_down(self) -> &'static str {
+        match self {
+            OnRedisError::Allow => "apply per node",
+            OnRedisError::Deny => "refuse requests (503)",
+        }
+    }
+}
+
 /// When responses carry `RateLimit-Policy` / `RateLimit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderMode {

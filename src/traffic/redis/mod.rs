@@ -93,11 +93,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent's thread; Redis counts as up until a command fails.
+    /// Connects (once, bounded by `connect_timeout`: before the first request, at
+    /// startup or on the reload that configures it) and starts the agent's thread.
+    /// Redis is up from the start exactly when that connection worked.
     pub fn start(settings: RedisSettings) -> Arc<Agent> {
         let agent = Arc::new(Agent {
             settings,
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(false),
             queue: Mutex::default(),
             wake: Condvar::new(),
             limits: Mutex::default(),
@@ -107,13 +109,33 @@ impl Agent {
         });
         // The thread holds the agent weakly: it ends once no snapshot's limit (nor
         // the registry) uses these settings any more.
+        let first = match agent.connect() {
+            Ok(c) => {
+                agent.up.store(true, Ordering::Relaxed);
+                Some(c)
+            }
+            Err(e) => {
+                agent.errors.fetch_add(1, Ordering::Relaxed);
+                crate::observe::log(format_args!(
+                    "Redis {} unavailable (cannot connect: {e}): cluster limits {} until it is back",
+                    agent.settings.address,
+                    agent.settings.on_error.while_down()
+                ));
+                None
+            }
+        };
         let a = Arc::downgrade(&agent);
         let spawned = std::thread::Builder::new()
             .name("ringway-redis".into())
             .spawn(move || {
                 let mut link = Link {
-                    conn: None,
-                    next_connect: Instant::now(),
+                    next_connect: Instant::now()
+                        + if first.is_some() {
+                            Duration::ZERO
+                        } else {
+                            RECONNECT
+                        },
+                    conn: first,
                     last_sweep: Instant::now(),
                 };
                 while let Some(agent) = a.upgrade() {
@@ -218,10 +240,7 @@ impl Agent {
             crate::observe::log(format_args!(
                 "Redis {} unavailable ({why}): cluster limits {} until it is back",
                 self.settings.address,
-                match self.settings.on_error {
-                    crate::config::traffic::OnRedisError::Allow => "apply per node",
-                    crate::config::traffic::OnRedisError::Deny => "refuse requests",
-                }
+                self.settings.on_error.while_down()
             ));
         }
     }
