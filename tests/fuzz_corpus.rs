@@ -44,3 +44,8 @@ fn normalize_corpus() {
 fn render_corpus() {
     replay("render", ringway_router::fuzzing::render);
 }
+
+#[test]
+fn resp_corpus() {
+    replay("resp", ringway::traffic::redis::resp::fuzz_check);
+}

@@ -277,18 +277,21 @@ pub(super) fn traffic(
         std::ops::Range<usize>,
         Vec<std::ops::Range<usize>>,
     )> = Vec::new();
+    let mut seen: Vec<(&str, usize)> = Vec::new();
     for l in &t.limits {
+        let name = l.get_ref().name.get_ref().as_str();
+        if let Some(&(_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            let (line, _) = d.line_col(first);
+            d.at(
+                l.get_ref().name.span(),
+                format!("limit '{name}' is defined twice (first at line {line})"),
+                None,
+                None,
+            );
+            continue;
+        }
+        seen.push((name, l.span().start));
         if let Some(def) = limit(l.get_ref(), d, &names, out.redis.is_some()) {
-            if let Some(first) = out.limits.iter().position(|o| o.name == def.name) {
-                let (line, _) = d.line_col(spans[first].0.start);
-                d.at(
-                    l.get_ref().name.span(),
-                    format!("limit '{}' is defined twice (first at line {line})", def.name),
-                    None,
-                    None,
-                );
-                continue;
-            }
             let o = l
                 .get_ref()
                 .overrides

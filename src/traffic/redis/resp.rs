@@ -41,6 +41,10 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply, usize)>, Malforme
     let Some(&kind) = buf.first() else {
         return Ok(None);
     };
+    // Known before the line is looked for: a reply starting with CR is no reply.
+    if !b"+-:$*".contains(&kind) {
+        return Err(Malformed("unknown reply type"));
+    }
     let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
         return if buf.len() > 64 * 1024 {
             Err(Malformed("line too long"))
@@ -106,6 +110,22 @@ fn int(line: &[u8]) -> Result<i64, Malformed> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or(Malformed("not an integer"))
+}
+
+/// The fuzz property (`fuzz/fuzz_targets/resp.rs`, replayed by
+/// `tests/fuzz_corpus.rs`): parsing never panics; a reply that parses is exactly as
+/// long as it says, parses the same alone, and every shorter prefix of it asks for
+/// more bytes (never a different reply, never an error).
+pub fn fuzz_check(data: &[u8]) {
+    let data = &data[..data.len().min(4096)];
+    let Ok(Some((reply, used))) = parse(data) else {
+        return;
+    };
+    assert!(used <= data.len());
+    assert_eq!(parse(&data[..used]), Ok(Some((reply, used))));
+    for cut in 0..used {
+        assert_eq!(parse(&data[..cut]), Ok(None), "prefix of {cut} bytes");
+    }
 }
 
 /// Appends `args` as one command.
