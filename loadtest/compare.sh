@@ -17,8 +17,8 @@ REPO=$(cd "$HERE/.." && pwd)
 COMMAND_LINE="$0$(printf ' %q' "$@")"
 
 # ---- defaults ---------------------------------------------------------------
-ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-unverified auth-sig)
-# The TLS scenarios are chosen explicitly (--scenarios tls-small,…).
+ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-unverified auth-sig limit-off limit-key limit-cluster)
+# The TLS, auth and limit scenarios are chosen explicitly (--scenarios tls-small,…).
 SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
 TARGETS=(backend ringway nginx haproxy)
 ROUNDS=3
@@ -44,6 +44,7 @@ NGINX_TLS_PORT=${NGINX_TLS_PORT:-18444}
 HAPROXY_TLS_PORT=${HAPROXY_TLS_PORT:-18445}
 # tls-upstream: stunnel terminates TLS in front of the backend.
 STUNNEL_PORT=${STUNNEL_PORT:-19443}
+REDIS_PORT=${REDIS_PORT:-19379}
 BASELINE_BIN=
 PROXY_QUOTA=
 # CPU sets for the split layout (override for bigger machines).
@@ -206,7 +207,7 @@ cap_proxy() { # cap_proxy PID: the process and its descendants (nginx workers)
 # ---- tools --------------------------------------------------------------------
 install_tools() {
     local missing=() cmd pkg
-    for pair in wrk:wrk nginx:nginx haproxy:haproxy gnuplot:gnuplot-nox taskset:util-linux python3:python3 ps:procps curl:curl openssl:openssl stunnel:stunnel4; do
+    for pair in wrk:wrk nginx:nginx haproxy:haproxy gnuplot:gnuplot-nox taskset:util-linux python3:python3 ps:procps curl:curl openssl:openssl stunnel:stunnel4 redis-server:redis-server redis-cli:redis-tools; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null || missing+=("$pkg")
     done
@@ -240,7 +241,7 @@ NPROC=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
 [[ -n $PROXY_CPUS ]] || PROXY_CPUS=$((NPROC > 1 ? 1 : 0))-$((NPROC > 1 ? NPROC - 1 : 0))
 
-for port in "$BACKEND_PORT" "$RINGWAY_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$RINGWAY_TLS_PORT" "$NGINX_TLS_PORT" "$HAPROXY_TLS_PORT" "$STUNNEL_PORT"; do
+for port in "$BACKEND_PORT" "$RINGWAY_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$RINGWAY_TLS_PORT" "$NGINX_TLS_PORT" "$HAPROXY_TLS_PORT" "$STUNNEL_PORT" "$REDIS_PORT"; do
     if command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; then
         log "port $port is already in use on this machine; set *_PORT to free ports"
         exit 1
@@ -356,6 +357,12 @@ is_tls_scenario() { [[ $1 == tls-* ]]; }
 # tops out near 25k req/s, so auth-sig compares with auth-unverified: the same
 # client, rate and bytes, without the verification.
 is_auth_scenario() { [[ $1 == auth-* ]]; }
+# limit-off / limit-key / limit-cluster: the /a/x route with a subscription key,
+# without a rate limit, with a per-key limit too high ever to refuse (nginx:
+# limit_req on the key header; HAProxy: a stick table on it), and with that limit
+# shared through Redis (ringway only: neither peer shares a limit across
+# instances). The baseline target serves limit-off's config: a paired A/B.
+is_limit_scenario() { [[ $1 == limit-* ]]; }
 BENCH_KEY=benchkey-7f3a9c01d2e4
 LAYOUT=split
 
@@ -385,6 +392,26 @@ wait_http() {
         sleep 0.1
     done
     return 1
+}
+
+# Redis for limit-cluster, on the load CPUs like the backend: a service the
+# proxy uses, not the proxy.
+start_redis() {
+    "${PIN_LOAD[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --protected-mode no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    PID_OF[redis]=$!
+    STARTED_PIDS+=("$!")
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && return 0
+        sleep 0.1
+    done
+    log "redis-server did not come up: $(tail -n 3 "$WORK/redis.log")"
+    exit 1
+}
+evalsha_calls() {
+    redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null |
+        awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2; found=1} END {if (!found) print 0}'
 }
 
 start_backend() { # start_backend SIZE
@@ -450,7 +477,7 @@ wrk_args() {
     local -a a=(-t"$WRK_THREADS" -c"$CONNECTIONS" --latency --timeout 5s)
     case $1 in
     newconn | tls-newconn) a+=(-H 'Connection: close') ;;
-    auth-key) a+=(-H "jdcloud-apim-subscription-key: $BENCH_KEY") ;;
+    auth-key | limit-*) a+=(-H "jdcloud-apim-subscription-key: $BENCH_KEY") ;;
     auth-sig | auth-unverified) a+=(-s "$HERE/wrk/jdsign.lua") ;;
     routes10k) a+=(-s "$HERE/wrk/routes.lua") ;;
     backend-fail) a+=(-s "$HERE/wrk/status-count.lua") ;;
@@ -464,7 +491,7 @@ run_wrk() { # run_wrk SCENARIO TARGET SECONDS OUTFILE
     # In the background and waited for, so a signal to this script is handled
     # at once (bash defers traps until a foreground child exits).
     local url="http://127.0.0.1:${PORT_OF[$2]}/"
-    is_auth_scenario "$1" && url="http://127.0.0.1:${PORT_OF[$2]}/a/x"
+    { is_auth_scenario "$1" || is_limit_scenario "$1"; } && url="http://127.0.0.1:${PORT_OF[$2]}/a/x"
     is_tls_scenario "$1" && [[ $1 != tls-upstream ]] && url="https://127.0.0.1:${TLS_PORT_OF[$2]}/"
     if [[ $1 == tls-resume ]]; then
         # wrk does not resume sessions; openssl s_time -reuse does, one connection
@@ -494,8 +521,17 @@ measure() { # measure SCENARIO TARGET ROUND POS
     [[ $t == backend ]] && move_backend "$PROXY_CPUS"
     before=$(tree_ticks "$pid")
     bbefore=$(tree_ticks "${PID_OF[backend]}")
+    local calls_before=0
+    [[ -n ${PID_OF[redis]:-} ]] && calls_before=$(evalsha_calls)
     run_wrk "$s" "$t" "$DURATION" "$OUT/$file"
     after=$(tree_ticks "$pid")
+    if [[ -n ${PID_OF[redis]:-} ]]; then
+        local calls requests
+        calls=$(($(evalsha_calls) - calls_before))
+        requests=$(awk '/requests in/ {print $1}' "$OUT/$file")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" "$r" "${requests:-0}" "$calls" >>"$OUT/redis.tsv"
+        log "  $LAYOUT $s r$r $t: Redis EVALSHA $calls for ${requests:-0} requests"
+    fi
     bafter=$(tree_ticks "${PID_OF[backend]}")
     rss=$(tree_rss "$pid")
     [[ $t == backend ]] && move_backend "$LOAD_CPUS"
@@ -522,13 +558,20 @@ generate_configs() { # generate_configs SCENARIO ROUTES
         TLS=1
     fi
     [[ $1 == tls-upstream ]] && TLS_UPSTREAM=1
-    AUTH=""
+    AUTH="" LIMIT=""
     is_auth_scenario "$1" && AUTH=${1#auth-}
+    if is_limit_scenario "$1"; then
+        AUTH=key LIMIT=${1#limit-}
+    fi
     gen_ringway "$WORK"
     # The baseline binary serves the same config on its own port — in the auth-*
     # scenarios, with the secured group free: the same client and bytes, no auth
     # (run with --baseline-bin target/release/ringway for a paired A/B).
-    if [[ -n $AUTH ]]; then
+    if [[ -n $LIMIT ]]; then
+        mkdir -p "$WORK/free"
+        LIMIT=off gen_ringway "$WORK/free"
+        sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/free/ringway.toml" >"$WORK/baseline.toml"
+    elif [[ -n $AUTH ]]; then
         mkdir -p "$WORK/free"
         AUTH=none gen_ringway "$WORK/free"
         sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/free/ringway.toml" >"$WORK/baseline.toml"
@@ -555,11 +598,14 @@ start_targets() { # start_targets SCENARIO
     LIVE=()
     start_backend "$(body_size "$1")"
     [[ $1 == tls-upstream ]] && start_stunnel
+    [[ $1 == limit-cluster ]] && start_redis
     for t in "${TARGETS[@]}"; do
         if is_tls_scenario "$1" && [[ $t == backend || $t == baseline ]]; then
             continue # no TLS listener: the backend is plain, a baseline may predate TLS
         elif is_auth_scenario "$1" && [[ $t != ringway && $t != baseline ]]; then
             continue # JD Cloud's key and signature schemes are ringway's alone
+        elif [[ $1 == limit-cluster && $t != ringway && $t != baseline ]]; then
+            continue # no peer shares a limit across instances
         elif [[ $t == backend ]]; then
             [[ $1 == backend-fail ]] || LIVE+=(backend)
         elif start_proxy "$t"; then
@@ -570,7 +616,7 @@ start_targets() { # start_targets SCENARIO
 
 stop_targets() {
     local t
-    for t in ringway baseline nginx haproxy stunnel backend; do stop_target "$t"; done
+    for t in ringway baseline nginx haproxy stunnel redis backend; do stop_target "$t"; done
 }
 
 # Steady-state scenario: rounds × live targets, order rotated each round.

@@ -8,6 +8,9 @@
 #   TLS           1: also a TLS listener (*_TLS_PORT) with the certificate in
 #                 $TLS_DIR: TLS 1.2 and 1.3, session tickets and a session cache
 #                 on in all three
+#   LIMIT         limit-* scenarios: off | key (a per-key limit of 10,000,000/s,
+#                 which never refuses) | cluster (the same, shared through Redis
+#                 on REDIS_PORT; ringway only)
 #   TLS_UPSTREAM  1: the backend is reached over TLS through stunnel
 #                 (STUNNEL_PORT), verified against $TLS_DIR/ca.pem as bench.test,
 #                 connections kept alive and sessions reused in all three
@@ -57,6 +60,20 @@ gen_ringway() {
             echo "  name = \"secured\""
             echo "  path = { prefix = \"/a\" }"
             echo "  to = \"{#endpoints['backend']}/\""
+            case ${LIMIT:-off} in
+            key | cluster)
+                echo "[[traffic.limits]]"
+                echo "name = \"per-key\""
+                echo "groups = [\"secured\"]"
+                echo "by = \"key\""
+                echo "rate = 10000000"
+                echo "scope = \"$([[ $LIMIT == cluster ]] && echo cluster || echo node)\""
+                ;;
+            esac
+            if [[ ${LIMIT:-off} == cluster ]]; then
+                echo "[traffic.redis]"
+                echo "address = \"127.0.0.1:${REDIS_PORT}\""
+            fi
         fi
         echo "[[groups]]"
         echo "name = \"bench\""
@@ -109,6 +126,8 @@ http {
     keepalive_timeout 65s;
     tcp_nodelay on;
 
+$([[ ${LIMIT:-} == key ]] && echo "    limit_req_zone \$http_jdcloud_apim_subscription_key zone=perkey:10m rate=10000000r/s;")
+
     upstream backend {
         server 127.0.0.1:$( ((TLS_UPSTREAM)) && echo "${STUNNEL_PORT}" || echo "${BACKEND_PORT}");
         keepalive 64;
@@ -150,6 +169,7 @@ EOF
         done
         cat <<EOF
         location / {
+$([[ ${LIMIT:-} == key ]] && echo "            limit_req zone=perkey burst=1000 nodelay;")
             proxy_pass $( ((TLS_UPSTREAM)) && echo https || echo http)://backend;
         }
     }
@@ -193,6 +213,11 @@ EOF
         fi
         if ((ROUTES > 0)); then
             echo "    use_backend %[path,map(${dir}/haproxy-routes.map,be_bench)]"
+        fi
+        if [[ ${LIMIT:-} == key ]]; then
+            echo "    stick-table type string len 64 size 100k expire 10s store http_req_rate(1s)"
+            echo "    http-request track-sc0 req.hdr(jdcloud-apim-subscription-key)"
+            echo "    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 10000000 }"
         fi
         cat <<EOF
     default_backend be_bench

@@ -37,6 +37,9 @@ pub struct Snapshot {
     pub limits: Vec<Arc<NodeLimit>>,
     /// Indexed by `RouteId`: the limits covering the route, in config order.
     pub route_limits: Vec<RouteLimits>,
+    /// The bucket key of every caller ([`crate::traffic::Ident::key`]), hashed once
+    /// per snapshot: subscription keys, then key pairs, in `[access]` order.
+    pub caller_keys: Vec<u64>,
 }
 
 /// The limits of one route.
@@ -109,6 +112,7 @@ impl Snapshot {
             overrides,
             limits: Vec::new(),
             route_limits: Vec::new(),
+            caller_keys: Vec::new(),
         })
     }
 
@@ -121,6 +125,14 @@ impl Snapshot {
             self.route_limits = Vec::new();
             return;
         }
+        let access = &self.config.access;
+        self.caller_keys = access
+            .subscription_keys
+            .iter()
+            .map(|k| k.id.as_str())
+            .chain(access.key_pairs.iter().map(|k| k.access_key.as_str()))
+            .map(|id| crate::traffic::Ident::Caller(id).key())
+            .collect();
         self.route_limits = self
             .config
             .routes

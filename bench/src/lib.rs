@@ -1,6 +1,8 @@
 //! Shared inputs and units of work of ringway's benches and callgrind harnesses,
 //! so that `benches/codec.rs` and `examples/codec_heads.rs` measure the same thing.
 
+pub mod limits;
+
 use ringway::http::{parse_request_head, write_upstream_head, ForwardInfo, HeadLimits, HeadScratch};
 
 /// The codec's limits in the benches.

@@ -12,6 +12,7 @@ use super::file::{FileConfig, LimitFile, OverrideFile, RedisFile};
 use super::resolve::parse_duration;
 use super::Notice;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -271,12 +272,7 @@ pub(super) fn traffic(
         out.max_clients = (*m.get_ref()).max(1);
     }
     let names = Names::of(f, access);
-    // (definition, span of the whole table, spans of the rate and of each override's rate)
-    let mut spans: Vec<(
-        std::ops::Range<usize>,
-        std::ops::Range<usize>,
-        Vec<std::ops::Range<usize>>,
-    )> = Vec::new();
+    let mut spans: Vec<LimitSpans> = Vec::new();
     let mut seen: Vec<(&str, usize)> = Vec::new();
     for l in &t.limits {
         let name = l.get_ref().name.get_ref().as_str();
@@ -352,6 +348,9 @@ pub(super) fn traffic(
     }
     out
 }
+
+/// Where a limit was written: its table, its rate, each override's rate.
+type LimitSpans = (Range<usize>, Range<usize>, Vec<Range<usize>>);
 
 /// The names a limit may refer to.
 struct Names<'f> {
@@ -618,11 +617,7 @@ fn scope(s: Option<&Spanned<String>>, d: &mut Diagnostics<'_>, has_redis: bool) 
 /// `caller_limit`) may not exceed a whole-group limit of a group it covers.
 fn key_limits_within_groups(
     limits: &[LimitDef],
-    spans: &[(
-        std::ops::Range<usize>,
-        std::ops::Range<usize>,
-        Vec<std::ops::Range<usize>>,
-    )],
+    spans: &[LimitSpans],
     groups: &[GroupConfig],
     d: &mut Diagnostics<'_>,
 ) {

@@ -133,7 +133,7 @@ pub struct Exchange<'a> {
     /// limit that admitted.
     pub limit_remaining: Vec<(u16, u64, u64)>,
     /// The limit that refused the request, for the log.
-    pub limited: Option<crate::proxy::policy::limits::Limited>,
+    pub limited: Option<crate::traffic::Limited>,
 }
 
 /// An authenticated caller: an index into the snapshot's `[access]` lists.
@@ -146,6 +146,14 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller's position in [`crate::snapshot::Snapshot::caller_keys`].
+    pub fn index(&self, access: &crate::config::access::AccessConfig) -> usize {
+        match *self {
+            Caller::Key(i) => i,
+            Caller::Pair(i) => access.subscription_keys.len() + i,
+        }
+    }
+
     /// The caller's id as logs and metrics show it (never a secret).
     pub fn id<'c>(&self, access: &'c crate::config::access::AccessConfig) -> &'c str {
         match *self {

@@ -245,8 +245,8 @@ pub async fn deny(x: &mut Exchange<'_>, d: &crate::proxy::policy::auth::Denial) 
 /// `RateLimit` fields of the limit, or 503 when a cluster limit cannot reach Redis
 /// and must deny. A JSON body with a stable code and the limit's name. Like an
 /// authorization refusal, an unread body is not read: the connection closes.
-pub async fn limited(x: &mut Exchange<'_>, l: &crate::proxy::policy::limits::Limited) -> Outcome {
-    use crate::proxy::policy::limits::Limited;
+pub async fn limited(x: &mut Exchange<'_>, l: &crate::traffic::Limited) -> Outcome {
+    use crate::traffic::Limited;
     if x.body == BodyRead::Unread && x.facts.has_body() {
         x.facts.keep_alive = false;
     }

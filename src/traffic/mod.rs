@@ -51,6 +51,29 @@ pub fn now() -> Nanos {
     clock(Instant::now())
 }
 
+/// Why a request was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    /// Over limit `limit` (an index into the snapshot's limits): no token before
+    /// `retry_at`.
+    Over {
+        limit: usize,
+        retry_at: Nanos,
+        now: Nanos,
+    },
+    /// Limit `limit` is cluster-wide, Redis is unreachable, and
+    /// `on_redis_error = "deny"`.
+    Unavailable { limit: usize },
+}
+
+impl Limited {
+    pub fn limit(&self) -> usize {
+        match *self {
+            Limited::Over { limit, .. } | Limited::Unavailable { limit } => limit,
+        }
+    }
+}
+
 /// Who a request counts as, for one limit: the bucket's key in this process and,
 /// for cluster limits, its name in Redis.
 #[derive(Clone, Copy, Debug)]

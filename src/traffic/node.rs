@@ -34,13 +34,20 @@ const STRIPES: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unavailable;
 
-/// One bucket.
+/// One bucket: 16 bytes for a node-scope limit (its TAT and an empty box).
 #[derive(Debug, Default)]
 pub(super) struct Cell {
     /// Node scope: the bucket. Cluster scope: the local floor while Redis is down.
     pub tat: Nanos,
-    /// Cluster scope from here on. Tokens leased from Redis and not yet handed to
-    /// a shard; negative: handed out ahead of a refill (at most one).
+    /// Cluster scope: what this instance holds of Redis's bucket.
+    pub shared: Option<Box<Shared>>,
+}
+
+/// A cluster bucket's node side.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    /// Tokens leased from Redis and not yet handed to a shard; negative: handed out
+    /// ahead of a refill (at most one lease).
     pub stock: i64,
     /// A refill is queued or in flight.
     pub pending: bool,
@@ -58,7 +65,11 @@ impl Cell {
     /// Whether forgetting the cell loses nothing: a full bucket, no stock, nothing
     /// pending.
     fn idle(&self, now: Nanos) -> bool {
-        self.tat <= now && self.stock == 0 && !self.pending && self.blocked_until <= now
+        self.tat <= now
+            && self
+                .shared
+                .as_ref()
+                .is_none_or(|c| c.stock == 0 && !c.pending && c.blocked_until <= now)
     }
 }
 
@@ -109,8 +120,13 @@ impl NodeLimit {
             .map(|o| (Ident::Caller(&o.key).key(), Rate::new(o.rate, unit_ns, o.burst)))
             .collect();
         let stripes = if def.by == By::All { 1 } else { STRIPES };
+        // An eighth over the even share, so that `max_clients` clients hashed
+        // unevenly over the stripes still fit.
         let per_stripe = match def.by {
-            By::ClientIp => max_clients.div_ceil(stripes).max(1),
+            By::ClientIp => {
+                let even = max_clients.div_ceil(stripes);
+                (even + even.div_ceil(8)).max(1)
+            }
             _ => usize::MAX,
         };
         Arc::new_cyclic(|me| NodeLimit {
@@ -120,9 +136,14 @@ impl NodeLimit {
             stripes: (0..stripes).map(|_| Mutex::default()).collect(),
             per_stripe,
             overflow: Mutex::new(Cell {
-                lease: 1,
-                suffix: "untracked".into(),
-                ..Cell::default()
+                tat: 0,
+                shared: agent.is_some().then(|| {
+                    Box::new(Shared {
+                        lease: 1,
+                        suffix: "untracked".into(),
+                        ..Shared::default()
+                    })
+                }),
             }),
             agent,
             me: me.clone(),
@@ -156,13 +177,14 @@ impl NodeLimit {
         f: impl FnOnce(&mut Cell, u64) -> R,
     ) -> R {
         let new_cell = |suffix: &dyn Fn() -> String| Cell {
-            lease: (self.rate.max_lease() / 16).max(1),
-            suffix: if self.agent.is_some() {
-                suffix().into()
-            } else {
-                Box::default()
-            },
-            ..Cell::default()
+            tat: 0,
+            shared: self.agent.is_some().then(|| {
+                Box::new(Shared {
+                    lease: (self.rate.max_lease() / 16).max(1),
+                    suffix: suffix().into(),
+                    ..Shared::default()
+                })
+            }),
         };
         {
             let mut s = lock(self.stripe(key));
@@ -197,6 +219,7 @@ impl NodeLimit {
             };
         }
         let (grant, refill) = self.with_cell(key, ident, now, |c, under| {
+            let c = c.shared.get_or_insert_with(Box::default);
             c.last_take = now;
             let grant = if c.stock > 0 {
                 let k = c.stock.min(i64::from(want)) as u32;
@@ -253,7 +276,7 @@ impl NodeLimit {
         }
         let rate = *self.rate_of(key);
         let give = |cell: &mut Cell| match &self.agent {
-            Some(a) if a.is_up() => cell.stock += i64::from(n),
+            Some(a) if a.is_up() => cell.shared.get_or_insert_with(Box::default).stock += i64::from(n),
             _ => gcra::give_back(&mut cell.tat, n, &rate),
         };
         if let Some(c) = lock(self.stripe(key)).cells.get_mut(&key) {
@@ -274,24 +297,33 @@ impl NodeLimit {
         self.stripes.iter().map(|s| lock(s).cells.len()).sum()
     }
 
-    /// The agent's view: runs `f` on `key`'s cell if it exists.
-    pub(super) fn cell<R>(&self, key: u64, f: impl FnOnce(&mut Cell) -> R) -> Option<R> {
+    /// The agent's view: runs `f` on `key`'s cluster cell if it exists.
+    pub(super) fn cell<R>(&self, key: u64, f: impl FnOnce(&mut Shared) -> R) -> Option<R> {
         if key == OVERFLOW && self.def.by == By::ClientIp {
-            return Some(f(&mut lock_cell(&self.overflow)));
+            return lock_cell(&self.overflow).shared.as_deref_mut().map(f);
         }
-        lock(self.stripe(key)).cells.get_mut(&key).map(f)
+        lock(self.stripe(key))
+            .cells
+            .get_mut(&key)?
+            .shared
+            .as_deref_mut()
+            .map(f)
     }
 
     /// The agent's sweep: runs `f` on every cell (stripe by stripe).
-    pub(super) fn each_cell(&self, mut f: impl FnMut(u64, &mut Cell)) {
+    pub(super) fn each_cell(&self, mut f: impl FnMut(u64, &mut Shared)) {
         for s in self.stripes.iter() {
             let mut s = lock(s);
             for (k, c) in s.cells.iter_mut() {
-                f(*k, c);
+                if let Some(c) = c.shared.as_deref_mut() {
+                    f(*k, c);
+                }
             }
         }
         if self.def.by == By::ClientIp {
-            f(OVERFLOW, &mut lock_cell(&self.overflow));
+            if let Some(c) = lock_cell(&self.overflow).shared.as_deref_mut() {
+                f(OVERFLOW, c);
+            }
         }
     }
 }
@@ -390,7 +422,9 @@ mod tests {
         let ip = |i: u32| Ident::Ip(std::net::IpAddr::V4(i.into()));
         // Fill every stripe with limited clients at t=0.
         let mut i = 0;
-        while l.tracked() < STRIPES && i < 10_000 {
+        let full = STRIPES * l.per_stripe;
+        assert_eq!(full, 32, "16 clients over 16 stripes, an eighth over: 2 a stripe");
+        while l.tracked() < full && i < 10_000 {
             let id = ip(i);
             l.lease(id.key(), &id, 1, 0).unwrap();
             i += 1;
@@ -404,11 +438,7 @@ mod tests {
             overflowed = l.untracked.load(Ordering::Relaxed) - before;
         }
         assert!(overflowed > 0, "some clients overflowed");
-        assert_eq!(
-            l.tracked(),
-            STRIPES,
-            "one slot a stripe; the rest share the overflow bucket"
-        );
+        assert_eq!(l.tracked(), full, "the rest share the overflow bucket");
         // A second later every bucket is full again: forgotten, room for new ones.
         let id = ip(999_999);
         let t = 2_000_000_000;

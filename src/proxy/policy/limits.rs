@@ -15,31 +15,8 @@
 use crate::config::traffic::{canonical, By, Cidr, HeaderMode};
 use crate::proxy::exchange::Exchange;
 use crate::traffic::fields::{self, Applied};
-use crate::traffic::{Ident, Nanos, Verdict};
+use crate::traffic::{Ident, Limited, Nanos, Verdict};
 use std::net::IpAddr;
-
-/// Why a request was not admitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limited {
-    /// Over limit `limit` (an index into the snapshot's limits): no token before
-    /// `retry_at`.
-    Over {
-        limit: usize,
-        retry_at: Nanos,
-        now: Nanos,
-    },
-    /// Limit `limit` is cluster-wide, Redis is unreachable, and
-    /// `on_redis_error = "deny"`.
-    Unavailable { limit: usize },
-}
-
-impl Limited {
-    pub fn limit(&self) -> usize {
-        match *self {
-            Limited::Over { limit, .. } | Limited::Unavailable { limit } => limit,
-        }
-    }
-}
 
 /// Works out the client's address for the limits that count per address, while the
 /// head's fields are still readable (a signature check may read the body).
@@ -137,18 +114,21 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
         return Ok(());
     };
     let config = &view.snap.config;
-    let caller = x.caller.map(|c| c.id(&config.access));
-    let now = crate::traffic::now();
+    let caller = x.caller.map(|c| {
+        let key = view.snap.caller_keys.get(c.index(&config.access)).copied();
+        (c.id(&config.access), key.unwrap_or(0))
+    });
+    // The request's start: one clock read per request serves the log and this.
+    let now = crate::traffic::clock(x.started);
     let always = config.traffic.headers == HeaderMode::Always;
     let mut limits = view.limits.borrow_mut();
     let ids = &route_limits.limits;
     for (n, &i) in ids.iter().enumerate() {
         let i = usize::from(i);
         let Some(l) = limits.get_mut(i) else { continue };
-        let Some(ident) = ident_for(l.node.def.by, caller, x.client_addr) else {
+        let Some((ident, key)) = ident_for(l.node.def.by, caller, x.client_addr) else {
             continue;
         };
-        let key = ident.key();
         let refusal = match l.admit(key, &ident, now) {
             Verdict::Allowed { remaining, next_at } => {
                 l.allowed.inc();
@@ -173,11 +153,11 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
         // The limits before this one took a token each: back they go.
         for &j in &ids[..n] {
             let j = usize::from(j);
-            if let Some(ident) = limits
+            if let Some((_, key)) = limits
                 .get(j)
                 .and_then(|p| ident_for(p.node.def.by, caller, x.client_addr))
             {
-                limits[j].undo(ident.key());
+                limits[j].undo(key);
             }
         }
         x.limit_remaining.clear();
@@ -187,13 +167,17 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
     Ok(())
 }
 
-/// Who the request counts as for a limit counting `by`; `None`: the limit does not
-/// apply (per key, without an authenticated caller; per address, without one).
-fn ident_for<'c>(by: By, caller: Option<&'c str>, client: Option<IpAddr>) -> Option<Ident<'c>> {
+/// Who the request counts as for a limit counting `by`, and its bucket key (a
+/// caller's was hashed with the snapshot); `None`: the limit does not apply (per
+/// key, without an authenticated caller; per address, without one).
+fn ident_for<'c>(by: By, caller: Option<(&'c str, u64)>, client: Option<IpAddr>) -> Option<(Ident<'c>, u64)> {
     match by {
-        By::All => Some(Ident::All),
-        By::Key => caller.map(Ident::Caller),
-        By::ClientIp => client.map(Ident::Ip),
+        By::All => Some((Ident::All, 0)),
+        By::Key => caller.map(|(id, key)| (Ident::Caller(id), key)),
+        By::ClientIp => client.map(|ip| {
+            let ident = Ident::Ip(ip);
+            (ident, ident.key())
+        }),
     }
 }
 
