@@ -6,7 +6,9 @@
 //! draft's own examples; a client that waits `Retry-After` gets through; limits
 //! kept across a reload that keeps them.
 //!
-//! Every load is bounded (10 s at a few hundred requests a second) and loopback only.
+//! Every load is bounded (10 s at a few hundred requests a second) and loopback only;
+//! 16 connections each, so that both shards get some (all 16 on one shard: 1 in
+//! 32,768).
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
@@ -73,9 +75,9 @@ burst = 4
     ));
     let addr = gw.addr;
     let (all, one, five) = std::thread::scope(|s| {
-        let all = s.spawn(|| offer(addr, None, 8, 600, SPAN, &get("/info", "")));
-        let one = s.spawn(|| offer(addr, None, 4, 100, SPAN, &get("/one", "")));
-        let five = s.spawn(|| offer(addr, None, 4, 100, SPAN, &get("/five", "")));
+        let all = s.spawn(|| offer(addr, None, 16, 600, SPAN, &get("/info", "")));
+        let one = s.spawn(|| offer(addr, None, 16, 100, SPAN, &get("/one", "")));
+        let five = s.spawn(|| offer(addr, None, 16, 100, SPAN, &get("/five", "")));
         (all.join().unwrap(), one.join().unwrap(), five.join().unwrap())
     });
     for t in [&all, &one, &five] {
@@ -138,14 +140,15 @@ groups = ["api"]
 by = "key"
 rate = 100
 unit = "second"
-overrides = [{ key = "mobile-app", rate = 300 }]
+burst = 10
+overrides = [{ key = "mobile-app", rate = 300 }]   # burst 10 too: the limit's
 "#,
     );
     let addr = gw.addr;
     let key = |k: &str| get("/items", &format!("jdcloud-apim-subscription-key: {k}\r\n"));
     let (mobile, web) = std::thread::scope(|s| {
-        let m = s.spawn(|| offer(addr, None, 6, 450, SPAN, &key("k-mobile")));
-        let w = s.spawn(|| offer(addr, None, 6, 300, SPAN, &key("k-web")));
+        let m = s.spawn(|| offer(addr, None, 16, 450, SPAN, &key("k-mobile")));
+        let w = s.spawn(|| offer(addr, None, 16, 300, SPAN, &key("k-web")));
         (m.join().unwrap(), w.join().unwrap())
     });
     for t in [&mobile, &web] {
@@ -155,11 +158,11 @@ overrides = [{ key = "mobile-app", rate = 300 }]
     assert_near(
         "mobile-app (override 300/s)",
         mobile.count(200),
-        300 * 10 + 1,
+        300 * 10 + 10 + 1,
         2,
         &mobile,
     );
-    assert_near("web (100/s)", web.count(200), 100 * 10 + 1, 2, &web);
+    assert_near("web (100/s)", web.count(200), 100 * 10 + 10 + 1, 2, &web);
     // An unknown key is refused by auth, and spends nobody's budget.
     let mut c = gw.client();
     c.send(&key("k-nobody"));
@@ -181,19 +184,20 @@ mock = { status = 200, body = "items" }
 name = "per-ip"
 by = "client_ip"
 rate = 100
+burst = 10
 "#,
     );
     let addr = gw.addr;
     let a: IpAddr = "127.0.0.2".parse().unwrap();
     let b: IpAddr = "127.0.0.3".parse().unwrap();
     let (ta, tb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| offer(addr, Some(a), 6, 300, SPAN, &get("/items", "")));
+        let ta = s.spawn(|| offer(addr, Some(a), 16, 300, SPAN, &get("/items", "")));
         // A client that lies in X-Forwarded-For is still its TCP address: no proxy is trusted.
         let tb = s.spawn(|| {
             offer(
                 addr,
                 Some(b),
-                6,
+                16,
                 300,
                 SPAN,
                 &get("/items", "X-Forwarded-For: 10.9.9.9\r\n"),
@@ -204,7 +208,7 @@ rate = 100
     for t in [&ta, &tb] {
         assert_eq!((t.failed, t.count(200) + t.count(429)), (0, t.sent), "{t:?}");
         assert_eq!(t.shards.len(), 2, "both shards answered: {t:?}");
-        assert_near("per client", t.count(200), 100 * 10 + 1, 2, t);
+        assert_near("per client", t.count(200), 100 * 10 + 10 + 1, 2, t);
     }
 }
 

@@ -162,8 +162,8 @@ fn two_instances_share_a_cluster_limit_and_outlive_redis() {
     let b = instance(&redis, "allow");
     let span = Duration::from_secs(10);
     let (ta, tb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| offer(a.addr, None, 6, 300, span, &get("/shared", "")));
-        let tb = s.spawn(|| offer(b.addr, None, 6, 300, span, &get("/shared", "")));
+        let ta = s.spawn(|| offer(a.addr, None, 16, 300, span, &get("/shared", "")));
+        let tb = s.spawn(|| offer(b.addr, None, 16, 300, span, &get("/shared", "")));
         (ta.join().unwrap(), tb.join().unwrap())
     });
     for t in [&ta, &tb] {

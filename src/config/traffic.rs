@@ -508,7 +508,7 @@ fn limit(l: &LimitFile, d: &mut Diagnostics<'_>, names: &Names<'_>, has_redis: b
     let overrides = l
         .overrides
         .iter()
-        .filter_map(|o| override_(o.get_ref(), name, d, names))
+        .filter_map(|o| override_(o.get_ref(), name, burst, d, names))
         .collect::<Vec<_>>();
     (ok && overrides.len() == l.overrides.len()).then(|| LimitDef {
         name: name.clone(),
@@ -523,7 +523,14 @@ fn limit(l: &LimitFile, d: &mut Diagnostics<'_>, names: &Names<'_>, has_redis: b
     })
 }
 
-fn override_(o: &OverrideFile, limit: &str, d: &mut Diagnostics<'_>, names: &Names<'_>) -> Option<Override> {
+/// An override; its burst is the limit's unless it says otherwise.
+fn override_(
+    o: &OverrideFile,
+    limit: &str,
+    limit_burst: u64,
+    d: &mut Diagnostics<'_>,
+    names: &Names<'_>,
+) -> Option<Override> {
     let key = o.key.get_ref();
     if !names.callers.contains(&key.as_str()) {
         d.at(
@@ -540,7 +547,10 @@ fn override_(o: &OverrideFile, limit: &str, d: &mut Diagnostics<'_>, names: &Nam
     rate_value(&o.rate, d).then(|| Override {
         key: key.clone(),
         rate: *o.rate.get_ref(),
-        burst: burst(o.burst.as_ref(), d),
+        burst: match &o.burst {
+            Some(b) => burst(Some(b), d),
+            None => limit_burst,
+        },
     })
 }
 

@@ -57,6 +57,11 @@ pub(super) struct Shared {
     pub lease: u32,
     pub last_take: Nanos,
     pub refilled_at: Nanos,
+    /// Redis's bucket had less than a lease left after the last refill: the key is
+    /// at its limit. Then no token is handed out ahead of Redis, and refills ask
+    /// for one token, so that instances over a limit share it by asking alike (not
+    /// by who runs ahead or asks for more).
+    pub constrained: bool,
     /// The key's name in Redis (`Ident::redis_suffix`).
     pub suffix: Box<str>,
 }
@@ -237,8 +242,9 @@ impl NodeLimit {
                     remaining: 0,
                     next_at: c.blocked_until,
                 }
-            } else if c.stock > -i64::from(c.lease) {
-                // Ahead of the refill by at most one lease, paid back from it.
+            } else if !c.constrained && c.stock > -i64::from(c.lease) {
+                // Under the limit, ahead of the refill by at most one lease, paid
+                // back from it: a refill's round trip refuses nobody.
                 let k = (c.stock + i64::from(c.lease)).min(i64::from(want)) as u32;
                 c.stock -= i64::from(k);
                 Grant {
@@ -256,8 +262,16 @@ impl NodeLimit {
                     next_at: now + 1_000_000,
                 }
             };
-            // Refill before the stock runs out.
-            let refill = !c.pending && c.stock < i64::from(c.lease.div_ceil(2));
+            // Under the limit, refill before the stock runs out. At it, only when a
+            // request found nothing: an instance that just spent a token asking
+            // again at once would win every next one from instances that ask when
+            // their requests come.
+            let wanted = if c.constrained {
+                grant.granted == 0
+            } else {
+                c.stock < i64::from(c.lease.div_ceil(2))
+            };
+            let refill = wanted && !c.pending && c.blocked_until <= now;
             if refill {
                 c.pending = true;
             }

@@ -58,6 +58,11 @@ pub fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> Client {
 
 /// Offers `rate` requests a second for `span` over `conns` connections from
 /// `source`, each request `request` (a whole HTTP/1.1 request). Returns the tally.
+///
+/// Each connection's requests are a Poisson process (exponential gaps, a seeded
+/// generator per connection): clients are not clocks. Two perfectly periodic loads
+/// against one first-come-first-served budget split it by their fixed phase, not
+/// fairly — true of any exact limiter, and not what traffic looks like.
 pub fn offer(
     addr: SocketAddr,
     source: Option<IpAddr>,
@@ -74,13 +79,21 @@ pub fn offer(
             thread::spawn(move || {
                 let mut t = Tally::default();
                 let mut client = connect_from(addr, source);
-                // Connections start staggered across one interval.
-                let mut next = start + per_conn.mul_f64(c as f64 / conns as f64);
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((c as u64 + 1) << 32) ^ u64::from(source.is_some());
+                let mut gap = move || {
+                    // xorshift64*, then an exponential gap of mean `per_conn`.
+                    rng ^= rng >> 12;
+                    rng ^= rng << 25;
+                    rng ^= rng >> 27;
+                    let u = (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+                    per_conn.mul_f64(-(1.0 - u).ln())
+                };
+                let mut next = start + gap();
                 while next < start + span {
                     if let Some(wait) = next.checked_duration_since(Instant::now()) {
                         thread::sleep(wait);
                     }
-                    next += per_conn;
+                    next += gap();
                     client.send(&request);
                     t.sent += 1;
                     match client.try_response(false) {

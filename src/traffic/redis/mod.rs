@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// The lease: `KEYS[1]` holds the TAT in microseconds of Redis's clock.
 /// `ARGV`: interval, tolerance and lookahead (µs, fractional), tokens wanted,
-/// tokens given back. Returns `{granted, µs until one more could be}`.
+/// tokens given back. Returns `{granted, µs until one more could be, tokens left}`.
 pub const LEASE_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -49,8 +49,10 @@ if k < want then
   wait = tat - tau - ahead - now
   if wait < 0 then wait = 0 end
 end
+local left = math.floor((now + tau + T + ahead - tat) / T)
+if left < 0 then left = 0 end
 redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-return {k, math.ceil(wait)}
+return {k, math.ceil(wait), left}
 "#;
 
 /// How often the agent looks for stale stock.
@@ -280,7 +282,9 @@ impl Agent {
         let max = limit.rate_of(key).max_lease();
         let (suffix, want) = limit.cell(key, |c| {
             let since = now.saturating_sub(c.refilled_at);
-            c.lease = if since < 100_000_000 {
+            c.lease = if c.constrained {
+                1
+            } else if since < 100_000_000 {
                 c.lease.saturating_mul(2)
             } else if since > 1_000_000_000 {
                 c.lease / 2
@@ -358,17 +362,19 @@ impl Agent {
         let now = super::now();
         let mut failed = None;
         for (it, r) in items.iter().zip(replies) {
-            let (granted, wait_us) = match r {
+            let (granted, wait_us, left) = match r {
                 Reply::Array(Some(v)) => match v.as_slice() {
-                    [Reply::Int(k), Reply::Int(w)] => ((*k).max(0) as u64, (*w).max(0) as u64),
-                    _ => (0, 0),
+                    [Reply::Int(k), Reply::Int(w), Reply::Int(l)] => {
+                        ((*k).max(0) as u64, (*w).max(0) as u64, (*l).max(0) as u64)
+                    }
+                    _ => (0, 0, 0),
                 },
                 Reply::Error(e) => {
                     failed = Some(e);
                     it.limit.cell(it.key, |c| c.pending = false);
                     continue;
                 }
-                _ => (0, 0),
+                _ => (0, 0, 0),
             };
             self.granted.fetch_add(granted, Ordering::Relaxed);
             it.limit.cell(it.key, |c| {
@@ -378,6 +384,9 @@ impl Agent {
                 }
                 c.stock += granted as i64;
                 c.refilled_at = now;
+                // Near the limit (less than a lease left in Redis's bucket) no
+                // token goes out ahead of Redis, and asks shrink to one.
+                c.constrained = left < u64::from(c.lease);
                 if granted < u64::from(it.want) && c.stock <= 0 {
                     c.blocked_until = now + wait_us.max(1) * 1_000;
                 }
