@@ -213,6 +213,17 @@ pub fn explain_value(config: &Config, args: &ExplainArgs) -> Result<Value, Strin
         .map(|c| json!({ "index": c.index, "name": c.name, "value": c.value }))
         .collect();
     v["version"] = json!(decision.route().and_then(|r| snap.version_in(r, env)));
+    // The rate limits that would count the request, in the order they are tried.
+    v["limits"] = match decision.route().and_then(|r| config.routes.get(r.index())) {
+        Some(r) => config
+            .traffic
+            .limits
+            .iter()
+            .filter(|l| l.covers(r.group_index, &r.group, &r.name))
+            .map(|l| json!({ "name": l.name, "by": l.by.as_str(), "rate": l.rate, "unit": l.unit.as_str(), "burst": l.burst }))
+            .collect(),
+        None => json!([]),
+    };
     v["rule"] = match decision.route() {
         Some(r) => {
             let (group, name) = router.route_name(r);
@@ -317,6 +328,16 @@ fn human(v: &Value) -> String {
         }
     }
     o += &format!("rule             {}\n", s("rule"));
+    for l in v["limits"].as_array().into_iter().flatten() {
+        o += &format!(
+            "limit            {} ({} per {}, burst {}, by {})\n",
+            l["name"].as_str().unwrap_or(""),
+            l["rate"],
+            l["unit"].as_str().unwrap_or(""),
+            l["burst"],
+            l["by"].as_str().unwrap_or("")
+        );
+    }
     if !v["version"].is_null() {
         o += &format!("version          {}\n", s("version"));
     }

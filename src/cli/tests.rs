@@ -188,6 +188,14 @@ fn explain_issue_3_example_store_info() {
     assert_eq!(v["status"], Value::Null);
     assert_eq!(v["candidates"][0]["failed"], Value::Null);
     assert_eq!(v["candidates"][0]["checked"], json!(true));
+    // The rate limits that would count it, in the order they are tried.
+    assert_eq!(
+        v["limits"],
+        json!([
+            {"name": "stores-total", "by": "all", "rate": 100, "unit": "second", "burst": 20},
+            {"name": "per-client", "by": "client_ip", "rate": 10, "unit": "second", "burst": 10}
+        ])
+    );
 }
 
 #[test]
