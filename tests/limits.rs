@@ -331,6 +331,80 @@ rate = 1
 }
 
 #[test]
+fn proxied_responses_carry_the_fields_with_headers_always() {
+    let backend = Backend::start(|_| Reply::ok("up\n").header("x-from", "backend"));
+    let log = std::env::temp_dir().join(format!("ringway-limits-log-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let gw = gateway(&format!(
+        r#"
+[log]
+access = "{}"
+
+[endpoints]
+up = "{}"
+
+[[groups]]
+name = "api"
+[[groups.routes]]
+name = "up"
+path = {{ prefix = "/up" }}
+to = "{{#endpoints['up']}}"
+
+[traffic]
+headers = "always"
+
+[[traffic.limits]]
+name = "five"
+rate = 5
+burst = 4
+"#,
+        log.display(),
+        backend.url()
+    ));
+    let mut c = gw.client();
+    // 5/s with a burst of 4: five at once, each answer saying how many are left.
+    for left in [4, 3, 2, 1] {
+        let r = c.get("/up");
+        assert_eq!((r.status, r.header("x-from")), (200, Some("backend")));
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some(r#""five";q=5;w=1;ringway-burst=4"#)
+        );
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!(r#""five";r={left}"#).as_str())
+        );
+    }
+    let last = c.get("/up");
+    assert_eq!(last.status, 200);
+    assert_eq!(
+        last.header("ratelimit"),
+        Some(r#""five";r=0;t=1"#),
+        "none left: the next in 200 ms"
+    );
+    let refused = c.get("/up");
+    assert_eq!(refused.status, 429);
+    assert_eq!(backend.requests().len(), 5);
+    // The access log names the limit that refused (lines are written out each second).
+    let id = refused.header("x-request-id").unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(&id)) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no log line for {id}: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["limit"].as_str()),
+        (Some(429), Some("five"))
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
 fn limits_survive_a_reload_that_keeps_them() {
     let config = |rate: u32, extra_route: bool| {
         let extra = if extra_route {

@@ -277,3 +277,61 @@ impl Outcome {
         self.next == Next::KeepAlive
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_index_the_snapshots_keys_subscription_keys_first() {
+        let config = crate::config::parse(
+            r#"
+[[access.subscription_keys]]
+id = "a"
+key = "ka"
+groups = ["g"]
+[[access.subscription_keys]]
+id = "b"
+key = "kb"
+groups = ["g"]
+[[access.key_pairs]]
+access_key = "AK"
+secret_key = "s"
+groups = ["g"]
+[[groups]]
+name = "g"
+auth = "subscription_key"
+[[groups.routes]]
+name = "r"
+path = { prefix = "/" }
+mock = { body = "r" }
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let a = &config.access;
+        assert_eq!((Caller::Key(1).index(a), Caller::Pair(0).index(a)), (1, 2));
+        assert_eq!((Caller::Key(1).id(a), Caller::Pair(0).id(a)), ("b", "AK"));
+        // The snapshot hashes them in that order.
+        let mut snap = crate::snapshot::Snapshot::build(config.clone(), 1).unwrap();
+        let mut config_with_limit = config;
+        config_with_limit
+            .traffic
+            .limits
+            .push(crate::config::traffic::LimitDef {
+                name: "per-key".into(),
+                groups: None,
+                routes: None,
+                by: crate::config::traffic::By::Key,
+                rate: 1,
+                unit: crate::config::traffic::Unit::Second,
+                burst: 0,
+                scope: crate::config::traffic::Scope::Node,
+                overrides: Vec::new(),
+            });
+        snap.config = config_with_limit;
+        snap.bind_limits(&crate::traffic::Registry::default());
+        let key = |id| crate::traffic::Ident::Caller(id).key();
+        assert_eq!(snap.caller_keys, vec![key("a"), key("b"), key("AK")]);
+    }
+}
