@@ -21,6 +21,10 @@ use toml::Spanned;
 pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
 /// The largest `rate` and `burst` accepted.
 pub const MAX_RATE: u64 = 1_000_000_000;
+/// The fastest cluster limit, per second and key.
+pub const MAX_CLUSTER_RATE: u64 = 1_000_000;
+/// Limits in one config (each request's route keeps their indices in 16 bits).
+pub const MAX_LIMITS: usize = 4_096;
 /// Redis defaults: a lease is one command, so a slow Redis costs a request at most this.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -307,8 +311,26 @@ pub(super) fn traffic(
         let (unit, burst) = (unit(c.unit.as_ref(), d), burst(c.burst.as_ref(), d));
         let scope = scope(c.scope.as_ref(), d, out.redis.is_some());
         rate_value(&c.rate, d);
+        let name = format!("{group}/caller");
+        let at = g.get_ref().caller_limit.as_ref().map_or(0..0, |c| c.span());
+        if !is_limit_name(&name) {
+            d.at(
+                at.clone(),
+                format!("caller_limit: group '{group}' names the limit '{name}', which may use only letters, digits and -_./:"),
+                Some(group),
+                None,
+            );
+        } else if let Some(&(_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            let (line, _) = d.line_col(first);
+            d.at(
+                at.clone(),
+                format!("caller_limit: the limit '{name}' is already defined (line {line})"),
+                Some(group),
+                None,
+            );
+        }
         let def = LimitDef {
-            name: format!("{group}/caller"),
+            name,
             groups: Some(vec![gi]),
             routes: None,
             by: By::Key,
@@ -320,6 +342,14 @@ pub(super) fn traffic(
         };
         spans.push((c.rate.span(), c.rate.span(), Vec::new()));
         out.limits.push(def);
+    }
+    if out.limits.len() > MAX_LIMITS {
+        d.at(
+            0..0,
+            format!("traffic: {} limits; at most {MAX_LIMITS}", out.limits.len()),
+            None,
+            None,
+        );
     }
     key_limits_within_groups(&out.limits, &spans, groups, d);
     for (l, (at, _, _)) in out.limits.iter().zip(&spans) {
@@ -347,6 +377,15 @@ pub(super) fn traffic(
         }
     }
     out
+}
+
+/// Letters, digits and `-_./:`: a name that labels headers (an sf-string), metrics,
+/// logs and Redis keys unescaped.
+fn is_limit_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
 }
 
 /// Where a limit was written: its table, its rate, each override's rate.
@@ -394,11 +433,7 @@ impl<'f> Names<'f> {
 
 fn limit(l: &LimitFile, d: &mut Diagnostics<'_>, names: &Names<'_>, has_redis: bool) -> Option<LimitDef> {
     let name = l.name.get_ref();
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
-    {
+    if !is_limit_name(name) {
         d.at(
             l.name.span(),
             format!(
@@ -510,6 +545,37 @@ fn limit(l: &LimitFile, d: &mut Diagnostics<'_>, names: &Names<'_>, has_redis: b
         .iter()
         .filter_map(|o| override_(o.get_ref(), name, burst, d, names))
         .collect::<Vec<_>>();
+    for (i, o) in l.overrides.iter().enumerate() {
+        let key = o.get_ref().key.get_ref();
+        if l.overrides[..i].iter().any(|p| p.get_ref().key.get_ref() == key) {
+            ok = false;
+            d.at(
+                o.get_ref().key.span(),
+                format!("limit '{name}': key '{key}' is overridden twice"),
+                None,
+                None,
+            );
+        }
+    }
+    if scope == Scope::Cluster {
+        // The Redis script keeps time in microseconds (a double): a token every
+        // microsecond at the most, per key.
+        let fastest = std::iter::once(*l.rate.get_ref())
+            .chain(l.overrides.iter().map(|o| *o.get_ref().rate.get_ref()))
+            .max()
+            .unwrap_or(0);
+        if u128::from(fastest) > u128::from(MAX_CLUSTER_RATE) * u128::from(unit.seconds()) {
+            ok = false;
+            d.at(
+                l.rate.span(),
+                format!(
+                    "limit '{name}': a cluster limit holds at most {MAX_CLUSTER_RATE} a second per key (Redis keeps microseconds)"
+                ),
+                None,
+                None,
+            );
+        }
+    }
     (ok && overrides.len() == l.overrides.len()).then(|| LimitDef {
         name: name.clone(),
         groups,

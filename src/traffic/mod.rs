@@ -100,7 +100,7 @@ impl Ident<'_> {
             }
             Ident::Ip(ip) => {
                 h.write_u8(2);
-                match config_canonical(*ip) {
+                match bucket_ip(*ip) {
                     IpAddr::V4(v4) => h.write(&v4.octets()),
                     IpAddr::V6(v6) => h.write(&v6.octets()),
                 }
@@ -114,13 +114,22 @@ impl Ident<'_> {
         match self {
             Ident::All => "all".to_string(),
             Ident::Caller(id) => format!("key:{id}"),
-            Ident::Ip(ip) => format!("ip:{}", config_canonical(*ip)),
+            Ident::Ip(ip) => match bucket_ip(*ip) {
+                IpAddr::V6(v6) => format!("ip:{v6}/64"),
+                v4 => format!("ip:{v4}"),
+            },
         }
     }
 }
 
-fn config_canonical(ip: IpAddr) -> IpAddr {
-    crate::config::traffic::canonical(ip)
+/// The address a client's bucket is kept under: an IPv4 address (mapped ones as
+/// IPv4), or an IPv6 address's /64 — one host's usual share, which it can fill
+/// with fresh addresses at will.
+pub fn bucket_ip(ip: IpAddr) -> IpAddr {
+    match crate::config::traffic::canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::from(u64::MAX))).into()),
+        v4 => v4,
+    }
 }
 
 /// A `HashMap` hasher for keys that are hashes already.

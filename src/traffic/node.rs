@@ -29,6 +29,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Stripes of a keyed limit's table (one for `by = "all"`).
 const STRIPES: usize = 16;
+/// How long a cluster key counts as at its limit after a refill said so, at least.
+const STALE_LIMIT: Nanos = 100_000_000;
+/// A full stripe looks for forgettable buckets at most this often: a flood of new
+/// addresses goes to the overflow bucket instead of scanning the table each.
+const RESCAN: Nanos = 100_000_000;
 
 /// A cluster limit with Redis unreachable under `on_redis_error = "deny"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +86,8 @@ impl Cell {
 #[derive(Debug, Default)]
 struct Stripe {
     cells: HashMap<u64, Cell, IdHash>,
+    /// When the stripe last looked for buckets to forget (`RESCAN`).
+    scanned_at: Option<Nanos>,
 }
 
 /// The key the agent knows the bucket of untracked clients by (client keys are
@@ -194,7 +201,11 @@ impl NodeLimit {
         {
             let mut s = lock(self.stripe(key));
             let room = s.cells.contains_key(&key) || s.cells.len() < self.per_stripe || {
-                s.cells.retain(|_, c| !c.idle(now));
+                let due = s.scanned_at.is_none_or(|t| now.saturating_sub(t) >= RESCAN);
+                if due {
+                    s.scanned_at = Some(now);
+                    s.cells.retain(|_, c| !c.idle(now));
+                }
                 s.cells.len() < self.per_stripe
             };
             if room {
@@ -226,6 +237,12 @@ impl NodeLimit {
         let (grant, refill) = self.with_cell(key, ident, now, |c, under| {
             let c = c.shared.get_or_insert_with(Box::default);
             c.last_take = now;
+            // "At the limit" is news for one interval (and 100 ms at least): after
+            // that, tokens have come back and a returning client is not refused
+            // waiting for a refill.
+            if c.constrained && now.saturating_sub(c.refilled_at) >= rate.interval.max(STALE_LIMIT) {
+                c.constrained = false;
+            }
             let grant = if c.stock > 0 {
                 let k = c.stock.min(i64::from(want)) as u32;
                 c.stock -= i64::from(k);

@@ -260,3 +260,45 @@ rate = 10
         n.message
     );
 }
+
+#[test]
+fn names_overrides_and_cluster_rates_are_checked() {
+    let e = errors(
+        r#"
+[traffic.redis]
+address = "127.0.0.1:6379"
+[[traffic.limits]]
+name = "per-caller"
+by = "key"
+rate = 10
+overrides = [{ key = "mobile-app", rate = 20 }, { key = "mobile-app", rate = 30 }]
+[[traffic.limits]]
+name = "fast"
+rate = 2000000
+scope = "cluster"
+[[traffic.limits]]
+name = "stores/caller"
+rate = 1
+"#,
+    );
+    assert!(e.contains("key 'mobile-app' is overridden twice"), "{e}");
+    assert!(
+        e.contains("a cluster limit holds at most 1000000 a second per key"),
+        "{e}"
+    );
+    // 60,000,000 a minute is the same 1,000,000 a second: allowed.
+    assert!(load(
+        "[traffic.redis]\naddress = \"127.0.0.1:6379\"\n[[traffic.limits]]\nname = \"m\"\nrate = 60000000\nunit = \"minute\"\nscope = \"cluster\"\n"
+    )
+    .is_ok());
+    // A group's caller_limit may not take the name of a limit defined already.
+    let text = format!("{BASE}\n[[traffic.limits]]\nname = \"stores/caller\"\nrate = 1\n").replace(
+        "auth = \"subscription_key\"\n",
+        "auth = \"subscription_key\"\ncaller_limit = { rate = 10 }\n",
+    );
+    let e = parse(&text, "t.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("caller_limit: the limit 'stores/caller' is already defined"),
+        "{e}"
+    );
+}

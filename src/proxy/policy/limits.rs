@@ -51,19 +51,25 @@ pub fn prepare(x: &mut Exchange<'_>) {
     };
 }
 
-/// The client behind trusted proxy `peer`: the last address not itself trusted in
-/// the `X-Forwarded-For` values, else in the `Forwarded` ones; the first one listed
-/// when all are trusted; `peer` when neither header says anything usable.
+/// The client behind trusted proxy `peer`, from the `X-Forwarded-For` values when
+/// there are any, else from the `for=` of `Forwarded` (never a mix: a proxy that
+/// writes one header passes the other through from the client). Walking from the
+/// right, trusted proxies are skipped and the first other address is the client.
+/// A hop that cannot be read (`unknown`, an obfuscated name, garbage) ends the
+/// walk: the nearest trusted proxy stands for whoever is behind it. All trusted:
+/// the leftmost.
 fn forwarded_client<'b>(
     peer: IpAddr,
     trusted: &[Cidr],
     xff: impl Iterator<Item = &'b [u8]>,
     forwarded: impl Iterator<Item = &'b [u8]>,
 ) -> IpAddr {
-    let mut hops: Vec<IpAddr> = xff
-        .flat_map(|v| v.split(|&b| b == b','))
-        .filter_map(|h| parse_ip(h.trim_ascii()))
-        .collect();
+    let entries = |v: &'b [u8]| {
+        v.split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|h| !h.is_empty())
+    };
+    let mut hops: Vec<Option<IpAddr>> = xff.flat_map(entries).map(parse_forwarded_for).collect();
     if hops.is_empty() {
         hops = forwarded
             .flat_map(|v| v.split(|&b| b == b',' || b == b';'))
@@ -71,24 +77,28 @@ fn forwarded_client<'b>(
                 let p = p.trim_ascii();
                 let (k, v) = p.split_at(p.iter().position(|&b| b == b'=')?);
                 k.eq_ignore_ascii_case(b"for")
-                    .then(|| parse_forwarded_for(&v[1..]))?
+                    .then(|| parse_forwarded_for(&v[1..]))
             })
             .collect();
     }
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.iter().any(|c| c.contains(**ip)))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer)
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = *hop else { return client };
+        client = ip;
+        if !trusted.iter().any(|c| c.contains(ip)) {
+            return ip;
+        }
+    }
+    client
 }
 
 fn parse_ip(b: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(b).ok()?.parse::<IpAddr>().ok().map(canonical)
 }
 
-/// A `Forwarded` `for=` value: `192.0.2.60`, `"192.0.2.60:4711"`, `"[2001:db8::1]"`,
-/// `"[2001:db8::1]:4711"`; obfuscated identifiers and `unknown` give nothing.
+/// A hop: `192.0.2.60`, `192.0.2.60:4711`, `2001:db8::1`, `[2001:db8::1]:4711`,
+/// quoted or not (`Forwarded` quotes); obfuscated identifiers and `unknown` give
+/// nothing.
 fn parse_forwarded_for(v: &[u8]) -> Option<IpAddr> {
     let v = v.trim_ascii();
     let v = v
@@ -251,6 +261,28 @@ mod tests {
             ip("10.3.3.3")
         );
         assert_eq!(forwarded_client(peer, &trusted, xff(&[b"garbage"]), none()), peer);
+        // A hop with a port (Azure's Application Gateway writes them) still counts;
+        // an unreadable one ends the walk at the proxy in front of it.
+        assert_eq!(
+            forwarded_client(
+                peer,
+                &trusted,
+                xff(&[b"6.6.6.6, 203.0.113.7:5123, 10.2.2.2"]),
+                none()
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded_client(peer, &trusted, xff(&[b"6.6.6.6, unknown, 10.2.2.2"]), none()),
+            ip("10.2.2.2")
+        );
+        // X-Forwarded-For present (even unreadable): Forwarded, which the proxy may
+        // pass through from the client, is not consulted.
+        let fwd: &[&[u8]] = &[b"for=6.6.6.6"];
+        assert_eq!(
+            forwarded_client(peer, &trusted, xff(&[b"unknown"]), fwd.iter().copied()),
+            peer
+        );
         assert_eq!(
             forwarded_client(peer, &trusted, xff(&[b"::ffff:198.51.100.9"]), none()),
             ip("198.51.100.9")
@@ -265,6 +297,12 @@ mod tests {
             ip("2001:db8:cafe::17")
         );
         let fwd: &[&[u8]] = &[b"for=\"192.0.2.61:80\", for=unknown"];
+        assert_eq!(
+            forwarded_client(peer, &trusted, none(), fwd.iter().copied()),
+            peer,
+            "the nearest hop is unknown: the proxy stands for it"
+        );
+        let fwd: &[&[u8]] = &[b"for=unknown, for=\"192.0.2.61:80\""];
         assert_eq!(
             forwarded_client(peer, &trusted, none(), fwd.iter().copied()),
             ip("192.0.2.61")

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 /// `ARGV`: interval, tolerance and lookahead (µs, fractional), tokens wanted,
 /// tokens given back. Returns `{granted, µs until one more could be, tokens left}`.
 pub const LEASE_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local T = tonumber(ARGV[1])
@@ -51,10 +52,15 @@ if k < want then
 end
 local left = math.floor((now + tau + T + ahead - tat) / T)
 if left < 0 then left = 0 end
-redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+-- Kept while it says anything: until the TAT is a burst behind now, then a second.
+local ttl = math.ceil((tat - now + tau + T) / 1000)
+if ttl < 0 then ttl = 0 end
+redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', ttl + 1000)
 return {k, math.ceil(wait), left}
 "#;
 
+/// The longest wait a reply may set: a day (a day-unit limit with no burst).
+const MAX_WAIT_US: i64 = 86_400_000_000;
 /// How often the agent looks for stale stock.
 const SWEEP: Duration = Duration::from_millis(100);
 /// Stock unused this long goes back to Redis.
@@ -335,7 +341,7 @@ impl Agent {
     }
 
     /// One pipeline of leases; applies what Redis granted.
-    fn lease(&self, c: &mut Conn, sha: &str, items: &[Item]) -> std::io::Result<()> {
+    fn lease(&self, c: &mut Conn, sha: &mut String, items: &[Item]) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(items.len() * 128);
         for it in items {
             let rate: &Rate = it.limit.rate_of(it.key);
@@ -360,17 +366,25 @@ impl Agent {
         self.commands.fetch_add(items.len() as u64, Ordering::Relaxed);
         let replies = c.pipeline(&out, items.len())?;
         let now = super::now();
-        let mut failed = None;
+        let mut noscript = false;
         for (it, r) in items.iter().zip(replies) {
+            // Bounded whatever Redis says: never more than asked, waits of a day at most.
             let (granted, wait_us, left) = match r {
                 Reply::Array(Some(v)) => match v.as_slice() {
-                    [Reply::Int(k), Reply::Int(w), Reply::Int(l)] => {
-                        ((*k).max(0) as u64, (*w).max(0) as u64, (*l).max(0) as u64)
-                    }
+                    [Reply::Int(k), Reply::Int(w), Reply::Int(l)] => (
+                        (*k).clamp(0, i64::from(it.want)) as u64,
+                        (*w).clamp(0, MAX_WAIT_US) as u64,
+                        (*l).clamp(0, i64::from(u32::MAX)) as u64,
+                    ),
                     _ => (0, 0, 0),
                 },
                 Reply::Error(e) => {
-                    failed = Some(e);
+                    // This item failed (OOM, BUSY, a flushed script cache): it is
+                    // asked again by the next request that needs it.
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    if e.starts_with("NOSCRIPT") {
+                        noscript = true;
+                    }
                     it.limit.cell(it.key, |c| c.pending = false);
                     continue;
                 }
@@ -382,20 +396,24 @@ impl Agent {
                 if it.want == 0 {
                     return;
                 }
-                c.stock += granted as i64;
+                c.stock = c.stock.saturating_add(granted as i64);
                 c.refilled_at = now;
                 // Near the limit (less than a lease left in Redis's bucket) no
                 // token goes out ahead of Redis, and asks shrink to one.
                 c.constrained = left < u64::from(c.lease);
                 if granted < u64::from(it.want) && c.stock <= 0 {
-                    c.blocked_until = now + wait_us.max(1) * 1_000;
+                    c.blocked_until = now.saturating_add(wait_us.max(1) * 1_000);
                 }
             });
         }
-        match failed {
-            // NOSCRIPT (a flushed script cache) and the like: reconnect, which loads it.
-            Some(e) => Err(std::io::Error::other(e)),
-            None => Ok(()),
+        if noscript {
+            // The script cache was flushed (SCRIPT FLUSH, a failover): load it again
+            // on this connection; Redis stays up.
+            match c.call(&[b"SCRIPT", b"LOAD", LEASE_SCRIPT.as_bytes()])? {
+                Reply::Bulk(Some(new)) => *sha = String::from_utf8_lossy(&new).into_owned(),
+                other => return Err(std::io::Error::other(format!("SCRIPT LOAD answered {other:?}"))),
+            }
         }
+        Ok(())
     }
 }

@@ -148,6 +148,8 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The whole of one pipeline's replies must come within this.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -164,6 +166,7 @@ impl Conn {
                     return Ok(Conn {
                         stream,
                         buf: Vec::with_capacity(4096),
+                        timeout,
                     });
                 }
                 Err(e) => last = e,
@@ -172,8 +175,11 @@ impl Conn {
         Err(last)
     }
 
-    /// Sends the encoded commands in `out` and reads `n` replies (a pipeline).
+    /// Sends the encoded commands in `out` and reads `n` replies (a pipeline), all
+    /// within the timeout: a Redis that answers in trickles times out too.
     pub fn pipeline(&mut self, out: &[u8], n: usize) -> io::Result<Vec<Reply>> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        self.stream.set_write_timeout(Some(self.timeout))?;
         self.stream.write_all(out)?;
         let mut replies = Vec::with_capacity(n);
         let mut chunk = [0u8; 4096];
@@ -184,6 +190,11 @@ impl Conn {
                     replies.push(r);
                 }
                 None => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    self.stream.set_read_timeout(Some(left))?;
                     let got = self.stream.read(&mut chunk)?;
                     if got == 0 {
                         return Err(io::ErrorKind::UnexpectedEof.into());
