@@ -9,7 +9,7 @@
 //! this goes (a reload that drops the limit, or the process draining).
 
 use super::gcra::{Nanos, Rate, LOOKAHEAD};
-use super::node::NodeLimit;
+use super::node::{NodeLimit, Source};
 use super::{IdHash, Ident};
 use crate::observe::metrics::Counter;
 use std::collections::HashMap;
@@ -45,6 +45,8 @@ struct Lease {
     /// What the node had left when the lease was taken, and when it has more.
     node_remaining: u64,
     node_next_at: Nanos,
+    /// Where the tokens held came from (where they go back).
+    from: Source,
 }
 
 /// One limit as a shard sees it.
@@ -99,11 +101,12 @@ impl ShardLimit {
         lease.size = next_size(lease, now, &rate);
         match self.node.lease(key, ident, lease.size, now) {
             Err(_) => Verdict::Unavailable,
-            Ok(g) if g.granted == 0 => {
+            Ok((g, _)) if g.granted == 0 => {
                 lease.blocked_until = g.retry_at;
                 Verdict::Refused { retry_at: g.retry_at }
             }
-            Ok(g) => {
+            Ok((g, from)) => {
+                lease.from = from;
                 lease.tokens = g.granted - 1;
                 lease.taken_at = now;
                 lease.node_remaining = g.remaining;
@@ -120,8 +123,8 @@ impl ShardLimit {
     fn admit_uncached(&self, key: u64, ident: &Ident<'_>, now: Nanos) -> Verdict {
         match self.node.lease(key, ident, 1, now) {
             Err(_) => Verdict::Unavailable,
-            Ok(g) if g.granted == 0 => Verdict::Refused { retry_at: g.retry_at },
-            Ok(g) => Verdict::Allowed {
+            Ok((g, _)) if g.granted == 0 => Verdict::Refused { retry_at: g.retry_at },
+            Ok((g, _)) => Verdict::Allowed {
                 remaining: g.remaining,
                 next_at: g.next_at,
             },
@@ -133,7 +136,7 @@ impl ShardLimit {
     pub fn undo(&mut self, key: u64) {
         match self.leases.get_mut(&key) {
             Some(l) => l.tokens += 1,
-            None => self.node.give_back(key, 1),
+            None => self.node.give_back(self.node.source_now(key), 1),
         }
     }
 
@@ -141,9 +144,9 @@ impl ShardLimit {
     /// refused for long.
     pub fn sweep(&mut self, now: Nanos) {
         let node = &self.node;
-        self.leases.retain(|&key, l| {
+        self.leases.retain(|_, l| {
             if l.tokens > 0 && now.saturating_sub(l.last_use) >= STALE {
-                node.give_back(key, l.tokens);
+                node.give_back(l.from, l.tokens);
                 l.tokens = 0;
             }
             l.tokens > 0 || l.blocked_until > now || now.saturating_sub(l.last_use) < FORGET
@@ -158,8 +161,8 @@ impl ShardLimit {
 
 impl Drop for ShardLimit {
     fn drop(&mut self) {
-        for (&key, l) in &self.leases {
-            self.node.give_back(key, l.tokens);
+        for l in self.leases.values() {
+            self.node.give_back(l.from, l.tokens);
         }
     }
 }
@@ -292,11 +295,11 @@ mod tests {
         let (node, mut a) = busy();
         a.sweep(at);
         assert_eq!(a.leases[&0].tokens, 0);
-        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().granted, 5_001);
+        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().0.granted, 5_001);
         let (node, b) = busy();
         drop(b);
-        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().granted, 5_001);
+        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().0.granted, 5_001);
         let (node, _kept) = busy();
-        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().granted, 4_974);
+        assert_eq!(node.lease(0, &Ident::All, 10_000, at).unwrap().0.granted, 4_974);
     }
 }

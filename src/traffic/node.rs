@@ -22,7 +22,7 @@
 use super::gcra::{self, Grant, Nanos, Rate};
 use super::redis::Agent;
 use super::{IdHash, Ident};
-use crate::config::traffic::{By, LimitDef, OnRedisError, RedisSettings, Scope, TrafficConfig};
+use crate::config::traffic::{By, LimitDef, OnRedisError, Scope, TrafficConfig};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -34,6 +34,15 @@ const STALE_LIMIT: Nanos = 100_000_000;
 /// A full stripe looks for forgettable buckets at most this often: a flood of new
 /// addresses goes to the overflow bucket instead of scanning the table each.
 const RESCAN: Nanos = 100_000_000;
+
+/// Where a lease's tokens came from, so that unused ones go back there: the bucket
+/// they were taken under (a client's, or the overflow bucket) and, for a cluster
+/// limit, the agent's epoch (Redis's stock, or the fallback while it was down).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    pub key: u64,
+    pub epoch: u64,
+}
 
 /// A cluster limit with Redis unreachable under `on_redis_error = "deny"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,21 +229,37 @@ impl NodeLimit {
         f(&mut lock_cell(&self.overflow), OVERFLOW)
     }
 
-    /// Takes up to `want` tokens of `key` for a shard's lease.
-    pub fn lease(&self, key: u64, ident: &Ident<'_>, want: u32, now: Nanos) -> Result<Grant, Unavailable> {
+    /// Takes up to `want` tokens of `key` for a shard's lease, and says where they
+    /// came from (for [`NodeLimit::give_back`]).
+    pub fn lease(
+        &self,
+        key: u64,
+        ident: &Ident<'_>,
+        want: u32,
+        now: Nanos,
+    ) -> Result<(Grant, Source), Unavailable> {
         let rate = *self.rate_of(key);
-        let Some(agent) = &self.agent else {
-            return Ok(self.with_cell(key, ident, now, |c, _| gcra::take(&mut c.tat, now, want, &rate)));
+        let local = |epoch: u64| {
+            self.with_cell(key, ident, now, |c, under| {
+                (
+                    gcra::take(&mut c.tat, now, want, &rate),
+                    Source { key: under, epoch },
+                )
+            })
         };
+        let Some(agent) = &self.agent else {
+            return Ok(local(0));
+        };
+        // Read before the state it names: a transition after this only makes the
+        // lease's tokens look stale (dropped on return), never misplaced.
+        let epoch = agent.epoch();
         if !agent.is_up() {
             return match agent.settings.on_error {
-                OnRedisError::Allow => {
-                    Ok(self.with_cell(key, ident, now, |c, _| gcra::take(&mut c.tat, now, want, &rate)))
-                }
+                OnRedisError::Allow => Ok(local(epoch)),
                 OnRedisError::Deny => Err(Unavailable),
             };
         }
-        let (grant, refill) = self.with_cell(key, ident, now, |c, under| {
+        let (grant, under, refill) = self.with_cell(key, ident, now, |c, under| {
             let c = c.shared.get_or_insert_with(Box::default);
             c.last_take = now;
             // "At the limit" is news for one interval (and 100 ms at least): after
@@ -292,29 +317,46 @@ impl NodeLimit {
             if refill {
                 c.pending = true;
             }
-            (grant, refill.then_some(under))
+            (grant, under, refill)
         });
-        if let Some(under) = refill {
+        if refill {
             agent.want(self.me.clone(), under);
         }
-        Ok(grant)
+        Ok((grant, Source { key: under, epoch }))
     }
 
-    /// Returns `n` tokens of `key` that a shard leased and did not use.
-    pub fn give_back(&self, key: u64, n: u32) {
+    /// Returns `n` tokens a shard leased from `from` and did not use, to the bucket
+    /// they came from. Tokens of another epoch (Redis went down or came back since)
+    /// or of a bucket forgotten since are dropped: they belong to no bucket now.
+    pub fn give_back(&self, from: Source, n: u32) {
         if n == 0 {
             return;
         }
-        let rate = *self.rate_of(key);
-        let give = |cell: &mut Cell| match &self.agent {
-            Some(a) if a.is_up() => cell.shared.get_or_insert_with(Box::default).stock += i64::from(n),
-            _ => gcra::give_back(&mut cell.tat, n, &rate),
+        let up = match &self.agent {
+            Some(a) if a.epoch() != from.epoch => return,
+            Some(a) => a.is_up(),
+            None => false,
         };
-        if let Some(c) = lock(self.stripe(key)).cells.get_mut(&key) {
-            return give(c);
-        }
-        if self.def.by == By::ClientIp {
+        let rate = *self.rate_of(from.key);
+        let give = |cell: &mut Cell| match up {
+            true => {
+                let c = cell.shared.get_or_insert_with(Box::default);
+                c.stock = c.stock.saturating_add(i64::from(n));
+            }
+            false => gcra::give_back(&mut cell.tat, n, &rate),
+        };
+        if from.key == OVERFLOW && self.def.by == By::ClientIp {
             give(&mut lock_cell(&self.overflow));
+        } else if let Some(c) = lock(self.stripe(from.key)).cells.get_mut(&from.key) {
+            give(c);
+        }
+    }
+
+    /// Where tokens taken now would come from, for a give-back without a lease.
+    pub fn source_now(&self, key: u64) -> Source {
+        Source {
+            key,
+            epoch: self.agent.as_ref().map_or(0, |a| a.epoch()),
         }
     }
 
@@ -369,7 +411,9 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct RegistryInner {
     limits: Vec<(usize, Weak<NodeLimit>)>,
-    agent: Option<Arc<Agent>>,
+    /// Every agent a live snapshot (or one being built) may still use. A reload
+    /// refused after binding leaves the running one here, to be found again.
+    agents: Vec<Weak<Agent>>,
 }
 
 impl Registry {
@@ -379,15 +423,26 @@ impl Registry {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.limits.retain(|(_, w)| w.strong_count() > 0);
         let wants_cluster = traffic.limits.iter().any(|l| l.scope == Scope::Cluster);
+        inner.agents.retain(|w| w.strong_count() > 0);
         let agent = match (&traffic.redis, wants_cluster) {
-            // A replaced agent's thread ends with the last snapshot using it.
-            (Some(settings), true) => Some(match &inner.agent {
-                Some(a) if a.settings == *settings => a.clone(),
-                _ => Agent::start(settings.clone()),
-            }),
+            // An agent's thread ends with the last snapshot using it.
+            (Some(settings), true) => Some(
+                match inner
+                    .agents
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .find(|a| a.settings == *settings)
+                {
+                    Some(a) => a,
+                    None => {
+                        let a = Agent::start(settings.clone());
+                        inner.agents.push(Arc::downgrade(&a));
+                        a
+                    }
+                },
+            ),
             _ => None,
         };
-        inner.agent = agent.clone();
         let mut out = Vec::with_capacity(traffic.limits.len());
         for def in &traffic.limits {
             let cluster = def.scope == Scope::Cluster;
@@ -415,16 +470,6 @@ impl Registry {
             a.track(out.iter().filter(|l| l.agent.is_some()).cloned().collect());
         }
         out
-    }
-
-    /// The Redis agent, when a cluster limit is configured.
-    pub fn agent(&self) -> Option<Arc<Agent>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).agent.clone()
-    }
-
-    /// Settings of the running agent.
-    pub fn redis(&self) -> Option<RedisSettings> {
-        self.agent().map(|a| a.settings.clone())
     }
 }
 
@@ -469,12 +514,22 @@ mod tests {
             overflowed = l.untracked.load(Ordering::Relaxed) - before;
         }
         assert!(overflowed > 0, "some clients overflowed");
+        // An overflowed client's lease says so: its unused tokens go back to the
+        // overflow bucket, not to a bucket the client may get later.
+        let sources: Vec<Source> = (0..200)
+            .map(|j| {
+                let id = ip(200_000 + j);
+                l.lease(id.key(), &id, 1, 0).unwrap().1
+            })
+            .collect();
+        assert!(sources.iter().any(|s| s.key == OVERFLOW));
+        assert!(sources.iter().all(|s| s.epoch == 0), "node scope: one epoch");
         assert_eq!(l.tracked(), full, "the rest share the overflow bucket");
         // A second later every bucket is full again: forgotten, room for new ones.
         let id = ip(999_999);
         let t = 2_000_000_000;
         let before = l.untracked.load(Ordering::Relaxed);
-        assert_eq!(l.lease(id.key(), &id, 1, t).unwrap().granted, 1);
+        assert_eq!(l.lease(id.key(), &id, 1, t).unwrap().0.granted, 1);
         assert_eq!(l.untracked.load(Ordering::Relaxed), before);
     }
 
@@ -494,10 +549,10 @@ mod tests {
     #[test]
     fn returned_tokens_are_leased_again() {
         let l = NodeLimit::new(def(By::All, 10_000), 1, None);
-        let g = l.lease(0, &Ident::All, 1_000, 0).unwrap();
+        let (g, _) = l.lease(0, &Ident::All, 1_000, 0).unwrap();
         assert_eq!(g.granted, 101);
-        assert_eq!(l.lease(0, &Ident::All, 1, 0).unwrap().granted, 0);
-        l.give_back(0, 50);
-        assert_eq!(l.lease(0, &Ident::All, 1_000, 0).unwrap().granted, 50);
+        assert_eq!(l.lease(0, &Ident::All, 1, 0).unwrap().0.granted, 0);
+        l.give_back(l.source_now(0), 50);
+        assert_eq!(l.lease(0, &Ident::All, 1_000, 0).unwrap().0.granted, 50);
     }
 }

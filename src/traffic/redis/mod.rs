@@ -89,6 +89,9 @@ struct Link {
 pub struct Agent {
     pub settings: RedisSettings,
     up: AtomicBool,
+    /// Up/down transitions so far: tokens leased in one epoch are not returned in
+    /// another (Redis's stock and the fallback bucket are different buckets).
+    epoch: AtomicU64,
     queue: Mutex<Vec<(Weak<NodeLimit>, u64)>>,
     wake: Condvar,
     limits: Mutex<Vec<Weak<NodeLimit>>>,
@@ -108,6 +111,7 @@ impl Agent {
         let agent = Arc::new(Agent {
             settings,
             up: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             queue: Mutex::default(),
             wake: Condvar::new(),
             limits: Mutex::default(),
@@ -159,6 +163,11 @@ impl Agent {
         agent
     }
 
+    /// The current up/down epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
     /// Whether the last command to Redis succeeded.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
@@ -203,6 +212,7 @@ impl Agent {
                             "Redis {} is back: cluster limits shared again",
                             self.settings.address
                         ));
+                        self.epoch.fetch_add(1, Ordering::Relaxed);
                     }
                     self.up.store(true, Ordering::Relaxed);
                     link.conn = Some(c);
@@ -245,6 +255,7 @@ impl Agent {
 
     fn down(&self, why: &str) {
         if self.up.swap(false, Ordering::Relaxed) {
+            self.epoch.fetch_add(1, Ordering::Relaxed);
             crate::observe::log(format_args!(
                 "Redis {} unavailable ({why}): cluster limits {} until it is back",
                 self.settings.address,
