@@ -830,11 +830,10 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
-    let addr: IpAddr = addr
+    let written: IpAddr = addr
         .parse()
         .map_err(|_| format!("'{s}' is not an address or CIDR (as in \"10.0.0.0/8\")"))?;
-    let addr = canonical(addr);
-    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let max = if written.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => max,
         Some(p) => p
@@ -843,7 +842,18 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
             .filter(|&p| p <= max)
             .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
     };
-    Ok(Cidr { addr, prefix })
+    // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps,
+    // as peers are compared by their IPv4 address.
+    match (written, canonical(written)) {
+        (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if prefix >= 96 => Ok(Cidr {
+            addr: v4,
+            prefix: prefix - 96,
+        }),
+        _ => Ok(Cidr {
+            addr: written,
+            prefix,
+        }),
+    }
 }
 
 #[cfg(test)]

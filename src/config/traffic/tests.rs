@@ -88,6 +88,9 @@ unit = "minute"
             .contains("::ffff:127.0.0.1".parse().unwrap()),
         "an IPv4-mapped peer is its IPv4 address"
     );
+    let mapped = parse_cidr("::ffff:10.0.0.0/104").unwrap();
+    assert!(mapped.contains("10.1.2.3".parse().unwrap()) && !mapped.contains("11.0.0.1".parse().unwrap()));
+    assert!(parse_cidr("10.0.0.0/33").is_err());
 }
 
 #[test]

@@ -128,8 +128,13 @@ pub fn admit(x: &mut Exchange<'_>) -> Result<(), Limited> {
         let key = view.snap.caller_keys.get(c.index(&config.access)).copied();
         (c.id(&config.access), key.unwrap_or(0))
     });
-    // The request's start: one clock read per request serves the log and this.
-    let now = crate::traffic::clock(x.started);
+    // The request's start (one clock read per request serves the log and this),
+    // unless authorization read the body (a signed one): then now.
+    let now = if x.facts.has_body() && x.body != crate::proxy::exchange::BodyRead::Unread {
+        crate::traffic::now()
+    } else {
+        crate::traffic::clock(x.started)
+    };
     let always = config.traffic.headers == HeaderMode::Always;
     let mut limits = view.limits.borrow_mut();
     let ids = &route_limits.limits;
