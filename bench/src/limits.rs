@@ -1,7 +1,7 @@
 //! Shared by `benches/limits.rs` and the `limit_ops` / `limit_memory` examples: a
 //! node limit of each kind, bound the way a snapshot binds it, and a shard's view.
 
-use ringway::config::traffic::{By, LimitDef, Scope, TrafficConfig, Unit};
+use ringway::config::traffic::{By, LimitDef, TrafficConfig, Unit};
 use ringway::traffic::{NodeLimit, Registry, ShardLimit};
 use std::sync::Arc;
 
@@ -9,17 +9,7 @@ use std::sync::Arc;
 /// in a benchmark (10,000,000/s, as the compare.sh limit-key scenario).
 pub fn limit(by: By, rate: u64, max_clients: usize) -> Arc<NodeLimit> {
     let traffic = TrafficConfig {
-        limits: vec![LimitDef {
-            name: "bench".into(),
-            groups: None,
-            routes: None,
-            by,
-            rate,
-            unit: Unit::Second,
-            burst: 0,
-            scope: Scope::Node,
-            overrides: Vec::new(),
-        }],
+        limits: vec![LimitDef::new("bench", by, rate, Unit::Second, 0)],
         max_clients,
         ..TrafficConfig::default()
     };

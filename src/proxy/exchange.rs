@@ -318,17 +318,13 @@ mock = { body = "r" }
         config_with_limit
             .traffic
             .limits
-            .push(crate::config::traffic::LimitDef {
-                name: "per-key".into(),
-                groups: None,
-                routes: None,
-                by: crate::config::traffic::By::Key,
-                rate: 1,
-                unit: crate::config::traffic::Unit::Second,
-                burst: 0,
-                scope: crate::config::traffic::Scope::Node,
-                overrides: Vec::new(),
-            });
+            .push(crate::config::traffic::LimitDef::new(
+                "per-key",
+                crate::config::traffic::By::Key,
+                1,
+                crate::config::traffic::Unit::Second,
+                0,
+            ));
         snap.config = config_with_limit;
         snap.bind_limits(&crate::traffic::Registry::default());
         let key = |id| crate::traffic::Ident::Caller(id).key();

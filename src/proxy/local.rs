@@ -228,7 +228,7 @@ pub async fn deny(x: &mut Exchange<'_>, d: &crate::proxy::policy::auth::Denial) 
     if x.body == BodyRead::Unread && x.facts.has_body() {
         x.facts.keep_alive = false;
     }
-    let body = json_error(d.code, &d.message, x.id.as_bytes());
+    let body = json_error(d.code, &d.message, x.id.as_bytes(), &[]);
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if let Some(scheme) = d.challenge {
         headers.push(("www-authenticate".to_string(), scheme.to_string()));
@@ -267,12 +267,7 @@ pub async fn limited(x: &mut Exchange<'_>, l: &crate::traffic::Limited) -> Outco
             (503, "rate_limit_unavailable", message, 1)
         }
     };
-    let mut body = json_error(code, &message, x.id.as_bytes());
-    // `…,"request_id":"…"}\n` → `…,"request_id":"…","limit":"…"}\n`
-    body.truncate(body.len() - 2);
-    body.extend_from_slice(b",\"limit\":");
-    crate::observe::access_log::json_str(&mut body, name.as_bytes());
-    body.extend_from_slice(b"}\n");
+    let body = json_error(code, &message, x.id.as_bytes(), &[("limit", name)]);
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("retry-after".to_string(), retry.to_string()),
@@ -295,15 +290,23 @@ pub async fn limited(x: &mut Exchange<'_>, l: &crate::traffic::Limited) -> Outco
     respond(x, &resp).await
 }
 
-/// `{"code":"…","message":"…","request_id":"…"}` and a newline.
-pub fn json_error(code: &str, message: &str, request_id: &[u8]) -> Vec<u8> {
+/// `{"code":"…","message":"…","request_id":"…"}` with `extra` string members after
+/// them, and a newline.
+pub fn json_error(code: &str, message: &str, request_id: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
+    use crate::observe::access_log::json_str;
     let mut out = Vec::with_capacity(64 + message.len());
     out.extend_from_slice(b"{\"code\":");
-    crate::observe::access_log::json_str(&mut out, code.as_bytes());
+    json_str(&mut out, code.as_bytes());
     out.extend_from_slice(b",\"message\":");
-    crate::observe::access_log::json_str(&mut out, message.as_bytes());
+    json_str(&mut out, message.as_bytes());
     out.extend_from_slice(b",\"request_id\":");
-    crate::observe::access_log::json_str(&mut out, request_id);
+    json_str(&mut out, request_id);
+    for (k, v) in extra {
+        out.push(b',');
+        json_str(&mut out, k.as_bytes());
+        out.push(b':');
+        json_str(&mut out, v.as_bytes());
+    }
     out.extend_from_slice(b"}\n");
     out
 }

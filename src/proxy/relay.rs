@@ -182,11 +182,7 @@ async fn relay_body(
         (true, false) => &[],
     };
     // `[traffic] headers = "always"`: the limits that admitted the request say so.
-    let limit_fields = if x.limit_remaining.is_empty() {
-        None
-    } else {
-        crate::proxy::policy::limits::field_values(x, None)
-    };
+    let limit_fields = crate::proxy::policy::limits::field_values(x, None);
     let with_limits: Vec<(&[u8], &[u8])>;
     let extra = match &limit_fields {
         None => extra,

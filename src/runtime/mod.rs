@@ -69,9 +69,7 @@ impl Driver {
     }
 }
 
-pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
-    eprintln!("ringway: {msg}");
-}
+pub(crate) use crate::observe::log;
 
 /// Why the gateway could not start; the message names what failed (an address that
 /// cannot be bound, a runtime that cannot be built).

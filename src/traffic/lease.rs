@@ -187,24 +187,15 @@ fn next_size(l: &Lease, now: Nanos, rate: &Rate) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::traffic::{By, LimitDef, Scope, TrafficConfig, Unit};
+    use crate::config::traffic::{By, LimitDef, TrafficConfig, Unit};
     use crate::traffic::Registry;
 
     const SEC: u64 = 1_000_000_000;
 
     fn limit(rate: u64, burst: u64) -> Arc<NodeLimit> {
         let mut t = TrafficConfig::default();
-        t.limits.push(LimitDef {
-            name: "t".into(),
-            groups: None,
-            routes: None,
-            by: By::All,
-            rate,
-            unit: Unit::Second,
-            burst,
-            scope: Scope::Node,
-            overrides: Vec::new(),
-        });
+        t.limits
+            .push(LimitDef::new("t", By::All, rate, Unit::Second, burst));
         Registry::default().bind(&t).remove(0)
     }
 

@@ -479,17 +479,7 @@ mod tests {
     use crate::config::traffic::Unit;
 
     fn def(by: By, rate: u64) -> LimitDef {
-        LimitDef {
-            name: "t".into(),
-            groups: None,
-            routes: None,
-            by,
-            rate,
-            unit: Unit::Second,
-            burst: 0,
-            scope: Scope::Node,
-            overrides: Vec::new(),
-        }
+        LimitDef::new("t", by, rate, Unit::Second, 0)
     }
 
     #[test]

@@ -1,5 +1,6 @@
 use super::super::{parse, Config, ConfigError};
 use super::*;
+use std::time::Duration;
 
 const BASE: &str = r#"
 [[access.subscription_keys]]

@@ -199,6 +199,9 @@ fn ident_for<'c>(by: By, caller: Option<(&'c str, u64)>, client: Option<IpAddr>)
 /// The `RateLimit-Policy` and `RateLimit` values for a refusal by `limited` (the
 /// refusing limit alone), or for an admitted request with `x.limit_remaining`.
 pub fn field_values(x: &Exchange<'_>, limited: Option<&Limited>) -> Option<(Vec<u8>, Vec<u8>)> {
+    if limited.is_none() && x.limit_remaining.is_empty() {
+        return None;
+    }
     let snap = &x.view.snap;
     if snap.config.traffic.headers == HeaderMode::Never {
         return None;

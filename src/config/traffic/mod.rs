@@ -6,18 +6,24 @@
 //! keys a limit names; a key's limit above its group's (JD's rule: a caller may not
 //! be allowed more than the group it calls); a cluster limit without a Redis.
 
+mod net;
+mod redis;
+
+pub use net::{canonical, parse_cidr, Cidr};
+pub use redis::{
+    OnRedisError, RedisSettings, SecretText, DEFAULT_KEY_PREFIX, DEFAULT_REDIS_CONNECT_TIMEOUT,
+    DEFAULT_REDIS_TIMEOUT,
+};
+
 use super::access::{AccessConfig, Auth, GroupConfig};
 use super::error::{did_you_mean_suffix, Diagnostics};
-use super::file::{FileConfig, LimitFile, OverrideFile, RedisFile};
-use super::resolve::parse_duration;
+use super::file::{FileConfig, LimitFile, OverrideFile};
 use super::Notice;
-use std::net::IpAddr;
 use std::ops::Range;
-use std::time::Duration;
 use toml::Spanned;
 
-/// Clients a `by = "client_ip"` limit tracks by default (about 6.5 MiB per limit
-/// once all are tracked; `docs/traffic.md` has the measurement).
+/// Clients a `by = "client_ip"` limit tracks by default: about 5.5 MiB per limit
+/// once all are tracked, at the 58 bytes each that `docs/traffic.md` measures.
 pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
 /// The largest `rate` and `burst` accepted.
 pub const MAX_RATE: u64 = 1_000_000_000;
@@ -25,10 +31,6 @@ pub const MAX_RATE: u64 = 1_000_000_000;
 pub const MAX_CLUSTER_RATE: u64 = 1_000_000;
 /// Limits in one config (each request's route keeps their indices in 16 bits).
 pub const MAX_LIMITS: usize = 4_096;
-/// Redis defaults: a lease is one command, so a slow Redis costs a request at most this.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
-pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
-pub const DEFAULT_KEY_PREFIX: &str = "ringway:limit:";
 
 /// The time a `rate` is counted over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,25 +91,6 @@ pub enum Scope {
     Cluster,
 }
 
-/// What a cluster limit does while Redis cannot be reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OnRedisError {
-    /// Admit, with the cluster limit applied by this node alone (the floor).
-    Allow,
-    /// Refuse with 503.
-    Deny,
-}
-
-impl OnRedisError {
-    /// What cluster limits do while Redis is down, for the log.
-    pub fn while_down(self) -> &'static str {
-        match self {
-            OnRedisError::Allow => "apply per node",
-            OnRedisError::Deny => "refuse requests (503)",
-        }
-    }
-}
-
 /// When responses carry `RateLimit-Policy` / `RateLimit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderMode {
@@ -145,6 +128,21 @@ pub struct LimitDef {
 }
 
 impl LimitDef {
+    /// A node-scope limit over every route, counting `by`, without overrides.
+    pub fn new(name: &str, by: By, rate: u64, unit: Unit, burst: u64) -> LimitDef {
+        LimitDef {
+            name: name.to_string(),
+            groups: None,
+            routes: None,
+            by,
+            rate,
+            unit,
+            burst,
+            scope: Scope::Node,
+            overrides: Vec::new(),
+        }
+    }
+
     /// Whether the limit covers route `route` of group `group` (index `gi`).
     pub fn covers(&self, gi: usize, group: &str, route: &str) -> bool {
         self.groups.as_ref().is_none_or(|g| g.contains(&gi))
@@ -152,62 +150,6 @@ impl LimitDef {
                 .routes
                 .as_ref()
                 .is_none_or(|rs| rs.iter().any(|(g, r)| g == group && r == route))
-    }
-}
-
-/// `[traffic.redis]`, resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RedisSettings {
-    /// `host:port`, resolved when connecting (a restarted Redis may move).
-    pub address: String,
-    pub on_error: OnRedisError,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub key_prefix: String,
-    pub username: Option<String>,
-    pub password: Option<SecretText>,
-    pub database: u32,
-}
-
-/// A password: compared and hashed, never shown.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SecretText(pub String);
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A network: an address and a prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -245,7 +187,7 @@ pub(super) fn traffic(
     let t = &f.traffic;
     let mut out = TrafficConfig::default();
     if let Some(r) = &t.redis {
-        out.redis = redis(r, d);
+        out.redis = redis::redis(r, d);
     }
     for p in t.trusted_proxies.iter().flatten() {
         match parse_cidr(p.get_ref()) {
@@ -736,123 +678,6 @@ fn key_limits_within_groups(
                 );
             }
         }
-    }
-}
-
-fn redis(r: &Spanned<RedisFile>, d: &mut Diagnostics<'_>) -> Option<RedisSettings> {
-    let r = r.get_ref();
-    let address = r.address.get_ref();
-    let ok = address
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-    if !ok {
-        d.at(
-            r.address.span(),
-            format!("traffic.redis.address '{address}': write host:port, as in \"127.0.0.1:6379\""),
-            None,
-            None,
-        );
-    }
-    let dur = |v: &Option<Spanned<String>>, default: Duration, key: &str, d: &mut Diagnostics<'_>| match v {
-        None => default,
-        Some(s) => match parse_duration(s.get_ref()) {
-            Ok(t) if !t.is_zero() => t,
-            Ok(_) => {
-                d.at(
-                    s.span(),
-                    format!("traffic.redis.{key}: must be above zero"),
-                    None,
-                    None,
-                );
-                default
-            }
-            Err(m) => {
-                d.at(s.span(), format!("traffic.redis.{key}: {m}"), None, None);
-                default
-            }
-        },
-    };
-    let on_error = match r
-        .on_redis_error
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), s.span()))
-    {
-        None | Some(("allow", _)) => OnRedisError::Allow,
-        Some(("deny", _)) => OnRedisError::Deny,
-        Some((other, span)) => {
-            d.at(
-                span,
-                format!("traffic.redis.on_redis_error '{other}' is not \"allow\" or \"deny\""),
-                None,
-                None,
-            );
-            OnRedisError::Allow
-        }
-    };
-    let password = match &r.password_env {
-        None => None,
-        Some(v) => match std::env::var(v.get_ref()) {
-            Ok(p) => Some(SecretText(p)),
-            Err(_) => {
-                d.at(
-                    v.span(),
-                    format!("traffic.redis.password_env: ${} is not set", v.get_ref()),
-                    None,
-                    None,
-                );
-                None
-            }
-        },
-    };
-    Some(RedisSettings {
-        address: address.clone(),
-        on_error,
-        connect_timeout: dur(
-            &r.connect_timeout,
-            DEFAULT_REDIS_CONNECT_TIMEOUT,
-            "connect_timeout",
-            d,
-        ),
-        timeout: dur(&r.timeout, DEFAULT_REDIS_TIMEOUT, "timeout", d),
-        key_prefix: r
-            .key_prefix
-            .as_ref()
-            .map_or(DEFAULT_KEY_PREFIX.to_string(), |p| p.get_ref().clone()),
-        username: r.username.as_ref().map(|u| u.get_ref().clone()),
-        password,
-        database: r.database.as_ref().map_or(0, |v| *v.get_ref()),
-    })
-}
-
-/// `10.0.0.0/8`, `2001:db8::/32`, or one address.
-pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    let (addr, prefix) = match s.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
-    };
-    let written: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("'{s}' is not an address or CIDR (as in \"10.0.0.0/8\")"))?;
-    let max = if written.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        None => max,
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|&p| p <= max)
-            .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
-    };
-    // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps,
-    // as peers are compared by their IPv4 address.
-    match (written, canonical(written)) {
-        (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if prefix >= 96 => Ok(Cidr {
-            addr: v4,
-            prefix: prefix - 96,
-        }),
-        _ => Ok(Cidr {
-            addr: written,
-            prefix,
-        }),
     }
 }
 
