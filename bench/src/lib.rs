@@ -22,6 +22,7 @@ pub const INFO: ForwardInfo<'static> = ForwardInfo {
     client_cert: None,
     drop_credential: None,
     drop_signature_fields: false,
+    upgrade: None,
 };
 
 /// One unit of codec work on the request path: parse `head`, write the upstream

@@ -39,6 +39,10 @@ struct Totals {
     /// (group, route, method, status) → responses.
     codes: BTreeMap<(String, String, String, u16), u64>,
     nonce_store_full: u64,
+    tunnels_open: u64,
+    tunnels_ended: [u64; 3],
+    /// In (from clients), out (to clients).
+    tunnel_bytes: [u64; 2],
 }
 
 fn totals(shards: &[Arc<ShardStats>]) -> Totals {
@@ -78,6 +82,12 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         t.accepted += s.accepted.get();
         t.access_log_errors += s.access_log_errors.get();
         t.nonce_store_full += s.nonce_store_full.get();
+        t.tunnels_open = t.tunnels_open.wrapping_add(s.tunnels_open.get());
+        for (sum, c) in t.tunnels_ended.iter_mut().zip(&s.tunnels_ended) {
+            *sum += c.get();
+        }
+        t.tunnel_bytes[0] += s.tunnel_bytes_in.get();
+        t.tunnel_bytes[1] += s.tunnel_bytes_out.get();
         s.for_each_route_code(|g, r, m, code, n| {
             *t.codes
                 .entry((g.to_string(), r.to_string(), m.to_string(), code))
@@ -366,6 +376,35 @@ pub(super) fn metrics(state: &AdminState) -> String {
         "Open client connections.",
     );
     e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_tunnels_open",
+        Kind::Gauge,
+        "Upgraded connections (WebSocket and other tunnels) open now.",
+    );
+    e.sample("ringway_tunnels_open", &[], t.tunnels_open);
+    e.family(
+        "ringway_tunnels_total",
+        Kind::Counter,
+        "Tunnels ended, by how: both sides closed, idle past upstream.upgrade_idle_timeout, or a failed read or write.",
+    );
+    for (end, n) in ["closed", "idle_timeout", "failed"].iter().zip(t.tunnels_ended) {
+        e.sample("ringway_tunnels_total", &[("end", end)], n);
+    }
+    e.family(
+        "ringway_tunnel_bytes_total",
+        Kind::Counter,
+        "Bytes relayed through tunnels: in from clients, out to clients.",
+    );
+    e.sample(
+        "ringway_tunnel_bytes_total",
+        &[("direction", "in")],
+        t.tunnel_bytes[0],
+    );
+    e.sample(
+        "ringway_tunnel_bytes_total",
+        &[("direction", "out")],
+        t.tunnel_bytes[1],
+    );
     e.family(
         "ringway_accepted_connections_total",
         Kind::Counter,

@@ -288,6 +288,7 @@ pub(crate) struct UpstreamFile {
     pub max_idle_per_endpoint: Option<usize>,
     pub idle_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
+    pub upgrade_idle_timeout: Option<Spanned<String>>,
     pub max_response_header_bytes: Option<Spanned<usize>>,
     pub max_response_headers: Option<Spanned<usize>>,
 }
@@ -436,6 +437,8 @@ pub(crate) struct RouteFile {
     pub mock: Option<Spanned<MockFile>>,
     /// Overrides `[limits] max_body_bytes` for this route (0: no limit).
     pub max_body_bytes: Option<Spanned<u64>>,
+    /// The `Upgrade` protocols the route tunnels (default: `["websocket"]`).
+    pub upgrade: Option<Vec<Spanned<String>>>,
 }
 
 /// `path = { exact = "…" }`, `{ prefix = "…" }` or `{ regex = "…" }` (exactly one,

@@ -25,11 +25,13 @@ pub enum Field {
     Bytes,
     DurationUs,
     UpstreamUs,
+    TunnelBytesIn,
+    TunnelEnd,
 }
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 22] = [
+    pub const ALL: [Field; 24] = [
         Field::Time,
         Field::Id,
         Field::Client,
@@ -52,6 +54,8 @@ impl Field {
         Field::Bytes,
         Field::DurationUs,
         Field::UpstreamUs,
+        Field::TunnelBytesIn,
+        Field::TunnelEnd,
     ];
 
     /// The JSON key.
@@ -79,6 +83,8 @@ impl Field {
             Field::Bytes => "bytes",
             Field::DurationUs => "duration_us",
             Field::UpstreamUs => "upstream_us",
+            Field::TunnelBytesIn => "tunnel_bytes_in",
+            Field::TunnelEnd => "tunnel_end",
         }
     }
 

@@ -234,6 +234,9 @@ pub struct UpstreamConfig {
     /// A write to an upstream that makes no progress this long fails the request
     /// (502). Default 60s, as nginx's `proxy_send_timeout`.
     pub send_timeout: Duration,
+    /// An upgraded connection (a WebSocket tunnel) with no byte either way this long
+    /// is closed. Default 1h (HAProxy's `timeout tunnel` as usually set).
+    pub upgrade_idle_timeout: Duration,
     /// A larger upstream response head → 502 naming this limit. Default 65536.
     pub max_response_header_bytes: usize,
     /// More upstream response header fields → 502 naming this limit. Default 100.
@@ -335,6 +338,10 @@ pub struct RouteConfig {
     pub mock: Option<MockResponse>,
     /// `check` notes (rather than warns) that the route is shadowed.
     pub allow_shadow: bool,
+    /// The `Upgrade` protocols this route tunnels, lowercase (default `websocket`).
+    /// A request asking for another one is forwarded as a plain request, its
+    /// `Upgrade` field dropped (an `h2c` upgrade must not slip past the rules).
+    pub upgrade: Vec<String>,
     /// Where the route's `name` is in the file (1-based), for messages about it.
     pub line: usize,
     pub column: usize,

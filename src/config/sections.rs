@@ -309,6 +309,13 @@ pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfi
             Duration::from_secs(60),
             false,
         ),
+        upgrade_idle_timeout: duration(
+            d,
+            &u.upgrade_idle_timeout,
+            "upstream.upgrade_idle_timeout",
+            Duration::from_secs(3600),
+            false,
+        ),
         max_response_header_bytes: positive(
             d,
             &u.max_response_header_bytes,

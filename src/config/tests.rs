@@ -148,6 +148,7 @@ fn empty_file_gives_the_defaults() {
             max_idle_per_endpoint: 64,
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            upgrade_idle_timeout: Duration::from_secs(3600),
             max_response_header_bytes: 65536,
             max_response_headers: 100,
         }
@@ -666,5 +667,35 @@ fn duplicates_point_at_the_first_and_group_names_get_suggestions() {
     assert!(
         e.contains("which is not defined (known: g); did you mean 'g'?"),
         "{e}"
+    );
+}
+
+#[test]
+fn routes_tunnel_websocket_by_default_and_only_what_upgrade_lists() {
+    let text = "[[groups]]\nname = \"g\"\n\n\
+         [[groups.routes]]\nname = \"ws\"\npath = { prefix = \"/ws\" }\nmock = { status = 200 }\n\n\
+         [[groups.routes]]\nname = \"none\"\npath = { prefix = \"/n\" }\nmock = { status = 200 }\nupgrade = []\n\n\
+         [[groups.routes]]\nname = \"more\"\npath = { prefix = \"/m\" }\nmock = { status = 200 }\nupgrade = [\"WebSocket\", \"foo/2\"]\n";
+    let c = load(text);
+    let lists: Vec<&[String]> = c.routes.iter().map(|r| &r.upgrade[..]).collect();
+    assert_eq!(
+        lists,
+        [
+            &["websocket".to_string()][..],
+            &[],
+            &["websocket".to_string(), "foo/2".to_string()]
+        ]
+    );
+    let bad = text.replace("\"foo/2\"", "\"foo bar\"");
+    let at = pos(&bad, "\"foo bar\"", 0, 0);
+    assert_at(&fail(&bad), at, "upgrade: 'foo bar' is not a protocol name");
+    let twice = text.replace("\"foo/2\"", "\"websocket\"");
+    let at = pos(&twice, "\"websocket\"", 0, 0);
+    assert_at(&fail(&twice), at, "upgrade: 'websocket' is listed twice");
+    assert_eq!(
+        load("[upstream]\nupgrade_idle_timeout = \"90s\"\n")
+            .upstream
+            .upgrade_idle_timeout,
+        Duration::from_secs(90)
     );
 }

@@ -534,6 +534,7 @@ fn rule(
         Some(vs) => Some(vs.environments_of(route_versions.as_deref())),
         None => envs.map(|e| e.iter().map(|e| e.get_ref().clone()).collect()),
     };
+    let upgrade = upgrade_protocols(r, d);
     let (line, column) = d.line_col(r.name.span().start);
     if d.len() > errors_before {
         return None;
@@ -558,6 +559,7 @@ fn rule(
             name: name.to_string(),
             mock,
             allow_shadow: r.allow_shadow.unwrap_or(false),
+            upgrade,
             line,
             column,
         },
@@ -575,6 +577,45 @@ fn rule(
 }
 
 type SpanError = (Option<Range<usize>>, String);
+
+/// The route's `upgrade` list, lowercase: protocol names as `Upgrade` carries them
+/// (a token, optionally `/version`). Absent: WebSocket only.
+fn upgrade_protocols(r: &RouteFile, d: &mut Diagnostics<'_>) -> Vec<String> {
+    let Some(list) = &r.upgrade else {
+        return vec!["websocket".to_string()];
+    };
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for p in list {
+        let name = p.get_ref().to_ascii_lowercase();
+        let (proto, version) = name.split_once('/').unwrap_or((&name, "x"));
+        if !is_token(proto) || !is_token(version) {
+            d.at(
+                p.span(),
+                format!(
+                    "route '{}': upgrade: '{}' is not a protocol name",
+                    r.name.get_ref(),
+                    p.get_ref()
+                ),
+                None,
+                None,
+            );
+        } else if out.contains(&name) {
+            d.at(
+                p.span(),
+                format!(
+                    "route '{}': upgrade: '{}' is listed twice",
+                    r.name.get_ref(),
+                    p.get_ref()
+                ),
+                None,
+                None,
+            );
+        } else {
+            out.push(name);
+        }
+    }
+    out
+}
 
 fn predicate_op(p: &PredicateFile) -> Result<PredicateOp, SpanError> {
     let mut ops = Vec::new();

@@ -134,6 +134,8 @@ pub(crate) struct ConnectionOptions {
     /// An option other than `close`/`keep-alive` was listed: some other
     /// field must be dropped when forwarding.
     pub names_fields: bool,
+    /// `upgrade` was listed (RFC 9110 §7.8: an Upgrade field counts only then).
+    pub upgrade: bool,
 }
 
 impl ConnectionOptions {
@@ -144,6 +146,7 @@ impl ConnectionOptions {
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
                 self.keep_alive = true;
             } else if !token.is_empty() {
+                self.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
                 self.names_fields = true;
             }
         }

@@ -17,6 +17,7 @@ const INFO: ForwardInfo<'static> = ForwardInfo {
     client_cert: None,
     drop_credential: None,
     drop_signature_fields: false,
+    upgrade: None,
 };
 
 /// Request heads: parsing never panics; a parsed head lies within the input and

@@ -61,6 +61,7 @@
 //!     client_cert: None,
 //!     drop_credential: None,
 //!     drop_signature_fields: false,
+//!     upgrade: None,
 //! };
 //! write_upstream_head(&mut out, buf, &head, scratch.headers(), b"/users?id=7", b"10.0.0.2:8080", &info);
 //! assert!(out.starts_with(b"GET /users?id=7 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\n"));

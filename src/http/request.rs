@@ -63,9 +63,11 @@ pub struct RequestHead {
     /// HTTP/1.1 request with `Expect: 100-continue` (RFC 9110 §10.1.1 says
     /// to ignore it in HTTP/1.0 requests).
     pub expect_continue: bool,
-    /// An Upgrade field is present. Upgrades are not supported; it is
-    /// reported so the proxy can decide, and never forwarded.
-    pub upgrade: bool,
+    /// The value of the request's Upgrade field, when it asks for one (RFC 9110
+    /// §7.8): HTTP/1.1, one Upgrade field, and `upgrade` among the Connection
+    /// options. The proxy decides whether to forward it; the field itself is
+    /// hop-by-hop and never copied.
+    pub upgrade: Option<Span>,
 }
 
 impl RequestHead {
@@ -98,7 +100,8 @@ pub fn parse_request_head(
     let mut codings = Codings::default();
     let mut connection = ConnectionOptions::default();
     let mut expect_continue = false;
-    let mut upgrade = false;
+    let mut upgrade = None;
+    let mut upgrade_fields = 0u32;
 
     for h in scratch.headers() {
         let value = h.value.slice(buf);
@@ -114,7 +117,8 @@ pub fn parse_request_head(
         } else if name_is(buf, h.name, b"expect") {
             expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if name_is(buf, h.name, b"upgrade") {
-            upgrade = true;
+            upgrade_fields += 1;
+            upgrade = Some(h.value);
         }
     }
 
@@ -175,7 +179,9 @@ pub fn parse_request_head(
         framing,
         keep_alive,
         expect_continue: expect_continue && raw.version == Version::Http11,
-        upgrade,
+        upgrade: upgrade.filter(|v| {
+            upgrade_fields == 1 && connection.upgrade && raw.version == Version::Http11 && !v.is_empty()
+        }),
     }))
 }
 
@@ -343,7 +349,7 @@ mod tests {
         assert_eq!(head.form, TargetForm::Origin);
         assert_eq!(head.version, Version::Http11);
         assert_eq!(head.framing, BodyFraming::None);
-        assert!(head.keep_alive && !head.expect_continue && !head.upgrade);
+        assert!(head.keep_alive && !head.expect_continue && head.upgrade.is_none());
         let names: Vec<&[u8]> = scratch.headers().iter().map(|h| h.name.slice(buf)).collect();
         assert_eq!(names, [&b"Host"[..], b"Accept"]);
         assert_eq!(scratch.headers()[1].value.slice(buf), b"*/*");
@@ -677,8 +683,18 @@ mod tests {
         assert!(h.expect_continue);
         let h = ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.expect_continue, "ignored on HTTP/1.0");
-        let h = ok(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
-        assert!(h.upgrade);
+        let raw =
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(ok(raw).upgrade.map(|v| v.slice(raw)), Some(&b"websocket"[..]));
+        // Only with `Connection: upgrade`, only in HTTP/1.1, only one field.
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade:\r\n\r\n",
+        ] {
+            assert_eq!(ok(raw).upgrade, None, "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct DownstreamHead<'a> {
     /// Fields added at the end (e.g. `x-request-id`; an HTTP/1.0 keep-alive
     /// client also needs `connection: keep-alive` here).
     pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// A `101` that switches the client's connection: `connection: upgrade` and
+    /// this as `upgrade` (the upstream's value), instead of `connection: close`.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Writes the head sent to the client for an upstream response: an
@@ -177,6 +180,7 @@ pub fn write_downstream_head(
         client_keep_alive,
         dechunk: false,
         extra,
+        upgrade: None,
     };
     write_downstream_head_with(out, buf, head, headers, &opts)
 }
@@ -232,8 +236,15 @@ pub fn write_downstream_head_with(
         }
         push_field(out, name, h.value.slice(buf));
     }
-    if !head.is_interim() && !head.downstream_keep_alive(opts.client_keep_alive) {
-        out.extend_from_slice(b"connection: close\r\n");
+    match opts.upgrade {
+        Some(protocol) if head.status == 101 => {
+            push_field(out, b"connection", b"upgrade");
+            push_field(out, b"upgrade", protocol);
+        }
+        _ if !head.is_interim() && !head.downstream_keep_alive(opts.client_keep_alive) => {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        _ => {}
     }
     for (name, value) in opts.extra {
         push_field(out, name, value);

@@ -36,6 +36,9 @@ pub struct ForwardInfo<'a> {
     /// ([`SIGNATURE_FIELDS`]): ringway adds its own, and a client's must not be
     /// mistaken for them.
     pub drop_signature_fields: bool,
+    /// The protocols of an upgrade the route allows (the client's `Upgrade`
+    /// value, filtered): sent as `upgrade` with `connection: upgrade`.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// The fields of ringway's backend signature (`access::backend`).
@@ -157,6 +160,10 @@ pub fn write_upstream_head(
     }
     out.extend_from_slice(info.client_ip);
     out.extend_from_slice(b"\r\n");
+    if let Some(protocols) = info.upgrade {
+        push_field(out, b"connection", b"upgrade");
+        push_field(out, b"upgrade", protocols);
+    }
     push_field(out, b"x-forwarded-proto", info.proto);
     if let Some(cert) = info.client_cert {
         push_field(out, b"x-forwarded-client-cert", cert);
@@ -187,6 +194,7 @@ mod tests {
         client_cert: None,
         drop_credential: None,
         drop_signature_fields: false,
+        upgrade: None,
     };
 
     fn rewrite(raw: &[u8], pq: &[u8], info: &ForwardInfo) -> String {
@@ -205,6 +213,26 @@ mod tests {
             info,
         );
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_allowed_upgrade_is_sent_as_connection_upgrade_and_the_protocols_given() {
+        let raw =
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket, h2c\r\n\
+            Sec-WebSocket-Key: k\r\n\r\n";
+        let info = ForwardInfo {
+            upgrade: Some(b"websocket"),
+            ..INFO
+        };
+        assert_eq!(
+            rewrite(raw, b"/ws", &info),
+            "GET /ws HTTP/1.1\r\nhost: 10.0.0.2:8080\r\nSec-WebSocket-Key: k\r\n\
+            x-forwarded-for: 203.0.113.7\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+            x-forwarded-proto: http\r\nx-forwarded-host: a\r\nx-request-id: rid-1\r\n\r\n"
+        );
+        // Not allowed: the client's Upgrade and Connection are dropped like any hop field.
+        let plain = rewrite(raw, b"/ws", &INFO);
+        assert!(!plain.to_ascii_lowercase().contains("upgrade"), "{plain}");
     }
 
     #[test]
@@ -387,6 +415,7 @@ mod client_cert_tests {
             client_cert: None,
             drop_credential: None,
             drop_signature_fields: false,
+            upgrade: None,
         };
         let mut out = Vec::new();
         write_upstream_head(&mut out, raw, &head, scratch.headers(), b"/", b"up", &info);

@@ -10,7 +10,10 @@
 //! closed this idle pooled connection, or answered before the body was sent? — with
 //! one non-blocking `recv(MSG_PEEK)`, and never an io_uring round trip.
 
+use crate::io::tunnel::{ReadHalf, WriteHalf};
 use crate::io::{read_append, write_all_timeout, ReadOutcome, Reclaim, TlsStream};
+use monoio::io::Splitable;
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::mem::MaybeUninit;
@@ -20,9 +23,12 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Conn {
     /// Plain TCP; `control` is a second descriptor of the same socket, for
-    /// upstream connections.
+    /// upstream connections. The stream is kept as its two halves, so that a tunnel
+    /// can read one while it writes the other (`io/tunnel.rs`); dropping the write
+    /// half shuts the socket's sending side.
     Tcp {
-        stream: TcpStream,
+        rd: TcpOwnedReadHalf,
+        wr: TcpOwnedWriteHalf,
         control: Option<socket2::Socket>,
         /// How long a write may make no progress before the connection is given up.
         send_timeout: Duration,
@@ -49,8 +55,10 @@ impl Conn {
     /// A client connection; a write that makes no progress for `send_timeout`
     /// fails (nginx's `send_timeout`).
     pub fn client(stream: TcpStream, send_timeout: Duration) -> Conn {
+        let (rd, wr) = stream.into_split();
         Conn::Tcp {
-            stream,
+            rd,
+            wr,
             control: None,
             send_timeout,
         }
@@ -58,8 +66,10 @@ impl Conn {
 
     /// An upstream connection, with a second descriptor of its socket.
     pub fn upstream(stream: TcpStream, control: socket2::Socket, send_timeout: Duration) -> Conn {
+        let (rd, wr) = stream.into_split();
         Conn::Tcp {
-            stream,
+            rd,
+            wr,
             control: Some(control),
             send_timeout,
         }
@@ -70,7 +80,7 @@ impl Conn {
     #[inline]
     pub async fn read_append(&mut self, buf: Vec<u8>, timeout: Duration) -> (ReadOutcome, Vec<u8>) {
         match self {
-            Conn::Tcp { stream, .. } => read_append(stream, buf, timeout).await,
+            Conn::Tcp { rd, .. } => read_append(rd, buf, timeout).await,
             Conn::Tls(t) => t.read_append(buf, timeout).await,
         }
     }
@@ -80,10 +90,28 @@ impl Conn {
     #[inline]
     pub async fn write_all<T: Reclaim>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            Conn::Tcp {
-                stream, send_timeout, ..
-            } => write_all_timeout(stream, buf, *send_timeout).await,
+            Conn::Tcp { wr, send_timeout, .. } => write_all_timeout(wr, buf, *send_timeout).await,
             Conn::Tls(t) => t.write_all(buf).await,
+        }
+    }
+
+    /// The connection as a read half and a write half that can wait at the same
+    /// time (in one task): what a tunnel relays through.
+    pub fn halves(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        match self {
+            Conn::Tcp {
+                rd, wr, send_timeout, ..
+            } => (
+                ReadHalf::Tcp(rd),
+                WriteHalf::Tcp {
+                    wr,
+                    send_timeout: *send_timeout,
+                },
+            ),
+            Conn::Tls(t) => {
+                let (r, w) = t.halves();
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod conn;
 pub mod tls;
+pub mod tunnel;
 pub mod watch;
 
 pub use conn::{Conn, Input};
@@ -45,6 +46,17 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
     buf: Vec<u8>,
     timeout: Duration,
 ) -> (ReadOutcome, Vec<u8>) {
+    read_append_or(io, buf, timeout, None).await
+}
+
+/// [`read_append`] that also gives up, as if timed out, when `stop` fires (a
+/// tunnel's other direction ended).
+pub async fn read_append_or<S: CancelableAsyncReadRent>(
+    io: &mut S,
+    buf: Vec<u8>,
+    timeout: Duration,
+    stop: Option<&Stop>,
+) -> (ReadOutcome, Vec<u8>) {
     let len = buf.len();
     let canceller = Canceller::new();
     let read = io.cancelable_read(buf.slice_mut(len..), canceller.handle());
@@ -54,7 +66,7 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
-        if sleep.as_mut().poll(cx).is_ready() {
+        if sleep.as_mut().poll(cx).is_ready() || stop.is_some_and(|s| s.poll(cx)) {
             return Poll::Ready(None);
         }
         Poll::Pending
@@ -76,6 +88,40 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
         Err(_) => ReadOutcome::Failed,
     };
     (outcome, buf)
+}
+
+/// A signal that ends the reads waiting on it: one direction of a tunnel tells the
+/// other to stop. Single-threaded (a tunnel's two directions run in one task).
+#[derive(Debug, Default)]
+pub struct Stop {
+    fired: std::cell::Cell<bool>,
+    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Stop {
+    /// Ends every read waiting on this, and every later one at once.
+    pub fn fire(&self) {
+        self.fired.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.fired.get()
+    }
+
+    /// True once fired; else registers the task to be woken.
+    fn poll(&self, cx: &std::task::Context<'_>) -> bool {
+        if self.fired.get() {
+            return true;
+        }
+        let mut w = self.waiters.borrow_mut();
+        if !w.iter().any(|w| w.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        false
+    }
 }
 
 /// A buffer that a timed-out write can stand in for: the real one stays with the

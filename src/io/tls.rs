@@ -15,9 +15,13 @@
 //! session tickets after the handshake, and those are not a reason to drop the
 //! connection; a close_notify or plaintext nobody asked for is.
 
-use crate::io::{read_append, write_all_timeout, Input, ReadOutcome, Reclaim};
+use crate::io::{read_append, read_append_or, write_all_timeout, Input, ReadOutcome, Reclaim, Stop};
+use monoio::io::Splitable;
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
+use std::cell::RefCell;
 use std::io::{BufRead, Read, Write};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Ciphertext read at once (a little more than one full record).
@@ -29,7 +33,10 @@ const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A TLS connection over TCP.
 pub struct TlsStream {
-    tcp: TcpStream,
+    /// The socket as two halves: ciphertext is read from one while the other
+    /// writes (tunnels, `TlsStream::halves`).
+    rd: TcpOwnedReadHalf,
+    wr: TcpOwnedWriteHalf,
     control: Option<socket2::Socket>,
     tls: rustls::Connection,
     /// Ciphertext read and not yet given to rustls (`pos..`).
@@ -127,8 +134,10 @@ impl TlsStream {
         tls: rustls::Connection,
         send_timeout: Duration,
     ) -> TlsStream {
+        let (rd, wr) = tcp.into_split();
         TlsStream {
-            tcp,
+            rd,
+            wr,
             control,
             tls,
             incoming: Vec::new(),
@@ -195,7 +204,7 @@ impl TlsStream {
             self.pos = 0;
         }
         self.incoming.reserve(TLS_READ);
-        let (outcome, buf) = read_append(&mut self.tcp, std::mem::take(&mut self.incoming), timeout).await;
+        let (outcome, buf) = read_append(&mut self.rd, std::mem::take(&mut self.incoming), timeout).await;
         self.incoming = buf;
         if matches!(outcome, ReadOutcome::Eof) {
             self.eof = true;
@@ -212,19 +221,7 @@ impl TlsStream {
     /// fragmented). Neither can make progress, so both fail the connection: a
     /// refusal taken for "try later" would spin without ever awaiting.
     fn feed(&mut self) -> Result<(), rustls::Error> {
-        if self.pos < self.incoming.len() {
-            let mut rd = &self.incoming[self.pos..];
-            let before = rd.len();
-            match self.tls.read_tls(&mut rd) {
-                Ok(_) if rd.len() < before => self.pos += before - rd.len(),
-                Ok(_) | Err(_) => {
-                    return Err(rustls::Error::General("TLS receive buffer full".into()));
-                }
-            }
-        } else if self.eof {
-            let _ = self.tls.read_tls(&mut &[][..]);
-        }
-        self.tls.process_new_packets().map(|_| ())
+        feed(&mut self.tls, &self.incoming, &mut self.pos, self.eof)
     }
 
     /// Sends whatever rustls has queued; a write may make no progress for the send
@@ -244,7 +241,7 @@ impl TlsStream {
             return Ok(());
         }
         let (res, mut out) =
-            write_all_timeout(&mut self.tcp, std::mem::take(&mut self.outgoing), timeout).await;
+            write_all_timeout(&mut self.wr, std::mem::take(&mut self.outgoing), timeout).await;
         out.clear();
         self.outgoing = out;
         if res.is_err() {
@@ -263,26 +260,9 @@ impl TlsStream {
     pub async fn read_append(&mut self, mut buf: Vec<u8>, timeout: Duration) -> (ReadOutcome, Vec<u8>) {
         // Set at the first socket read: plaintext already decrypted needs no clock.
         let mut deadline = None;
-        let spare = buf.capacity() - buf.len();
         loop {
-            match self.tls.reader().fill_buf() {
-                Ok([]) => return (ReadOutcome::Eof, buf),
-                Ok(chunk) => {
-                    let n = chunk.len().min(spare);
-                    buf.extend_from_slice(&chunk[..n]);
-                    self.tls.reader().consume(n);
-                    return (ReadOutcome::Data(n), buf);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                // EOF without close_notify.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    let outcome = match self.tls {
-                        rustls::Connection::Server(_) => ReadOutcome::Eof,
-                        rustls::Connection::Client(_) => ReadOutcome::Failed,
-                    };
-                    return (outcome, buf);
-                }
-                Err(_) => return (ReadOutcome::Failed, buf),
+            if let Some(outcome) = take_plaintext(&mut self.tls, &mut buf) {
+                return (outcome, buf);
             }
             // Key updates and the like want an answer.
             if self.tls.wants_write() && self.flush().await.is_err() {
@@ -390,5 +370,199 @@ impl TlsStream {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !self.eof => Input::None,
             Err(_) => Input::Closed,
         }
+    }
+}
+
+/// Moves decrypted bytes from rustls into `buf` (at most its spare capacity):
+/// `None` when rustls has none and more ciphertext is needed.
+///
+/// A peer that closes without a close_notify: EOF for a client connection
+/// (clients often just close), a failure for an upstream one.
+fn take_plaintext(tls: &mut rustls::Connection, buf: &mut Vec<u8>) -> Option<ReadOutcome> {
+    let spare = buf.capacity() - buf.len();
+    match tls.reader().fill_buf() {
+        Ok([]) => Some(ReadOutcome::Eof),
+        Ok(chunk) => {
+            let n = chunk.len().min(spare);
+            buf.extend_from_slice(&chunk[..n]);
+            tls.reader().consume(n);
+            Some(ReadOutcome::Data(n))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(match tls {
+            rustls::Connection::Server(_) => ReadOutcome::Eof,
+            rustls::Connection::Client(_) => ReadOutcome::Failed,
+        }),
+        Err(_) => Some(ReadOutcome::Failed),
+    }
+}
+
+/// Gives rustls the ciphertext read (`incoming[pos..]`, one `read_tls` at a time),
+/// or the EOF seen, and processes the records.
+///
+/// rustls refuses more ciphertext only when a buffer of its own is full: of
+/// plaintext nobody took (callers take it before feeding more), or of one
+/// handshake message larger than it allows (a ClientHello declaring 64 KB,
+/// fragmented). Neither can make progress, so both fail the connection: a
+/// refusal taken for "try later" would spin without ever awaiting.
+fn feed(
+    tls: &mut rustls::Connection,
+    incoming: &[u8],
+    pos: &mut usize,
+    eof: bool,
+) -> Result<(), rustls::Error> {
+    if *pos < incoming.len() {
+        let mut rd = &incoming[*pos..];
+        let before = rd.len();
+        match tls.read_tls(&mut rd) {
+            Ok(_) if rd.len() < before => *pos += before - rd.len(),
+            Ok(_) | Err(_) => {
+                return Err(rustls::Error::General("TLS receive buffer full".into()));
+            }
+        }
+    } else if eof {
+        let _ = tls.read_tls(&mut &[][..]);
+    }
+    tls.process_new_packets().map(|_| ())
+}
+
+/// The reading half of a [`TlsStream`] lent to a tunnel ([`TlsStream::halves`]).
+pub struct TlsRead<'a> {
+    rd: &'a mut TcpOwnedReadHalf,
+    incoming: &'a mut Vec<u8>,
+    pos: &'a mut usize,
+    eof: &'a mut bool,
+    tls: Rc<RefCell<&'a mut rustls::Connection>>,
+}
+
+/// The writing half of a [`TlsStream`] lent to a tunnel.
+pub struct TlsWrite<'a> {
+    wr: &'a mut TcpOwnedWriteHalf,
+    outgoing: &'a mut Vec<u8>,
+    broken: &'a mut bool,
+    send_timeout: Duration,
+    tls: Rc<RefCell<&'a mut rustls::Connection>>,
+}
+
+impl TlsStream {
+    /// The stream as a reading and a writing half that can wait at the same time
+    /// (one task, two futures): they share the rustls state, borrowed only between
+    /// awaits, and each has its own half of the socket.
+    ///
+    /// Records the reading half makes rustls queue (an alert, a key update's
+    /// answer) go out with the writing half's next write or its shutdown.
+    pub fn halves(&mut self) -> (TlsRead<'_>, TlsWrite<'_>) {
+        let tls = Rc::new(RefCell::new(&mut self.tls));
+        (
+            TlsRead {
+                rd: &mut self.rd,
+                incoming: &mut self.incoming,
+                pos: &mut self.pos,
+                eof: &mut self.eof,
+                tls: tls.clone(),
+            },
+            TlsWrite {
+                wr: &mut self.wr,
+                outgoing: &mut self.outgoing,
+                broken: &mut self.broken,
+                send_timeout: self.send_timeout,
+                tls,
+            },
+        )
+    }
+}
+
+impl TlsRead<'_> {
+    /// [`TlsStream::read_append`], also ended by `stop` (reported as a timeout).
+    pub async fn read_append(
+        &mut self,
+        mut buf: Vec<u8>,
+        timeout: Duration,
+        stop: &Stop,
+    ) -> (ReadOutcome, Vec<u8>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(outcome) = take_plaintext(&mut self.tls.borrow_mut(), &mut buf) {
+                return (outcome, buf);
+            }
+            if *self.pos == self.incoming.len() {
+                if *self.eof {
+                    return (ReadOutcome::Eof, buf);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (ReadOutcome::TimedOut, buf);
+                }
+                self.incoming.clear();
+                *self.pos = 0;
+                self.incoming.reserve(TLS_READ);
+                let (outcome, b) =
+                    read_append_or(self.rd, std::mem::take(self.incoming), left, Some(stop)).await;
+                *self.incoming = b;
+                match outcome {
+                    ReadOutcome::Data(_) => {}
+                    ReadOutcome::Eof => *self.eof = true,
+                    other => return (other, buf),
+                }
+            }
+            if feed(&mut self.tls.borrow_mut(), self.incoming, self.pos, *self.eof).is_err() {
+                return (ReadOutcome::Failed, buf);
+            }
+        }
+    }
+}
+
+impl TlsWrite<'_> {
+    /// Encrypts and writes all of `buf` (and whatever rustls had queued).
+    pub async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut off = 0;
+        loop {
+            {
+                let mut tls = self.tls.borrow_mut();
+                if off < buf.len() {
+                    off += tls.writer().write(&buf[off..])?;
+                }
+                while tls.wants_write() {
+                    tls.write_tls(self.outgoing)?;
+                }
+            }
+            self.flush(self.send_timeout).await?;
+            if off == buf.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends this direction: a close_notify (briefly: the tunnel is ending).
+    pub async fn shutdown(&mut self) {
+        if *self.broken {
+            return;
+        }
+        {
+            let mut tls = self.tls.borrow_mut();
+            tls.send_close_notify();
+            while tls.wants_write() {
+                if tls.write_tls(self.outgoing).is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = self.flush(CLOSE_NOTIFY_TIMEOUT.min(self.send_timeout)).await;
+    }
+
+    async fn flush(&mut self, timeout: Duration) -> std::io::Result<()> {
+        if *self.broken {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let (res, mut out) = write_all_timeout(self.wr, std::mem::take(self.outgoing), timeout).await;
+        out.clear();
+        *self.outgoing = out;
+        if res.is_err() {
+            *self.broken = true;
+        }
+        res.map(|_| ())
     }
 }

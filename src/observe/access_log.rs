@@ -152,6 +152,9 @@ pub struct ResponseFields<'a> {
     pub version: Option<&'a str>,
     /// The rate limit that refused the request.
     pub limit: Option<&'a str>,
+    /// An upgraded connection: bytes from the client through the tunnel (those to
+    /// the client are in `bytes`), and how it ended (`io::tunnel::End`).
+    pub tunnel: Option<(u64, &'a str)>,
 }
 
 impl AccessLog {
@@ -234,6 +237,8 @@ impl AccessLog {
         line.num(Field::Bytes, Some(resp.bytes));
         line.num(Field::DurationUs, Some(resp.duration_us));
         line.num(Field::UpstreamUs, resp.upstream_us);
+        line.num(Field::TunnelBytesIn, resp.tunnel.map(|t| t.0));
+        line.str(Field::TunnelEnd, resp.tunnel.map(|t| t.1.as_bytes()));
         let mut l = line.buf;
         l.extend_from_slice(b"}\n");
         self.buf.extend_from_slice(&l);
@@ -517,6 +522,7 @@ mod tests {
                 env: Some("online"),
                 version: None,
                 limit: None,
+                tunnel: None,
             },
         );
         let text = String::from_utf8(std::mem::take(&mut log.buf)).unwrap();

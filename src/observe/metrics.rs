@@ -174,6 +174,13 @@ pub struct ShardStats {
     pub access_log_errors: Counter,
     /// Signed requests refused because the nonce store had no room.
     pub nonce_store_full: Counter,
+    /// Upgraded connections (tunnels) open now.
+    pub tunnels_open: Counter,
+    /// Tunnels ended, by how (`io::tunnel::End`: closed, idle_timeout, failed).
+    pub tunnels_ended: [Counter; 3],
+    /// Bytes through tunnels: from clients (in), to clients (out).
+    pub tunnel_bytes_in: Counter,
+    pub tunnel_bytes_out: Counter,
     /// (group, caller) → requests admitted; (group, code) → requests denied.
     auth: Mutex<HashMap<(String, String, bool), Arc<Counter>>>,
     /// (group, version, environment) → requests of a versioned group.

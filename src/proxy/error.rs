@@ -111,7 +111,7 @@ impl ProxyError {
         ProxyError::new(Kind::BadResponseHead(why))
     }
 
-    /// The upstream answered 101, which is not supported yet.
+    /// The upstream answered 101 to a request that forwarded no upgrade.
     pub const fn switched_protocols() -> ProxyError {
         ProxyError::new(Kind::SwitchedProtocols)
     }
@@ -206,9 +206,7 @@ impl ProxyError {
             Kind::ClosedBeforeResponse => respond(502, "upstream closed the connection without a response"),
             Kind::ResponseTimeout => respond(504, "upstream did not respond in time"),
             Kind::BadResponseHead(why) => respond(502, why),
-            Kind::SwitchedProtocols => {
-                respond(502, "upstream switched protocols, which ringway does not support")
-            }
+            Kind::SwitchedProtocols => respond(502, "upstream switched protocols without being asked to"),
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
             Kind::Internal(why) => respond(500, why),

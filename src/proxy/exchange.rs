@@ -94,6 +94,9 @@ pub struct Sent {
     pub body_bytes: u64,
     /// When the upstream's (final) response head arrived.
     pub upstream_head: Option<Instant>,
+    /// An upgraded connection: bytes from the client through the tunnel, and how
+    /// the tunnel ended (those to the client are in `body_bytes`).
+    pub tunnel: Option<(u64, crate::io::tunnel::End)>,
 }
 
 /// One request being served: the shard and snapshot it runs on, the client, the
@@ -134,6 +137,8 @@ pub struct Exchange<'a> {
     pub limit_remaining: Vec<(u16, u64, u64)>,
     /// The limit that refused the request, for the log.
     pub limited: Option<crate::traffic::Limited>,
+    /// The `Upgrade` protocols forwarded (those the route allows), once decided.
+    pub upgrade: Option<Vec<u8>>,
 }
 
 /// An authenticated caller: an index into the snapshot's `[access]` lists.
@@ -231,6 +236,7 @@ impl<'a> Exchange<'a> {
             client_addr: None,
             limit_remaining: Vec::new(),
             limited: None,
+            upgrade: None,
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
                 .limited
                 .and_then(|l| view.snap.limits.get(l.limit()))
                 .map(|l| l.def.name.as_str()),
+            tunnel: x.sent.tunnel.map(|(n, end)| (n, end.as_str())),
         },
     );
 }

@@ -61,6 +61,7 @@ pub fn rewrite(x: &Exchange<'_>, target: &[u8], upstream: UpstreamId, out: &mut 
             client_cert: x.client.client_cert.as_deref(),
             drop_credential,
             drop_signature_fields: signing.is_some(),
+            upgrade: x.upgrade.as_deref(),
         },
     );
     if let Some(key) = signing {

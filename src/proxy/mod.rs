@@ -36,6 +36,7 @@ pub mod local;
 pub mod policy;
 mod relay;
 mod retry;
+mod tunnel;
 
 pub use decide::{decide, Decision, Dest, Refusal, RequestParts};
 pub use error::{ProxyError, Source};
@@ -86,8 +87,15 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
 /// Phases 2–7 for a request that is proxied.
 async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcome, ProxyError> {
     policy::admit(x)?; // 2
-                       // A small body is read whole before an upstream is picked and a connection
-                       // taken (not when the client waits for `100 Continue`, which comes once one is).
+    x.upgrade = tunnel::allowed(x);
+    if x.upgrade.is_some() && x.facts.has_body() {
+        // The bytes after an upgrade's head are the new protocol's (Envoy #3301).
+        return Err(ProxyError::bad_request_body(
+            "an upgrade request cannot have a body",
+        ));
+    }
+    // A small body is read whole before an upstream is picked and a connection
+    // taken (not when the client waits for `100 Continue`, which comes once one is).
     if !x.facts.expect_continue {
         let timing = body::BodyTiming::of(&x.view.snap.config.limits);
         body::buffer(x.client, x.facts.framing, timing).await?;

@@ -15,6 +15,7 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::{BodyRead, Exchange, Outcome};
 use crate::proxy::local::body_len;
 use crate::proxy::retry;
+use crate::proxy::tunnel;
 use monoio::buf::IoBuf;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,14 @@ pub async fn response(x: &mut Exchange<'_>, conn: &mut Conn) -> Result<Relayed, 
     let result = match read_final_head(x, conn, &mut ub, &mut rs).await {
         Ok(resp) => {
             x.sent.upstream_head = Some(Instant::now());
-            relay_body(x, conn, &mut ub, &resp, &rs).await
+            if resp.status == 101 {
+                Ok(Relayed {
+                    outcome: tunnel::run(x, conn, &mut ub, &resp, &rs).await,
+                    reusable: false,
+                })
+            } else {
+                relay_body(x, conn, &mut ub, &resp, &rs).await
+            }
         }
         Err(e) => Err(e),
     };
@@ -73,7 +81,8 @@ async fn read_final_head(
             continue;
         }
         if resp.status == 101 {
-            return Err(ProxyError::switched_protocols());
+            // Only to an upgrade that was forwarded, and only as it was asked.
+            tunnel::check_switch(x, ub, rs)?;
         }
         return Ok(resp);
     }
@@ -198,6 +207,7 @@ async fn relay_body(
         client_keep_alive: client_keep,
         dechunk,
         extra,
+        upgrade: None,
     };
     write_downstream_head_with(&mut out, ub, resp, rs.headers(), &opts);
     // A small first body part goes out with the head in one write; a large one is
