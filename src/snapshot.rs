@@ -9,6 +9,8 @@ use crate::config::traffic::By;
 use crate::config::{Config, EndpointDef, UpstreamAddr};
 use crate::observe::metrics::{Counter, Histogram, ShardStats, UpstreamStats};
 use crate::traffic::{NodeLimit, Registry, ShardLimit};
+use crate::upstream::health::{GroupHealth, HealthRegistry};
+use crate::upstream::maglev::Maglev;
 use crate::upstream::{Balancer, Endpoint, UpstreamId};
 use ringway_router::{CompiledRouter, EndpointId, EnvId, Origin, RouteId};
 use std::cell::RefCell;
@@ -40,6 +42,32 @@ pub struct Snapshot {
     /// The bucket key of every caller ([`crate::traffic::Ident::key`]), hashed once
     /// per snapshot: subscription keys, then key pairs, in `[access]` order.
     pub caller_keys: Vec<u64>,
+    /// Indexed by `EndpointId`: the process's health of each endpoint group (bound
+    /// by [`Snapshot::bind_health`]; empty until then: every member counts as up).
+    pub health: Vec<Option<Arc<GroupHealth>>>,
+}
+
+/// The Maglev table of a consistent-hash group. A member is named by its address and
+/// authority (and TLS identity), so the table — and every key's member — is the same
+/// on every shard, in every process with the same members, and across reloads.
+fn maglev_table(members: &[(UpstreamAddr, u32)]) -> Option<Arc<Maglev>> {
+    let names: Vec<String> = members
+        .iter()
+        .map(|(u, _)| {
+            format!(
+                "{}|{}|{}",
+                u.addr,
+                u.authority,
+                u.tls.as_ref().map_or("", |t| &t.id)
+            )
+        })
+        .collect();
+    let entries: Vec<(&[u8], u32)> = names
+        .iter()
+        .zip(members)
+        .map(|(n, (_, w))| (n.as_bytes(), (*w).max(1)))
+        .collect();
+    Maglev::build(&entries, |_| true).map(Arc::new)
 }
 
 /// The limits of one route.
@@ -75,6 +103,9 @@ impl Snapshot {
                 EndpointDef::Group { lb, members, .. } => Endpoint::Group {
                     lb: *lb,
                     members: members.iter().map(|(u, w)| (intern(u), (*w).max(1))).collect(),
+                    maglev: (*lb == crate::config::Lb::ConsistentHash)
+                        .then(|| maglev_table(members))
+                        .flatten(),
                 },
             })
             .collect();
@@ -113,7 +144,20 @@ impl Snapshot {
             limits: Vec::new(),
             route_limits: Vec::new(),
             caller_keys: Vec::new(),
+            health: Vec::new(),
         })
+    }
+
+    /// Binds the config's endpoint groups to the process's health in `registry`
+    /// (kept across reloads for groups whose members and policy did not change).
+    pub fn bind_health(&mut self, registry: &HealthRegistry) {
+        self.health = registry.bind(&self.config.endpoints);
+    }
+
+    /// The health of endpoint `id`, if it is a group.
+    #[inline]
+    pub fn group_health(&self, id: EndpointId) -> Option<&GroupHealth> {
+        self.health.get(id.0 as usize)?.as_deref()
     }
 
     /// Binds the config's limits to the node's buckets in `registry` (kept across

@@ -430,7 +430,7 @@ fn config_json(state: &AdminState) -> String {
                 "name": name,
                 "members": [{"url": format!("{}://{}", if upstream.tls.is_some() { "https" } else { "http" }, upstream.authority), "address": upstream.addr.to_string(), "weight": 1}],
             }),
-            crate::config::EndpointDef::Group { name, lb, members } => json!({
+            crate::config::EndpointDef::Group { name, lb, members, .. } => json!({
                 "name": name,
                 "lb": lb.as_str(),
                 "members": members.iter().map(|(u, w)| json!({

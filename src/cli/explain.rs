@@ -267,7 +267,9 @@ fn proxy_target(snap: &Snapshot, dest: Dest, path: &str) -> (String, Value) {
                 json!({ "endpoint": name, "members": [format!("http://{}", upstream.authority)],
                         "address": upstream.addr.to_string() }),
             ),
-            Some(EndpointDef::Group { name, lb, members }) => (
+            Some(EndpointDef::Group {
+                name, lb, members, ..
+            }) => (
                 format!("{{#endpoints['{name}']}}{path}"),
                 json!({
                     "endpoint": name,

@@ -316,6 +316,39 @@ pub(crate) struct LogFile {
 pub(crate) struct EndpointGroupFile {
     pub endpoints: Spanned<Vec<Spanned<MemberFile>>>,
     pub lb: Option<LbFile>,
+    /// `lb = "consistent_hash"`: what is hashed (`client_ip`, `header:NAME`,
+    /// `cookie:NAME`, `query:NAME`, `capture:NAME`).
+    pub hash_on: Option<Spanned<String>>,
+    /// Passive health: when a member is ejected for failing.
+    pub outlier: Option<Spanned<OutlierFile>>,
+    /// Active health: a probe per member, once per process.
+    pub health_check: Option<Spanned<HealthCheckFile>>,
+    /// Every member down: `"refuse"` (503, the default) or `"try"`.
+    pub all_down: Option<Spanned<String>>,
+}
+
+/// `outlier = { … }` of an endpoint group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OutlierFile {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<Spanned<u32>>,
+}
+
+/// `health_check = { … }` of an endpoint group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthCheckFile {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<Vec<u16>>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+    pub host: Option<String>,
 }
 
 /// `[endpoints]` value: `"https://host:port"` or a table with TLS settings.
@@ -366,6 +399,7 @@ pub(crate) enum LbFile {
     RoundRobin,
     Weighted,
     P2c,
+    ConsistentHash,
 }
 
 /// `[[groups]]`: an API group, the settings its routes share, and its routes.

@@ -19,6 +19,7 @@
 pub mod access;
 mod error;
 pub(crate) mod file;
+pub mod health;
 pub mod log;
 mod resolve;
 mod sections;
@@ -288,6 +289,8 @@ pub enum Lb {
     Weighted,
     /// Power of two choices, least in-flight.
     P2c,
+    /// Maglev over a key of the request (`hash_on`).
+    ConsistentHash,
 }
 
 impl Lb {
@@ -297,6 +300,7 @@ impl Lb {
             Lb::RoundRobin => "round_robin",
             Lb::Weighted => "weighted",
             Lb::P2c => "p2c",
+            Lb::ConsistentHash => "consistent_hash",
         }
     }
 }
@@ -311,6 +315,8 @@ pub enum EndpointDef {
         name: String,
         lb: Lb,
         members: Vec<(UpstreamAddr, u32)>,
+        /// Health, hashing and the answer when every member is down.
+        policy: Box<health::GroupPolicy>,
     },
 }
 

@@ -417,7 +417,9 @@ pub(super) fn endpoints(
             None | Some(LbFile::RoundRobin) => Lb::RoundRobin,
             Some(LbFile::Weighted) => Lb::Weighted,
             Some(LbFile::P2c) => Lb::P2c,
+            Some(LbFile::ConsistentHash) => Lb::ConsistentHash,
         };
+        let policy = super::health::group_policy(name, g.get_ref(), lb, d);
         let list = &g.get_ref().endpoints;
         if list.get_ref().is_empty() {
             d.at(
@@ -442,11 +444,11 @@ pub(super) fn endpoints(
                     None,
                 );
                 ok = false;
-            } else if weight != 1 && lb != Lb::Weighted {
+            } else if weight != 1 && !matches!(lb, Lb::Weighted | Lb::ConsistentHash) {
                 d.at(
                     m.span(),
                     format!(
-                        "endpoint group '{name}': weights only apply with lb = \"weighted\" (lb is \"{}\")",
+                        "endpoint group '{name}': weights only apply with lb = \"weighted\" or \"consistent_hash\" (lb is \"{}\")",
                         lb.as_str()
                     ),
                     None,
@@ -463,6 +465,7 @@ pub(super) fn endpoints(
             name: name.clone(),
             lb,
             members,
+            policy: Box::new(policy),
         }));
     }
     (defs, names)

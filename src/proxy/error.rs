@@ -42,6 +42,8 @@ enum Kind {
     SwitchedProtocols,
     BodyWriteFailed,
     NoUpstream,
+    /// Every member of this endpoint group is down, and the group refuses.
+    AllDown(ringway_router::EndpointId),
     BodyTooLarge,
     BodyTimeout(&'static str),
     Internal(&'static str),
@@ -141,13 +143,26 @@ impl ProxyError {
         ProxyError::new(Kind::NoUpstream)
     }
 
+    /// Every member of endpoint group `e` is down (ejected or failing its checks).
+    pub const fn all_down(e: ringway_router::EndpointId) -> ProxyError {
+        ProxyError::new(Kind::AllDown(e))
+    }
+
+    /// The group whose members are all down, for the answer's text.
+    pub fn all_down_group(&self) -> Option<ringway_router::EndpointId> {
+        match self.kind {
+            Kind::AllDown(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whom to blame.
     pub fn source(&self) -> Source {
         match self.kind {
             Kind::ClientGone | Kind::BadRequestBody(_) | Kind::BodyTooLarge | Kind::BodyTimeout(_) => {
                 Source::Client
             }
-            Kind::NoUpstream | Kind::Internal(_) => Source::Ringway,
+            Kind::NoUpstream | Kind::AllDown(_) | Kind::Internal(_) => Source::Ringway,
             Kind::Connect(_)
             | Kind::ClosedBeforeResponse
             | Kind::ResponseTimeout
@@ -209,6 +224,7 @@ impl ProxyError {
             Kind::SwitchedProtocols => respond(502, "upstream switched protocols without being asked to"),
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
+            Kind::AllDown(_) => respond(503, "every member of the endpoint group is down"),
             Kind::Internal(why) => respond(500, why),
             // The body is not read: a Content-Length one over the discard limit, or
             // a chunked one cut mid-way, closes the connection after the answer.

@@ -329,7 +329,20 @@ pub async fn fail(x: &mut Exchange<'_>, err: ProxyError) -> Outcome {
             x.shard.give_small(out);
             Outcome::new(status, false)
         }
-        Answer::Respond { status, problem, .. } => refuse(x, status, problem).await,
+        Answer::Respond { status, problem, .. } => match err.all_down_group() {
+            Some(e) => {
+                let name = x
+                    .view
+                    .snap
+                    .config
+                    .endpoints
+                    .get(e.0 as usize)
+                    .map_or("", |d| d.name());
+                let problem = format!("every member of endpoint group '{name}' is down");
+                refuse(x, status, &problem).await
+            }
+            None => refuse(x, status, problem).await,
+        },
     }
 }
 

@@ -8,7 +8,7 @@
 //!   2 policies  auth (keys, signatures); rate limits;   policy/
 //!               the body limit
 //!               a small body is read whole             body.rs
-//!   3 pick      endpoint group → one upstream          upstream::Balancer
+//!   3 pick      endpoint group → one member that is up pick.rs, upstream::Balancer
 //!   4 rewrite   the upstream request head              forward.rs
 //!   5 checkout  pooled connection, else connect        upstream::{ConnPool, connect}
 //!   6 forward   head, then the body streamed           forward.rs, body.rs
@@ -33,6 +33,7 @@ pub mod exchange;
 mod finish;
 mod forward;
 pub mod local;
+mod pick;
 pub mod policy;
 mod relay;
 mod retry;
@@ -100,7 +101,7 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
         let timing = body::BodyTiming::of(&x.view.snap.config.limits);
         body::buffer(x.client, x.facts.framing, timing).await?;
     }
-    let upstream = pick(x, dest).ok_or(ProxyError::no_upstream())?; // 3
+    let (upstream, member) = pick::pick(x, dest)?; // 3
     x.upstream = Some(upstream);
     let mut head = x.shard.take_small();
     if !forward::rewrite(x, target, upstream, &mut head) {
@@ -144,6 +145,7 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
         }
     };
     x.view.balancer.track(upstream, false);
+    pick::observe(x, member, &result);
     x.shard.give_small(head);
     if let Err(e) = &result {
         if e.is_response_timeout() {
@@ -176,14 +178,6 @@ fn decide_request(x: &Exchange<'_>, target: &mut Vec<u8>) -> Decision {
         .map(|h| (h.name.slice(buf), h.value.slice(buf)));
     let mut scratch = x.shard.match_scratch.borrow_mut();
     decide(&x.view.snap, &x.view.router, &req, headers, &mut scratch, target)
-}
-
-/// Phase 3: the member of an endpoint group (or the literal origin) to send to.
-fn pick(x: &Exchange<'_>, dest: Dest) -> Option<UpstreamId> {
-    match dest {
-        Dest::Endpoint(e) => x.view.balancer.pick(&x.view.snap.endpoints, e),
-        Dest::Upstream(u) => Some(u),
-    }
 }
 
 /// The pool key of `upstream`.

@@ -50,6 +50,9 @@ pub struct ControlLoop {
     pub started: config::StartSettings,
     /// The node's rate-limit buckets: a reload binds its limits here.
     pub registry: Arc<crate::traffic::Registry>,
+    /// The process's upstream health: a reload binds its endpoint groups here (the
+    /// health checker holds it weakly and stops when this goes).
+    pub health: Arc<crate::upstream::health::HealthRegistry>,
 }
 
 impl ControlLoop {
@@ -151,6 +154,7 @@ impl ControlLoop {
         let next = match Snapshot::build(config, current + 1) {
             Ok(mut s) => {
                 s.bind_limits(&self.registry);
+                s.bind_health(&self.health);
                 Arc::new(s)
             }
             Err(e) => {

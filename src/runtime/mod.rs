@@ -127,6 +127,11 @@ impl Gateway {
         let registry = Arc::new(crate::traffic::Registry::default());
         let mut snap = Snapshot::build(self.config, 1).map_err(StartError)?;
         snap.bind_limits(&registry);
+        // The process's upstream health, kept across reloads by group; one checker.
+        let health = Arc::new(crate::upstream::health::HealthRegistry::default());
+        snap.bind_health(&health);
+        crate::upstream::check::spawn(Arc::downgrade(&health))
+            .map_err(|e| StartError(format!("cannot start the health checker: {e}")))?;
         let snap = Arc::new(snap);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let shards = match snap.config.server.shards {
@@ -231,6 +236,7 @@ impl Gateway {
             graveyard,
             started,
             registry,
+            health,
         };
         let control = std::thread::Builder::new()
             .name("ringway-control".into())

@@ -1,10 +1,15 @@
 //! Per-shard load balancing over endpoint groups: round robin, smooth weighted round
-//! robin (nginx's algorithm), and power of two choices on in-flight requests.
+//! robin (nginx's algorithm), power of two choices on in-flight requests, and
+//! consistent hashing (Maglev, `maglev.rs`) — each skipping the members the
+//! process's health says are down (`health.rs`).
 //!
 //! State lives in the shard's view of a snapshot and is touched by that shard's
-//! thread only, so it is plain `Cell`s: no atomics on the request path.
+//! thread only, so it is plain `Cell`s: no atomics on the request path, but for the
+//! health reads (relaxed loads of lines written only when a member fails).
 
+use crate::config::health::AllDown;
 use crate::config::Lb;
+use crate::upstream::health::GroupHealth;
 use crate::upstream::{Endpoint, UpstreamId};
 use ringway_router::EndpointId;
 use std::cell::{Cell, RefCell};
@@ -24,6 +29,24 @@ pub struct Balancer {
     in_flight: RefCell<Vec<u32>>,
     rng: Cell<u64>,
 }
+
+/// What a pick came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Send to this upstream; `member` is its index in the group (for health).
+    To {
+        upstream: UpstreamId,
+        member: Option<usize>,
+    },
+    /// Every member of the group is down and the group refuses (`all_down`).
+    AllDown,
+    /// An unknown endpoint or an empty group.
+    Nothing,
+}
+
+/// Probes of the Maglev table for a key whose member is down, before the members
+/// are scanned in order: keys of members that are up never move.
+const HASH_PROBES: u64 = 8;
 
 impl Balancer {
     /// State for `endpoints`, over `upstreams` resolved addresses; `seed` spreads
@@ -59,40 +82,86 @@ impl Balancer {
     }
 
     /// Picks the upstream for endpoint `id` of `endpoints` (the list this balancer
-    /// was made for). `None` for an unknown id or an empty group.
-    pub fn pick(&self, endpoints: &[Endpoint], id: EndpointId) -> Option<UpstreamId> {
-        let state = self.groups.get(id.0 as usize)?;
-        match endpoints.get(id.0 as usize)? {
-            Endpoint::Single(u) => Some(*u),
-            Endpoint::Group { members, .. } if members.is_empty() => None,
-            Endpoint::Group {
-                lb: Lb::RoundRobin,
-                members,
-            } => {
-                let i = state.next.get() % members.len();
-                state.next.set(i + 1);
-                Some(members[i].0)
+    /// was made for), skipping members `health` says are down. `key` is the hash of
+    /// the request's key for `lb = "consistent_hash"` (without one, a random
+    /// member).
+    pub fn pick(
+        &self,
+        endpoints: &[Endpoint],
+        id: EndpointId,
+        health: Option<&GroupHealth>,
+        key: Option<u64>,
+    ) -> Pick {
+        let Some(state) = self.groups.get(id.0 as usize) else {
+            return Pick::Nothing;
+        };
+        let (lb, members, maglev) = match endpoints.get(id.0 as usize) {
+            None => return Pick::Nothing,
+            Some(Endpoint::Single(u)) => {
+                return Pick::To {
+                    upstream: *u,
+                    member: None,
+                }
             }
-            Endpoint::Group {
-                lb: Lb::Weighted,
-                members,
-            } => {
-                // Each pick: every member gains its weight; the largest wins and
+            Some(Endpoint::Group { members, .. }) if members.is_empty() => return Pick::Nothing,
+            Some(Endpoint::Group { lb, members, maglev }) => (*lb, members, maglev),
+        };
+        let mut now = 0;
+        let mut up = |i: usize| health.is_none_or(|h| h.usable(i, &mut now));
+        let i = match self.pick_among(state, lb, members, maglev.as_deref(), key, &mut up) {
+            Some(i) => i,
+            None if health.is_some_and(|h| h.policy.all_down == AllDown::Refuse) => return Pick::AllDown,
+            // `all_down = "try"`: as if every member were up.
+            None => match self.pick_among(state, lb, members, maglev.as_deref(), key, &mut |_| true) {
+                Some(i) => i,
+                None => return Pick::Nothing,
+            },
+        };
+        Pick::To {
+            upstream: members[i].0,
+            member: Some(i),
+        }
+    }
+
+    /// The index of the member to send to among those `up` allows.
+    fn pick_among(
+        &self,
+        state: &GroupState,
+        lb: Lb,
+        members: &[(UpstreamId, u32)],
+        maglev: Option<&super::maglev::Maglev>,
+        key: Option<u64>,
+        up: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let n = members.len();
+        match lb {
+            Lb::RoundRobin => {
+                let start = state.next.get() % n;
+                let i = (0..n).map(|k| (start + k) % n).find(|&i| up(i))?;
+                state.next.set(i + 1);
+                Some(i)
+            }
+            Lb::Weighted => {
+                // Each pick: every member up gains its weight; the largest wins and
                 // loses the total. Spreads picks evenly (a,a,b,a,a,b… not a,a,a,a,b,b).
                 let mut cur = state.current.borrow_mut();
-                let total: i64 = members.iter().map(|(_, w)| i64::from(*w)).sum();
-                let mut best = 0;
+                let mut total = 0i64;
+                let mut best: Option<usize> = None;
                 for (i, (_, w)) in members.iter().enumerate() {
+                    if !up(i) {
+                        continue;
+                    }
                     cur[i] += i64::from(*w);
-                    if cur[i] > cur[best] {
-                        best = i;
+                    total += i64::from(*w);
+                    if best.is_none_or(|b| cur[i] > cur[b]) {
+                        best = Some(i);
                     }
                 }
+                let best = best?;
                 cur[best] -= total;
-                Some(members[best].0)
+                Some(best)
             }
-            Endpoint::Group { lb: Lb::P2c, members } => {
-                let n = members.len();
+            Lb::P2c => {
                 let a = (self.random() % n as u64) as usize;
                 let mut b = (self.random() % n as u64) as usize;
                 if n > 1 && b == a {
@@ -100,7 +169,32 @@ impl Balancer {
                 }
                 let inf = self.in_flight.borrow();
                 let load = |i: usize| inf.get(members[i].0.index()).copied().unwrap_or(0);
-                Some(members[if load(b) < load(a) { b } else { a }].0)
+                match (up(a), up(b)) {
+                    (true, true) => Some(if load(b) < load(a) { b } else { a }),
+                    (true, false) => Some(a),
+                    (false, true) => Some(b),
+                    (false, false) => (0..n).map(|k| (a + k) % n).find(|&i| up(i)),
+                }
+            }
+            Lb::ConsistentHash => {
+                let Some(table) = maglev else {
+                    return (0..n).find(|&i| up(i));
+                };
+                let key = key.unwrap_or_else(|| self.random());
+                let first = table.pick(key);
+                if up(first) {
+                    return Some(first);
+                }
+                // The member is down: its keys go where the table's probe sequence
+                // says, the same on every shard, and every other key stays put.
+                (1..=HASH_PROBES)
+                    .map(|p| {
+                        table.pick(super::maglev::hash_key(
+                            &(key ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes(),
+                        ))
+                    })
+                    .find(|&i| up(i))
+                    .or_else(|| (0..n).map(|k| (first + k) % n).find(|&i| up(i)))
             }
         }
     }
@@ -143,7 +237,9 @@ mod tests {
     fn picks(snap: &Snapshot, b: &Balancer, n: usize) -> Vec<u16> {
         (0..n)
             .map(|_| {
-                let u = b.pick(&snap.endpoints, EndpointId(0)).expect("a member");
+                let Pick::To { upstream: u, .. } = b.pick(&snap.endpoints, EndpointId(0), None, None) else {
+                    panic!("a member")
+                };
                 snap.upstreams[u.index()].addr.port()
             })
             .collect()

@@ -9,16 +9,21 @@
 //!   the socket, then the TLS handshake of an HTTPS upstream, and its
 //!   [`ConnectError`].
 //!
-//! Later: `health.rs`.
+//! - `health.rs`: [`health::GroupHealth`], the process's view of which members are
+//!   up (outlier ejection, health checks); `check.rs`: the one checker thread.
+//! - `maglev.rs`: the consistent-hash table of `lb = "consistent_hash"`.
 //!
 //! This layer knows nothing of client connections or of the proxy phases that use
 //! it: it imports `io`, `config` and `observe` only.
 
 mod balance;
+pub mod check;
 mod connect;
+pub mod health;
+pub mod maglev;
 mod pool;
 
-pub use balance::Balancer;
+pub use balance::{Balancer, Pick};
 pub use connect::{connect_to, ConnectError, VerifyFailure};
 pub use pool::{ConnPool, PoolKey};
 
@@ -42,6 +47,11 @@ impl UpstreamId {
 pub enum Endpoint {
     /// One address.
     Single(UpstreamId),
-    /// Members with their weights (≥ 1), picked by `lb`.
-    Group { lb: Lb, members: Vec<(UpstreamId, u32)> },
+    /// Members with their weights (≥ 1), picked by `lb`; `maglev`: the table of
+    /// `lb = "consistent_hash"`, built with the snapshot (off the shards).
+    Group {
+        lb: Lb,
+        members: Vec<(UpstreamId, u32)>,
+        maglev: Option<std::sync::Arc<maglev::Maglev>>,
+    },
 }

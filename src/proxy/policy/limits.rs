@@ -25,12 +25,19 @@ pub fn prepare(x: &mut Exchange<'_>) {
     if !x.view.snap.limits_of(route).is_some_and(|l| l.by_client) {
         return;
     }
+    x.client_addr = client_address(x);
+}
+
+/// The client's address: the peer's, or — behind a trusted proxy — the one its
+/// forwarding fields name (see [`forwarded_client`]). Also what
+/// `hash_on = "client_ip"` hashes.
+pub fn client_address(x: &Exchange<'_>) -> Option<IpAddr> {
     let peer = std::str::from_utf8(&x.client.peer_ip)
         .ok()
         .and_then(|s| s.parse::<IpAddr>().ok())
         .map(canonical);
     let trusted = &x.view.snap.config.traffic.trusted_proxies;
-    x.client_addr = match peer {
+    match peer {
         Some(p) if !trusted.is_empty() && trusted.iter().any(|c| c.contains(p)) => {
             let buf = &x.client.buf[..];
             let values = |name: &'static [u8]| {
@@ -48,7 +55,7 @@ pub fn prepare(x: &mut Exchange<'_>) {
             ))
         }
         other => other,
-    };
+    }
 }
 
 /// The client behind trusted proxy `peer`, from the `X-Forwarded-For` values when
