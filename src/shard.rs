@@ -48,6 +48,9 @@ pub struct Shard {
     seq: Cell<u64>,
     prefix: u64,
     pub draining: Cell<bool>,
+    /// Fired when a drain's time is up: the tunnels still open end (and are logged)
+    /// before the shard stops.
+    pub tunnels_stop: crate::io::Stop,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
     /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
@@ -105,6 +108,7 @@ impl Shard {
             seq: Cell::new(0),
             prefix,
             draining: Cell::new(false),
+            tunnels_stop: crate::io::Stop::default(),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),
             nonces,

@@ -36,11 +36,17 @@ impl WsServer {
     /// Starts the server; `ping` is its ping interval in seconds (0: none). `None`
     /// (after saying so) when the library is not installed outside CI.
     fn start(ping: f64) -> Option<WsServer> {
+        WsServer::start_with(ping, &[])
+    }
+
+    /// [`WsServer::start`] with more arguments (a certificate and key: TLS).
+    fn start_with(ping: f64, args: &[&str]) -> Option<WsServer> {
         let py = python()?;
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/websocket_support/server.py");
         let mut child = Command::new(py)
             .arg(script)
             .arg(ping.to_string())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -120,10 +126,10 @@ fn gateway(backend: &str, upstream: &str, extra: &str) -> (Gateway, SocketAddr) 
 [server]
 listen = ["127.0.0.1:0"]
 shards = 1
-drain_timeout = "1s"
+drain_timeout = "3s"
 [upstream]
-connect_timeout = "1s"
-response_timeout = "2s"
+connect_timeout = "3s"
+response_timeout = "5s"
 {upstream}
 [admin]
 listen = "127.0.0.1:0"
@@ -261,9 +267,9 @@ fn echo_of_text_binary_and_1_mib_messages_ping_pong_and_close_codes() {
 
 #[test]
 fn server_pings_are_answered_through_the_tunnel() {
-    // The server pings every 200 ms and closes (1011) a peer whose pong is 400 ms
-    // late: the connection staying up for 1.2 s is the pongs getting back.
-    let Some(server) = WsServer::start(0.2) else {
+    // The server pings every 300 ms and closes (1011) a peer whose pong is 600 ms
+    // late: the connection staying up for 1.5 s is the pongs getting back.
+    let Some(server) = WsServer::start(0.3) else {
         return;
     };
     let (gw, _admin) = gateway(&server.url(), "", "");
@@ -271,7 +277,7 @@ fn server_pings_are_answered_through_the_tunnel() {
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let until = Instant::now() + Duration::from_millis(1200);
+    let until = Instant::now() + Duration::from_millis(1500);
     let mut pings = 0;
     while Instant::now() < until {
         match ws.read() {
@@ -282,7 +288,7 @@ fn server_pings_are_answered_through_the_tunnel() {
         }
         let _ = ws.flush();
     }
-    assert!(pings >= 4, "{pings} pings in 1.2 s");
+    assert!(pings >= 3, "{pings} pings in 1.5 s");
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -373,6 +379,7 @@ fn an_upstream_refusing_the_upgrade_is_answered_as_it_refused() {
         Ok(_) => panic!("expected a 403, got a WebSocket"),
     }
     assert_eq!(metric(admin, "ringway_tunnels_total", &[]), 0);
+    assert_eq!(metric(admin, "ringway_tunnels_open", &[]), 0);
 }
 
 #[test]
@@ -425,11 +432,11 @@ fn an_idle_tunnel_is_closed_after_upgrade_idle_timeout() {
     let Some(server) = WsServer::start(0.0) else {
         return;
     };
-    let (gw, admin) = gateway(&server.url(), "upgrade_idle_timeout = \"400ms\"", "");
+    let (gw, admin) = gateway(&server.url(), "upgrade_idle_timeout = \"1s\"", "");
     let mut ws = connect(gw.addr, "/echo");
     // Traffic keeps it open past the timeout…
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(300));
         ws.send(Message::text("tick")).unwrap();
         assert_eq!(next_data(&mut ws), Message::text("tick"));
     }
@@ -444,7 +451,7 @@ fn an_idle_tunnel_is_closed_after_upgrade_idle_timeout() {
     };
     let after = quiet.elapsed();
     assert!(
-        after >= Duration::from_millis(300) && after < Duration::from_secs(3),
+        after >= Duration::from_millis(700) && after < Duration::from_secs(4),
         "closed after {after:?}: {err}"
     );
     assert_eq!(
@@ -464,20 +471,25 @@ fn drain_waits_for_tunnels_up_to_drain_timeout_then_closes_them() {
     };
     let (mut gw, _admin) = gateway(&server.url(), "", "");
     let mut ws = connect(gw.addr, "/echo");
+    let term = Instant::now();
     gw.signal("TERM");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     // Still relayed while the drain waits…
     ws.send(Message::text("during drain")).unwrap();
     assert_eq!(next_data(&mut ws), Message::text("during drain"));
-    // …and closed at drain_timeout (1 s), the process exiting cleanly.
-    let started = Instant::now();
+    // …and closed at drain_timeout (3 s), the process exiting cleanly.
     while ws.read().is_ok() {}
+    let closed = term.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
+        closed >= Duration::from_millis(2500) && closed < Duration::from_secs(6),
+        "{closed:?}"
     );
     assert_eq!(gw.wait_exit(Duration::from_secs(5)), Some(0));
+    // The tunnel was ended, and logged, by the drain.
+    let line = gw
+        .stdout_line("{", Duration::from_secs(1))
+        .expect("the tunnel's log line");
+    assert!(line.contains("\"tunnel_end\":\"drained\""), "{line}");
 }
 
 #[test]
@@ -652,7 +664,66 @@ fn an_upgrade_request_with_a_body_is_refused() {
         );
         assert!(answer.contains("connection: close"), "{answer}");
     }
+    // Nor can a WebSocket upgrade without its key.
+    let mut c = raw_client(&gw);
+    c.write_all(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .unwrap();
+    let answer = read_to_end(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("needs a Sec-WebSocket-Key"), "{answer}");
     assert_eq!(backend.connections(), 0);
+}
+
+#[test]
+fn an_empty_content_length_is_no_body() {
+    let backend = scripted(|mut s, _| {
+        s.write_all(SWITCHED).unwrap();
+        s.write_all(b"hi").unwrap();
+    });
+    let (gw, _admin) = gateway(&backend.url(), "", "");
+    let mut c = raw_client(&gw);
+    c.write_all(format!("{UPGRADE}Content-Length: 0\r\n\r\n").as_bytes())
+        .unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 101 "));
+    assert_eq!(read_to_end(&mut c), "hi");
+}
+
+#[test]
+fn wss_to_an_https_upstream() {
+    // TLS on the upstream side: the tunnel reads and writes through rustls there.
+    let dir = tls_support::temp_dir("ws-upstream");
+    let pki = tls_support::Pki::new(&dir, "up");
+    pki.leaf("ws", "ws", &["ws.test"]);
+    let Some(server) = WsServer::start_with(0.0, &[&pki.path("ws.pem"), &pki.path("ws.key")]) else {
+        return;
+    };
+    let ca = pki.path("up-ca.pem");
+    // The endpoint with its TLS settings: a table, not a URL string.
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [endpoints]\nws = {{ url = \"https://127.0.0.1:{}\", sni = \"ws.test\", ca = \"{ca}\" }}\n\
+         [[groups]]\nname = \"it\"\n[[groups.routes]]\nname = \"ws\"\npath = {{ regex = \"/(.*)\" }}\n\
+         to = \"{{#endpoints['ws']}}/{{#group[0]}}\"\n",
+        server.port
+    );
+    let gw = Gateway::start(&toml);
+    let admin = tls_support::admin_addr(&gw);
+    let mut ws = connect(gw.addr, "/echo");
+    let big = bytes(500_000, 11);
+    for m in [Message::text("to tls"), Message::binary(big)] {
+        ws.send(m.clone()).unwrap();
+        assert_eq!(next_data(&mut ws), m);
+    }
+    close(ws);
+    assert_eq!(
+        server.next_end(Duration::from_secs(3)).as_deref(),
+        Some("ended /echo 1000")
+    );
+    // The upstream's close (with or without close_notify) is a clean end.
+    assert_eq!(
+        wait_metric(admin, "ringway_tunnels_total", &["end=\"closed\""], 1),
+        1
+    );
 }
 
 #[test]
@@ -669,6 +740,12 @@ fn a_101_that_does_not_answer_the_upgrade_is_a_502() {
         (
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
             "has no Upgrade field",
+        ),
+        (
+            // A server that did not read the key (the accept of another one).
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: HSmrc0sMlYUkAGmm5OPpG2HaGWk=\r\n\r\n",
+            "does not answer the request's Sec-WebSocket-Key",
         ),
     ] {
         let backend = scripted(move |mut s, _| {

@@ -40,7 +40,7 @@ struct Totals {
     codes: BTreeMap<(String, String, String, u16), u64>,
     nonce_store_full: u64,
     tunnels_open: u64,
-    tunnels_ended: [u64; 3],
+    tunnels_ended: [u64; 4],
     /// In (from clients), out (to clients).
     tunnel_bytes: [u64; 2],
 }
@@ -386,10 +386,10 @@ pub(super) fn metrics(state: &AdminState) -> String {
     e.family(
         "ringway_tunnels_total",
         Kind::Counter,
-        "Tunnels ended, by how: both sides closed, idle past upstream.upgrade_idle_timeout, or a failed read or write.",
+        "Tunnels ended, by how: both sides closed, idle past upstream.upgrade_idle_timeout, a failed read or write, or still open when a drain's time was up.",
     );
-    for (end, n) in ["closed", "idle_timeout", "failed"].iter().zip(t.tunnels_ended) {
-        e.sample("ringway_tunnels_total", &[("end", end)], n);
+    for (end, n) in crate::io::tunnel::End::ALL.iter().zip(t.tunnels_ended) {
+        e.sample("ringway_tunnels_total", &[("end", end.as_str())], n);
     }
     e.family(
         "ringway_tunnel_bytes_total",

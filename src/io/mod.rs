@@ -46,16 +46,16 @@ pub async fn read_append<S: CancelableAsyncReadRent>(
     buf: Vec<u8>,
     timeout: Duration,
 ) -> (ReadOutcome, Vec<u8>) {
-    read_append_or(io, buf, timeout, None).await
+    read_append_or(io, buf, timeout, &[]).await
 }
 
-/// [`read_append`] that also gives up, as if timed out, when `stop` fires (a
-/// tunnel's other direction ended).
+/// [`read_append`] that also gives up, as if timed out, when one of `stops` fires (a
+/// tunnel's other direction ended; the shard's drain is over).
 pub async fn read_append_or<S: CancelableAsyncReadRent>(
     io: &mut S,
     buf: Vec<u8>,
     timeout: Duration,
-    stop: Option<&Stop>,
+    stops: &[&Stop],
 ) -> (ReadOutcome, Vec<u8>) {
     let len = buf.len();
     let canceller = Canceller::new();
@@ -66,7 +66,7 @@ pub async fn read_append_or<S: CancelableAsyncReadRent>(
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
-        if sleep.as_mut().poll(cx).is_ready() || stop.is_some_and(|s| s.poll(cx)) {
+        if sleep.as_mut().poll(cx).is_ready() || stops.iter().any(|s| s.poll(cx)) {
             return Poll::Ready(None);
         }
         Poll::Pending

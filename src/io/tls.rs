@@ -473,17 +473,23 @@ impl TlsStream {
 }
 
 impl TlsRead<'_> {
-    /// [`TlsStream::read_append`], also ended by `stop` (reported as a timeout).
+    /// [`TlsStream::read_append`], also ended by `stops` (reported as a timeout).
+    /// A peer that closes without a close_notify ends its stream here on either
+    /// side: a tunnel has no message framing a cut could corrupt, and TLS servers
+    /// often just close.
     pub async fn read_append(
         &mut self,
         mut buf: Vec<u8>,
         timeout: Duration,
-        stop: &Stop,
+        stops: &[&Stop],
     ) -> (ReadOutcome, Vec<u8>) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(outcome) = take_plaintext(&mut self.tls.borrow_mut(), &mut buf) {
-                return (outcome, buf);
+            let plain = take_plaintext(&mut self.tls.borrow_mut(), &mut buf);
+            match plain {
+                Some(ReadOutcome::Failed) if *self.eof => return (ReadOutcome::Eof, buf),
+                Some(outcome) => return (outcome, buf),
+                None => {}
             }
             if *self.pos == self.incoming.len() {
                 if *self.eof {
@@ -496,8 +502,7 @@ impl TlsRead<'_> {
                 self.incoming.clear();
                 *self.pos = 0;
                 self.incoming.reserve(TLS_READ);
-                let (outcome, b) =
-                    read_append_or(self.rd, std::mem::take(self.incoming), left, Some(stop)).await;
+                let (outcome, b) = read_append_or(self.rd, std::mem::take(self.incoming), left, stops).await;
                 *self.incoming = b;
                 match outcome {
                     ReadOutcome::Data(_) => {}

@@ -27,6 +27,8 @@ pub enum End {
     Idle,
     /// A read or a write failed (a reset, a peer that stopped reading).
     Failed,
+    /// Ended by the shard: a drain's time was up.
+    Drained,
 }
 
 impl End {
@@ -35,8 +37,12 @@ impl End {
             End::Closed => "closed",
             End::Idle => "idle_timeout",
             End::Failed => "failed",
+            End::Drained => "drained",
         }
     }
+
+    /// Every way, in the order metrics list them.
+    pub const ALL: [End; 4] = [End::Closed, End::Idle, End::Failed, End::Drained];
 }
 
 /// What a tunnel moved, and how it ended.
@@ -65,10 +71,10 @@ pub enum WriteHalf<'a> {
 }
 
 impl ReadHalf<'_> {
-    async fn read(&mut self, buf: Vec<u8>, timeout: Duration, stop: &Stop) -> (ReadOutcome, Vec<u8>) {
+    async fn read(&mut self, buf: Vec<u8>, timeout: Duration, stops: &[&Stop]) -> (ReadOutcome, Vec<u8>) {
         match self {
-            ReadHalf::Tcp(rd) => read_append_or(*rd, buf, timeout, Some(stop)).await,
-            ReadHalf::Tls(t) => t.read_append(buf, timeout, stop).await,
+            ReadHalf::Tcp(rd) => read_append_or(*rd, buf, timeout, stops).await,
+            ReadHalf::Tls(t) => t.read_append(buf, timeout, stops).await,
         }
     }
 }
@@ -99,15 +105,17 @@ impl WriteHalf<'_> {
     }
 }
 
-/// Relays `a` and `b` both ways until both have closed, one fails, or nothing moves
-/// for `idle`. `bufs` are the two directions' read buffers (their capacity is the
-/// most read at once); they are handed back. `count[0]` is told of every write to
-/// `b`, `count[1]` of every write to `a` (live metrics of a long tunnel).
+/// Relays `a` and `b` both ways until both have closed, one fails, nothing moves
+/// for `idle`, or `outer` fires (the shard's drain is over). `bufs` are the two
+/// directions' read buffers (their capacity is the most read at once); they are
+/// handed back. `count[0]` is told of every write to `b`, `count[1]` of every write
+/// to `a` (live metrics of a long tunnel).
 pub async fn relay(
     a: &mut Conn,
     b: &mut Conn,
     bufs: [Vec<u8>; 2],
     idle: Duration,
+    outer: &Stop,
     count: [&dyn Fn(u64); 2],
 ) -> (Ended, [Vec<u8>; 2]) {
     let [buf_ab, buf_ba] = bufs;
@@ -116,12 +124,29 @@ pub async fn relay(
     let last = Cell::new(Instant::now());
     let stop = Stop::default();
     let ((ab, end_ab, buf_ab), (ba, end_ba, buf_ba)) = monoio::join!(
-        pump(&mut a_rd, &mut b_wr, buf_ab, idle, &last, &stop, count[0]),
-        pump(&mut b_rd, &mut a_wr, buf_ba, idle, &last, &stop, count[1]),
+        pump(
+            &mut a_rd,
+            &mut b_wr,
+            buf_ab,
+            idle,
+            &last,
+            [&stop, outer],
+            count[0]
+        ),
+        pump(
+            &mut b_rd,
+            &mut a_wr,
+            buf_ba,
+            idle,
+            &last,
+            [&stop, outer],
+            count[1]
+        ),
     );
     let end = match (end_ab, end_ba) {
         (End::Failed, _) | (_, End::Failed) => End::Failed,
         (End::Idle, _) | (_, End::Idle) => End::Idle,
+        (End::Drained, _) | (_, End::Drained) => End::Drained,
         _ => End::Closed,
     };
     let ended = Ended {
@@ -133,18 +158,25 @@ pub async fn relay(
 }
 
 /// One direction: read `rd`, write `wr`, until `rd` ends (then `wr` is half-closed),
-/// something fails, the tunnel is idle, or the other direction says stop.
+/// something fails, the tunnel is idle, or a stop fires: the other direction's
+/// (`stops[0]`) or the shard's (`stops[1]`).
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     rd: &mut ReadHalf<'_>,
     wr: &mut WriteHalf<'_>,
     mut buf: Vec<u8>,
     idle: Duration,
     last: &Cell<Instant>,
-    stop: &Stop,
+    stops: [&Stop; 2],
     count: &dyn Fn(u64),
 ) -> (u64, End, Vec<u8>) {
+    let [stop, outer] = stops;
     let mut moved = 0u64;
     loop {
+        if outer.is_fired() {
+            stop.fire();
+            return (moved, End::Drained, buf);
+        }
         if stop.is_fired() {
             // The other direction failed or went idle; it reports why.
             return (moved, End::Closed, buf);
@@ -155,7 +187,7 @@ async fn pump(
             return (moved, End::Idle, buf);
         }
         buf.clear();
-        let (outcome, b) = rd.read(buf, left, stop).await;
+        let (outcome, b) = rd.read(buf, left, &stops).await;
         buf = b;
         match outcome {
             ReadOutcome::Data(n) => {

@@ -176,8 +176,9 @@ pub struct ShardStats {
     pub nonce_store_full: Counter,
     /// Upgraded connections (tunnels) open now.
     pub tunnels_open: Counter,
-    /// Tunnels ended, by how (`io::tunnel::End`: closed, idle_timeout, failed).
-    pub tunnels_ended: [Counter; 3],
+    /// Tunnels ended, by how (`io::tunnel::End::ALL`: closed, idle_timeout, failed,
+    /// drained).
+    pub tunnels_ended: [Counter; 4],
     /// Bytes through tunnels: from clients (in), to clients (out).
     pub tunnel_bytes_in: Counter,
     pub tunnel_bytes_out: Counter,

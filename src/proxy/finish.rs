@@ -7,7 +7,12 @@ use crate::proxy::exchange::{Exchange, Outcome};
 /// Records `outcome` of `x` in the shard's and the route's histograms and completes
 /// the access log line begun with the request.
 pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
-    let micros = x.started.elapsed().as_micros() as u64;
+    let lifetime = x.started.elapsed().as_micros() as u64;
+    // A tunnel's latency is its time to the 101, not its lifetime (the log has that).
+    let micros = match (x.sent.tunnel, x.sent.upstream_head) {
+        (Some(_), Some(t)) => t.saturating_duration_since(x.started).as_micros() as u64,
+        _ => lifetime,
+    };
     let view = x.view;
     x.shard.stats.all.record(outcome.status, micros);
     if let Some(h) = x.route.and_then(|r| view.route_stats.get(r.index())) {
@@ -46,7 +51,7 @@ pub fn record(x: &mut Exchange<'_>, outcome: &Outcome) {
             upstream: x.upstream.map(|u| view.snap.upstream(u).addr),
             status: outcome.status,
             bytes: x.sent.body_bytes,
-            duration_us: micros,
+            duration_us: lifetime,
             upstream_us,
             caller: x.caller.map(|c| c.id(&view.snap.config.access)),
             env: x.env.and_then(|e| view.snap.env_name(e)),

@@ -89,11 +89,8 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
 async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcome, ProxyError> {
     policy::admit(x)?; // 2
     x.upgrade = tunnel::allowed(x);
-    if x.upgrade.is_some() && x.facts.has_body() {
-        // The bytes after an upgrade's head are the new protocol's (Envoy #3301).
-        return Err(ProxyError::bad_request_body(
-            "an upgrade request cannot have a body",
-        ));
+    if x.upgrade.is_some() {
+        tunnel::check_request(x)?;
     }
     // A small body is read whole before an upstream is picked and a connection
     // taken (not when the client waits for `100 Continue`, which comes once one is).

@@ -40,7 +40,7 @@ pub async fn response(x: &mut Exchange<'_>, conn: &mut Conn) -> Result<Relayed, 
             x.sent.upstream_head = Some(Instant::now());
             if resp.status == 101 {
                 Ok(Relayed {
-                    outcome: tunnel::run(x, conn, &mut ub, &resp, &rs).await,
+                    outcome: tunnel::run(x, conn, &ub, &resp, &rs).await,
                     reusable: false,
                 })
             } else {

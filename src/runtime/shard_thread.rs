@@ -131,12 +131,23 @@ async fn shard_main(
                 while shard.in_flight.get() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(5)).await;
                 }
+                // Time is up: tunnels still open are ended, so that each is counted
+                // and logged (their reads are cancelled at once).
+                shard.tunnels_stop.fire();
+                let grace = Instant::now() + TUNNEL_GRACE;
+                while shard.in_flight.get() > 0 && Instant::now() < grace {
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
                 shard.access_log.borrow_mut().flush();
                 return;
             }
         }
     }
 }
+
+/// How long, after `drain_timeout`, the tunnels still open have to end and be logged
+/// (a close_notify is bounded by 1 s; a TCP shutdown is at once).
+const TUNNEL_GRACE: Duration = Duration::from_millis(1200);
 
 /// A running accept loop: dropping `stop` ends it; `done` completes when it has.
 struct AcceptLoop {

@@ -9,9 +9,11 @@ Paths:
 
 Prints "listening PORT" once, then "ended PATH CODE" for each connection (CODE is
 the close code the server saw: 1006 when the peer vanished without a close frame).
-Arguments: ping interval in seconds (0: no pings from the server).
+Arguments: ping interval in seconds (0: no pings from the server); then, for TLS,
+a certificate and key file.
 """
 import asyncio
+import ssl
 import sys
 
 from websockets.asyncio.server import serve
@@ -44,6 +46,10 @@ def process_request(connection, request):
 
 async def main():
     ping = float(sys.argv[1]) if len(sys.argv) > 1 else 0
+    tls = None
+    if len(sys.argv) > 3:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
     async with serve(
         handler,
         "127.0.0.1",
@@ -53,6 +59,8 @@ async def main():
         compression=None,
         ping_interval=ping or None,
         ping_timeout=ping * 2 or None,
+        ssl=tls,
+        backlog=1024,
     ) as server:
         print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Future()
