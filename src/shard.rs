@@ -51,6 +51,8 @@ pub struct Shard {
     /// Fired when a drain's time is up: the tunnels still open end (and are logged)
     /// before the shard stops.
     pub tunnels_stop: crate::io::Stop,
+    /// Requests retrying now under a route's retry policy (the retry budget).
+    pub retries_active: Cell<usize>,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
     /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
@@ -109,6 +111,7 @@ impl Shard {
             prefix,
             draining: Cell::new(false),
             tunnels_stop: crate::io::Stop::default(),
+            retries_active: Cell::new(0),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),
             nonces,

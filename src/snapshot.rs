@@ -47,21 +47,12 @@ pub struct Snapshot {
     pub health: Vec<Option<Arc<GroupHealth>>>,
 }
 
-/// The Maglev table of a consistent-hash group. A member is named by its address and
-/// authority (and TLS identity), so the table — and every key's member — is the same
-/// on every shard, in every process with the same members, and across reloads.
+/// The Maglev table of a consistent-hash group. A member is named as the config
+/// names it ([`UpstreamAddr::identity`]), so the table — and every key's member — is
+/// the same on every shard, in every process with the same members, and across
+/// reloads and certificate renewals.
 fn maglev_table(members: &[(UpstreamAddr, u32)]) -> Option<Arc<Maglev>> {
-    let names: Vec<String> = members
-        .iter()
-        .map(|(u, _)| {
-            format!(
-                "{}|{}|{}",
-                u.addr,
-                u.authority,
-                u.tls.as_ref().map_or("", |t| &t.id)
-            )
-        })
-        .collect();
+    let names: Vec<String> = members.iter().map(|(u, _)| u.identity()).collect();
     let entries: Vec<(&[u8], u32)> = names
         .iter()
         .zip(members)

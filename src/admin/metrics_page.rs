@@ -39,6 +39,7 @@ struct Totals {
     /// (group, route, method, status) → responses.
     codes: BTreeMap<(String, String, String, u16), u64>,
     nonce_store_full: u64,
+    retry_budget_exhausted: u64,
     tunnels_open: u64,
     tunnels_ended: [u64; 4],
     /// In (from clients), out (to clients).
@@ -82,6 +83,7 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         t.accepted += s.accepted.get();
         t.access_log_errors += s.access_log_errors.get();
         t.nonce_store_full += s.nonce_store_full.get();
+        t.retry_budget_exhausted += s.retry_budget_exhausted.get();
         t.tunnels_open = t.tunnels_open.wrapping_add(s.tunnels_open.get());
         for (sum, c) in t.tunnels_ended.iter_mut().zip(&s.tunnels_ended) {
             *sum += c.get();
@@ -234,7 +236,7 @@ pub(super) fn metrics(state: &AdminState) -> String {
         (
             "ringway_upstream_retries_total",
             Kind::Counter,
-            "Requests retried on a fresh connection after a pooled one turned out closed.",
+            "Retries after an attempt to this upstream failed: a pooled connection that turned out closed, or a route's retry policy.",
         ),
         (
             "ringway_upstream_idle_connections",
@@ -377,6 +379,16 @@ pub(super) fn metrics(state: &AdminState) -> String {
         "Open client connections.",
     );
     e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_retry_budget_exhausted_total",
+        Kind::Counter,
+        "Retries a route's policy wanted that the shard's retry budget refused.",
+    );
+    e.sample(
+        "ringway_retry_budget_exhausted_total",
+        &[],
+        t.retry_budget_exhausted,
+    );
     e.family(
         "ringway_tunnels_open",
         Kind::Gauge,

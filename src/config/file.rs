@@ -473,6 +473,18 @@ pub(crate) struct RouteFile {
     pub max_body_bytes: Option<Spanned<u64>>,
     /// The `Upgrade` protocols the route tunnels (default: `["websocket"]`).
     pub upgrade: Option<Vec<Spanned<String>>>,
+    /// When a failed attempt goes again, to another member.
+    pub retry: Option<Spanned<RetryFile>>,
+}
+
+/// `retry = { … }` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetryFile {
+    pub attempts: Option<Spanned<u32>>,
+    pub on: Option<Vec<Spanned<String>>>,
+    pub budget_percent: Option<Spanned<u32>>,
+    pub min_retry_concurrency: Option<u32>,
 }
 
 /// `path = { exact = "…" }`, `{ prefix = "…" }` or `{ regex = "…" }` (exactly one,

@@ -1,8 +1,8 @@
-//! An endpoint group's policy beside its members: passive health (`outlier`), active
-//! health checks (`health_check`), the key of `lb = "consistent_hash"` (`hash_on`), and
-//! the answer when every member is down (`all_down`). The runtime side is
-//! `upstream/health.rs` and `upstream/balance.rs`; the reference is
-//! `docs/upstreams.md`.
+//! What happens when upstreams fail. An endpoint group's policy beside its members:
+//! passive health (`outlier`), active health checks (`health_check`), the key of
+//! `lb = "consistent_hash"` (`hash_on`), and the answer when every member is down
+//! (`all_down`); and a route's `retry`. The runtime side is `upstream/health.rs`,
+//! `upstream/balance.rs` and `proxy/retry.rs`; the reference is `docs/upstreams.md`.
 
 use super::error::Diagnostics;
 use super::file::EndpointGroupFile;
@@ -278,4 +278,136 @@ fn hash_on(name: &str, h: &toml::Spanned<String>, d: &mut Diagnostics<'_>) -> Op
         );
     }
     parsed
+}
+
+/// A route's retry policy: which failed attempts go again, to another member when
+/// the group has one up, within a budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (2 to 5). Default 2.
+    pub attempts: u32,
+    /// Which failures (bits of [`RetryOn`]). Default connect failures and resets.
+    pub on: u32,
+    /// Retries in flight on a shard stay under this share of its requests in flight
+    /// (Envoy's retry budget), so that retries cannot multiply load in an outage.
+    /// Default 20.
+    pub budget_percent: u32,
+    /// …but this many may always be in flight. Default 3.
+    pub min_retry_concurrency: u32,
+}
+
+/// The failures a retry policy may retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryOn {
+    /// The connect failed (refused, timed out, TLS): nothing was sent, any method
+    /// goes again.
+    ConnectFailure = 1,
+    /// The upstream closed or reset before any response byte: idempotent methods.
+    Reset = 2,
+    /// No response head within `response_timeout`: idempotent methods.
+    Timeout = 4,
+    /// The upstream answered 502, 503 or 504: idempotent methods; the answer is
+    /// dropped unread.
+    Status502 = 8,
+    Status503 = 16,
+    Status504 = 32,
+}
+
+impl RetryOn {
+    const NAMES: [(&'static str, RetryOn); 6] = [
+        ("connect_failure", RetryOn::ConnectFailure),
+        ("reset", RetryOn::Reset),
+        ("timeout", RetryOn::Timeout),
+        ("502", RetryOn::Status502),
+        ("503", RetryOn::Status503),
+        ("504", RetryOn::Status504),
+    ];
+
+    pub fn bit(self) -> u32 {
+        self as u32
+    }
+
+    /// The bit of a status that may be retried, if it is one.
+    pub fn status(status: u16) -> Option<RetryOn> {
+        match status {
+            502 => Some(RetryOn::Status502),
+            503 => Some(RetryOn::Status503),
+            504 => Some(RetryOn::Status504),
+            _ => None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn retries(&self, on: RetryOn) -> bool {
+        self.on & on.bit() != 0
+    }
+}
+
+/// The retry policy of route `route` from its `retry` table; errors go to `d`.
+pub(super) fn retry_policy(
+    route: &str,
+    t: &toml::Spanned<super::file::RetryFile>,
+    d: &mut Diagnostics<'_>,
+) -> RetryPolicy {
+    let r = t.get_ref();
+    let key = |k: &str| format!("route '{route}': retry.{k}");
+    let attempts = match &r.attempts {
+        Some(a) if !(2..=5).contains(a.get_ref()) => {
+            d.at(
+                a.span(),
+                format!("{} is from 2 to 5 (the first attempt counts)", key("attempts")),
+                None,
+                None,
+            );
+            2
+        }
+        Some(a) => *a.get_ref(),
+        None => 2,
+    };
+    let on = match &r.on {
+        None => RetryOn::ConnectFailure.bit() | RetryOn::Reset.bit(),
+        Some(list) => {
+            let mut bits = 0;
+            for v in list {
+                match RetryOn::NAMES.iter().find(|(n, _)| n == v.get_ref()) {
+                    Some((_, on)) => bits |= on.bit(),
+                    None => {
+                        let names: Vec<&str> = RetryOn::NAMES.iter().map(|(n, _)| *n).collect();
+                        d.at(
+                            v.span(),
+                            format!(
+                                "{}: '{}' is not one of {}",
+                                key("on"),
+                                v.get_ref(),
+                                names.join(", ")
+                            ),
+                            None,
+                            None,
+                        );
+                    }
+                }
+            }
+            bits
+        }
+    };
+    let budget_percent = match &r.budget_percent {
+        Some(b) if *b.get_ref() > 100 => {
+            d.at(
+                b.span(),
+                format!("{} is at most 100", key("budget_percent")),
+                None,
+                None,
+            );
+            20
+        }
+        Some(b) => *b.get_ref(),
+        None => 20,
+    };
+    RetryPolicy {
+        attempts,
+        on,
+        budget_percent,
+        min_retry_concurrency: r.min_retry_concurrency.unwrap_or(3),
+    }
 }

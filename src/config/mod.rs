@@ -282,6 +282,17 @@ pub struct UpstreamAddr {
     pub tls: Option<std::sync::Arc<tls::UpstreamTls>>,
 }
 
+impl UpstreamAddr {
+    /// The member as its config names it, `scheme://authority`: what a consistent
+    /// hash and the health state key on. Neither the resolved address nor the TLS
+    /// settings (a renewed client certificate, a config in another directory) move
+    /// a key or forget a member's health.
+    pub fn identity(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+}
+
 /// Load balancing within an endpoint group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lb {
@@ -348,6 +359,9 @@ pub struct RouteConfig {
     /// A request asking for another one is forwarded as a plain request, its
     /// `Upgrade` field dropped (an `h2c` upgrade must not slip past the rules).
     pub upgrade: Vec<String>,
+    /// When a failed attempt goes again (`retry`); `None`: only the stale pooled
+    /// connection's retry.
+    pub retry: Option<health::RetryPolicy>,
     /// Where the route's `name` is in the file (1-based), for messages about it.
     pub line: usize,
     pub column: usize,

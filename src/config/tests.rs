@@ -699,3 +699,72 @@ fn routes_tunnel_websocket_by_default_and_only_what_upgrade_lists() {
         Duration::from_secs(90)
     );
 }
+
+#[test]
+fn retry_policies_default_to_envoys_budget_and_are_checked() {
+    let text = "[[groups]]\nname = \"g\"\n\n[[groups.routes]]\nname = \"r\"\npath = { prefix = \"/\" }\n\
+                mock = { status = 200 }\nretry = { attempts = 3, on = [\"503\", \"timeout\"] }\n";
+    let r = load(text).routes[0].retry.clone().expect("a policy");
+    use super::health::RetryOn;
+    assert_eq!(
+        (r.attempts, r.budget_percent, r.min_retry_concurrency),
+        (3, 20, 3)
+    );
+    assert!(r.retries(RetryOn::Status503) && r.retries(RetryOn::Timeout));
+    assert!(!r.retries(RetryOn::ConnectFailure));
+    let bad = text.replace("attempts = 3", "attempts = 9");
+    assert_at(&fail(&bad), pos(&bad, "9", 0, 0), "retry.attempts is from 2 to 5");
+    let bad = text.replace("\"timeout\"", "\"sometimes\"");
+    assert_at(
+        &fail(&bad),
+        pos(&bad, "\"sometimes\"", 0, 0),
+        "'sometimes' is not one of connect_failure",
+    );
+}
+
+#[test]
+fn group_health_and_hashing_are_checked() {
+    let group = |extra: &str| {
+        format!(
+            "[endpoint_groups.g]\nendpoints = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]\n{extra}\n"
+        )
+    };
+    let c = load(&group("lb = \"consistent_hash\"\nhash_on = \"header:X-User\""));
+    match &c.endpoints[0] {
+        EndpointDef::Group { policy, .. } => {
+            assert_eq!(
+                policy.hash_on,
+                Some(super::health::HashOn::Header("x-user".into()))
+            );
+            assert_eq!(policy.outlier, super::health::Outlier::default());
+        }
+        other => panic!("{other:?}"),
+    }
+    for (extra, message) in [
+        (
+            "hash_on = \"client_ip\"",
+            "hash_on applies with lb = \"consistent_hash\" only",
+        ),
+        (
+            "lb = \"consistent_hash\"\nhash_on = \"body\"",
+            "hash_on is \"client_ip\"",
+        ),
+        ("all_down = \"panic\"", "all_down is \"refuse\" or \"try\""),
+        (
+            "outlier = { max_ejection_percent = 101 }",
+            "max_ejection_percent must be at most 100",
+        ),
+        ("health_check = { path = \"healthz\" }", "must start with '/'"),
+        (
+            "health_check = { path = \"/h\", interval = \"1s\", timeout = \"2s\" }",
+            "longer than its interval",
+        ),
+        (
+            "health_check = { path = \"/h\", expect_status = [700] }",
+            "statuses from 100 to 599",
+        ),
+    ] {
+        let e = fail(&group(extra));
+        assert!(e.message().contains(message), "{extra}: {}", e.message());
+    }
+}

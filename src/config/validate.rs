@@ -560,6 +560,7 @@ fn rule(
             mock,
             allow_shadow: r.allow_shadow.unwrap_or(false),
             upgrade,
+            retry: r.retry.as_ref().map(|t| super::health::retry_policy(name, t, d)),
             line,
             column,
         },

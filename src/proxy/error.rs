@@ -42,6 +42,8 @@ enum Kind {
     SwitchedProtocols,
     BodyWriteFailed,
     NoUpstream,
+    /// The upstream answered this status (502, 503, 504), dropped for a retry.
+    RetriedStatus(u16),
     /// Every member of this endpoint group is down, and the group refuses.
     AllDown(ringway_router::EndpointId),
     BodyTooLarge,
@@ -148,6 +150,19 @@ impl ProxyError {
         ProxyError::new(Kind::AllDown(e))
     }
 
+    /// The upstream's answer `status`, dropped unread because the request goes again.
+    pub const fn status_dropped(status: u16) -> ProxyError {
+        ProxyError::new(Kind::RetriedStatus(status))
+    }
+
+    /// The status of an answer dropped for a retry.
+    pub fn retried_status(&self) -> Option<u16> {
+        match self.kind {
+            Kind::RetriedStatus(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The group whose members are all down, for the answer's text.
     pub fn all_down_group(&self) -> Option<ringway_router::EndpointId> {
         match self.kind {
@@ -168,6 +183,7 @@ impl ProxyError {
             | Kind::ResponseTimeout
             | Kind::BadResponseHead(_)
             | Kind::SwitchedProtocols
+            | Kind::RetriedStatus(_)
             | Kind::BodyWriteFailed => Source::Upstream,
         }
     }
@@ -225,6 +241,7 @@ impl ProxyError {
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
             Kind::AllDown(_) => respond(503, "every member of the endpoint group is down"),
+            Kind::RetriedStatus(_) => respond(502, "upstream failed and its retries too"),
             Kind::Internal(why) => respond(500, why),
             // The body is not read: a Content-Length one over the discard limit, or
             // a chunked one cut mid-way, closes the connection after the answer.

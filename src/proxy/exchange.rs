@@ -97,6 +97,9 @@ pub struct Sent {
     /// An upgraded connection: bytes from the client through the tunnel, and how
     /// the tunnel ended (those to the client are in `body_bytes`).
     pub tunnel: Option<(u64, crate::io::tunnel::End)>,
+    /// The upstream failed mid-body (a read failed or timed out, or its framing
+    /// was bad): the client got a cut response, and the upstream's health counts it.
+    pub upstream_cut: bool,
 }
 
 /// One request being served: the shard and snapshot it runs on, the client, the
@@ -139,6 +142,13 @@ pub struct Exchange<'a> {
     pub limited: Option<crate::traffic::Limited>,
     /// The `Upgrade` protocols forwarded (those the route allows), once decided.
     pub upgrade: Option<Vec<u8>>,
+    /// Retries of the route's policy so far (the stale pooled connection's one not
+    /// counted).
+    pub retries: usize,
+    /// The request holds a share of the shard's retry budget.
+    pub retrying: bool,
+    /// The hash of the request's key, for a consistent-hash group (`proxy/pick.rs`).
+    pub hash_key: Option<u64>,
 }
 
 /// An authenticated caller: an index into the snapshot's `[access]` lists.
@@ -237,6 +247,9 @@ impl<'a> Exchange<'a> {
             limit_remaining: Vec::new(),
             limited: None,
             upgrade: None,
+            retries: 0,
+            retrying: false,
+            hash_key: None,
         }
     }
 }

@@ -56,6 +56,10 @@ pub async fn serve_request(x: &mut Exchange<'_>) -> Outcome {
         Decision::Refuse { .. } => Ok(()),
         _ => {
             policy::limits::prepare(x);
+            // Before any await: a capture lives in the shard's match scratch.
+            if let Decision::Proxy { dest, .. } = &decision {
+                x.hash_key = pick::request_key(x, *dest);
+            }
             policy::auth::authorize(x).await // 2 (auth)
         }
     };
@@ -98,58 +102,93 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
         let timing = body::BodyTiming::of(&x.view.snap.config.limits);
         body::buffer(x.client, x.facts.framing, timing).await?;
     }
-    let (upstream, member) = pick::pick(x, dest)?; // 3
-    x.upstream = Some(upstream);
+    let (mut upstream, mut member) = pick::pick(x, dest, &[])?; // 3
     let mut head = x.shard.take_small();
-    if !forward::rewrite(x, target, upstream, &mut head) {
-        // 4: a group that signs never sends an unsigned request.
-        x.shard.give_small(head);
-        return Err(ProxyError::internal("the upstream request could not be signed"));
-    }
-    x.view.balancer.track(upstream, true);
-    let mut attempt = 0;
+    // Members this request failed on, avoided by a retry while another is up.
+    let mut tried: Vec<usize> = Vec::new();
+    let mut stale_retried = false;
     let result = loop {
-        let (mut conn, reused) = match checkout(x, upstream, attempt).await {
-            // 5
-            Ok(c) => c,
-            Err(e) => break Err(e),
-        };
-        let relayed = match forward::send(x, &mut conn, &mut head).await {
-            // 6
-            Ok(forward::Sent::Whole) => relay::response(x, &mut conn).await, // 7
-            // The upstream stopped taking the body: its early answer, if it sent one.
-            Ok(forward::Sent::Cut) => relay::response(x, &mut conn).await.map_err(|e| {
-                if e.is_closed_before_response() {
-                    ProxyError::body_write_failed()
-                } else {
-                    e
-                }
-            }),
-            Err(e) => Err(e),
-        };
-        match relayed {
-            Ok(r) => {
-                if r.reusable {
-                    checkin(x, upstream, conn);
-                }
-                break Ok(r.outcome);
-            }
-            Err(e) if retry::again(&e, attempt, reused) => {
-                x.view.upstream_stats(upstream).retries.inc();
-                attempt += 1;
-            }
-            Err(e) => break Err(e),
+        x.upstream = Some(upstream);
+        head.clear();
+        if !forward::rewrite(x, target, upstream, &mut head) {
+            // 4: a group that signs never sends an unsigned request.
+            break Err(ProxyError::internal("the upstream request could not be signed"));
         }
-    };
-    x.view.balancer.track(upstream, false);
-    pick::observe(x, member, &result);
-    x.shard.give_small(head);
-    if let Err(e) = &result {
+        x.view.balancer.track(upstream, true);
+        let attempt = attempt(x, upstream, stale_retried, &mut head).await; // 5–7
+        x.view.balancer.track(upstream, false);
+        let (e, reused) = match attempt {
+            Ok(outcome) => {
+                pick::observe(x, member, Ok(&outcome));
+                break Ok(outcome);
+            }
+            Err(failed) => failed,
+        };
         if e.is_response_timeout() {
             x.view.upstream_stats(upstream).timeouts.inc();
         }
-    }
+        // A pooled connection the upstream had closed: the same upstream, fresh.
+        if !stale_retried && retry::again(&e, 0, reused) {
+            x.view.upstream_stats(upstream).retries.inc();
+            stale_retried = true;
+            continue;
+        }
+        // A pooled connection closed under a request that cannot go again is the
+        // keep-alive race, not the upstream failing.
+        if !(reused && e.is_closed_before_response()) {
+            pick::observe(x, member, Err(&e));
+        }
+        if !retry::by_policy(x, &e) || !retry::take_budget(x) {
+            break Err(e);
+        }
+        // The route's policy: again, on another member when one is up.
+        x.retries += 1;
+        x.view.upstream_stats(upstream).retries.inc();
+        if let Some((_, i)) = member {
+            tried.push(i);
+        }
+        match pick::pick(x, dest, &tried) {
+            Ok((u, m)) => (upstream, member) = (u, m),
+            Err(_) => break Err(e),
+        }
+        stale_retried = false;
+    };
+    retry::release_budget(x);
+    x.shard.give_small(head);
     result
+}
+
+/// Phases 5–7 once: a connection (pooled unless `fresh_only`), the request, the
+/// response. A failure comes with whether the connection was a reused one.
+async fn attempt(
+    x: &mut Exchange<'_>,
+    upstream: UpstreamId,
+    fresh_only: bool,
+    head: &mut Vec<u8>,
+) -> Result<Outcome, (ProxyError, bool)> {
+    let (mut conn, reused) = checkout(x, upstream, fresh_only).await.map_err(|e| (e, false))?; // 5
+    let relayed = match forward::send(x, &mut conn, head).await {
+        // 6
+        Ok(forward::Sent::Whole) => relay::response(x, &mut conn).await, // 7
+        // The upstream stopped taking the body: its early answer, if it sent one.
+        Ok(forward::Sent::Cut) => relay::response(x, &mut conn).await.map_err(|e| {
+            if e.is_closed_before_response() {
+                ProxyError::body_write_failed()
+            } else {
+                e
+            }
+        }),
+        Err(e) => Err(e),
+    };
+    match relayed {
+        Ok(r) => {
+            if r.reusable {
+                checkin(x, upstream, conn);
+            }
+            Ok(r.outcome)
+        }
+        Err(e) => Err((e, reused)),
+    }
 }
 
 /// Phase 1 over the HTTP/1 head: the protocol-neutral parts of the request for
@@ -186,15 +225,15 @@ fn pool_key(x: &Exchange<'_>, upstream: UpstreamId) -> PoolKey {
     }
 }
 
-/// Phase 5: an idle pooled connection on the first attempt, else a new one.
+/// Phase 5: an idle pooled connection (unless `fresh_only`), else a new one.
 /// Returns the connection and whether it was reused.
 async fn checkout(
     x: &Exchange<'_>,
     upstream: UpstreamId,
-    attempt: usize,
+    fresh_only: bool,
 ) -> Result<(Conn, bool), ProxyError> {
     let cfg = &x.view.snap.config.upstream;
-    if attempt == 0 {
+    if !fresh_only {
         let pooled = x
             .shard
             .pool

@@ -16,29 +16,38 @@ use ringway_router::EndpointId;
 /// The member a request was sent to: its group and its index there.
 pub type Member = Option<(EndpointId, usize)>;
 
-/// The upstream for `dest`, skipping members that are down: 503 when the group has
-/// none up and refuses (`all_down = "refuse"`), or no member at all.
-pub fn pick(x: &Exchange<'_>, dest: Dest) -> Result<(UpstreamId, Member), ProxyError> {
+/// The upstream for `dest`, skipping members that are down (and those in `tried`
+/// while another is up): 503 when the group has none up and refuses
+/// (`all_down = "refuse"`), or no member at all.
+pub fn pick(x: &Exchange<'_>, dest: Dest, tried: &[usize]) -> Result<(UpstreamId, Member), ProxyError> {
     let e = match dest {
         Dest::Upstream(u) => return Ok((u, None)),
         Dest::Endpoint(e) => e,
     };
     let snap = &x.view.snap;
-    let key = match snap.endpoints.get(e.0 as usize) {
+    let key = x.hash_key;
+    match x
+        .view
+        .balancer
+        .pick(&snap.endpoints, e, snap.group_health(e), key, tried)
+    {
+        Pick::To { upstream, member } => Ok((upstream, member.map(|m| (e, m)))),
+        Pick::AllDown => Err(ProxyError::all_down(e)),
+        Pick::Nothing => Err(ProxyError::no_upstream()),
+    }
+}
+
+/// The hash of the request's key, for a consistent-hash group: taken right after
+/// the decision, while the shard's match scratch still holds this request's
+/// captures (an await later, another request's may be there).
+pub fn request_key(x: &Exchange<'_>, dest: Dest) -> Option<u64> {
+    let Dest::Endpoint(e) = dest else { return None };
+    match x.view.snap.endpoints.get(e.0 as usize) {
         Some(Endpoint::Group {
             lb: Lb::ConsistentHash,
             ..
         }) => hash_of(x, e),
         _ => None,
-    };
-    match x
-        .view
-        .balancer
-        .pick(&snap.endpoints, e, snap.group_health(e), key)
-    {
-        Pick::To { upstream, member } => Ok((upstream, member.map(|m| (e, m)))),
-        Pick::AllDown => Err(ProxyError::all_down(e)),
-        Pick::Nothing => Err(ProxyError::no_upstream()),
     }
 }
 
@@ -116,14 +125,16 @@ fn split_once(s: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
 /// Counts the request's outcome toward its member's health: a response of 500 or
 /// more, a failure of the upstream's (no response), or a success. Failures of the
 /// client's or ringway's own count for nothing.
-pub fn observe(x: &Exchange<'_>, member: Member, result: &Result<Outcome, ProxyError>) {
+pub fn observe(x: &Exchange<'_>, member: Member, result: Result<&Outcome, &ProxyError>) {
     let Some((e, i)) = member else { return };
     let Some(health) = x.view.snap.group_health(e) else {
         return;
     };
     let seen = match result {
+        Ok(_) if x.sent.upstream_cut => Observed::Failure,
         Ok(o) if o.status >= 500 => Observed::Status5xx,
         Ok(_) => Observed::Ok,
+        Err(err) if err.retried_status().is_some() => Observed::Status5xx,
         Err(err) if err.source() == crate::proxy::Source::Upstream => Observed::Failure,
         Err(_) => return,
     };

@@ -83,6 +83,9 @@ async fn read_final_head(
         if resp.status == 101 {
             // Only to an upgrade that was forwarded, and only as it was asked.
             tunnel::check_switch(x, ub, rs)?;
+        } else if retry::on_status(x, resp.status) {
+            // The route retries this answer: dropped unread (the connection with it).
+            return Err(ProxyError::status_dropped(resp.status));
         }
         return Ok(resp);
     }
@@ -250,7 +253,10 @@ async fn relay_body(
             ReadOutcome::Data(n) => n,
             ReadOutcome::Eof if body.ends_at_close() => break,
             // Timeout, error or close mid-body: the client sees a truncated response.
-            _ => return broken,
+            _ => {
+                x.sent.upstream_cut = true;
+                return broken;
+            }
         };
         let fed = if dechunk {
             body.decode_in_place(&mut ub[..n])
@@ -258,7 +264,10 @@ async fn relay_body(
             body.keep_in_place(&mut ub[..n])
         };
         // Bad framing mid-body: end the client connection, relaying none of it.
-        let Ok((p, take)) = fed else { return broken };
+        let Ok((p, take)) = fed else {
+            x.sent.upstream_cut = true;
+            return broken;
+        };
         clean &= p.consumed == n;
         let take = if p.done && !dechunk {
             splice_trailers(ub, 0, take, &mut body)

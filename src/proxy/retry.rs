@@ -13,10 +13,19 @@
 //! reached the upstream — a partial head is no request — and the body's bytes are
 //! still in the client buffer, so any method goes again ([`unsent`]).
 //!
-//! Per-route retry policies and budgets (issue 13) extend this file.
+//! Beside it, a route's retry policy (`retry = { … }`, `config::health::RetryPolicy`):
+//! which failed attempts go again, to another member of the group when one is up,
+//! at most `attempts` in all. A connect failure goes again whatever the request (none
+//! of it was sent); a reset, a timeout or a 502/503/504 only for an idempotent request
+//! without a body, since the upstream may have acted on it and the body is gone. And a
+//! budget: on each shard, requests retrying stay under `budget_percent` of its
+//! requests in flight (but `min_retry_concurrency` may always), so that an outage
+//! does not turn every request into several (Envoy's retry budget).
 
+use crate::config::health::{RetryOn, RetryPolicy};
+use crate::http::BodyFraming;
 use crate::proxy::error::{ProxyError, Retry};
-use crate::proxy::exchange::RequestFacts;
+use crate::proxy::exchange::{Exchange, RequestFacts};
 
 /// Attempts per request at most: the first, and one retry.
 pub const MAX_ATTEMPTS: usize = 2;
@@ -42,4 +51,89 @@ pub fn unsent() -> ProxyError {
 /// that was `reused` from the pool, is followed by another.
 pub fn again(err: &ProxyError, attempt: usize, reused: bool) -> bool {
     attempt + 1 < MAX_ATTEMPTS && err.is_retry_safe(reused)
+}
+
+/// The route's retry policy, if it has one.
+pub fn policy<'v>(x: &Exchange<'v>) -> Option<&'v RetryPolicy> {
+    let view = x.view;
+    let route = view.snap.config.routes.get(x.route?.index())?;
+    route.retry.as_ref()
+}
+
+/// Nothing of the request body has to be sent again.
+fn bodiless(x: &Exchange<'_>) -> bool {
+    matches!(x.facts.framing, BodyFraming::None | BodyFraming::Length(0))
+}
+
+/// Whether the failed attempt `x.retries` (0-based) goes again under the route's
+/// policy — not counting the budget (see [`take_budget`]).
+pub fn by_policy(x: &Exchange<'_>, err: &ProxyError) -> bool {
+    let Some(p) = policy(x) else { return false };
+    if x.retries + 1 >= p.attempts as usize {
+        return false;
+    }
+    let replayable = x.facts.idempotent && bodiless(x);
+    if err.is_connect() {
+        return p.retries(RetryOn::ConnectFailure);
+    }
+    if err.is_closed_before_response() {
+        return p.retries(RetryOn::Reset) && replayable;
+    }
+    if err.is_response_timeout() {
+        return p.retries(RetryOn::Timeout) && replayable;
+    }
+    if let Some(status) = err.retried_status() {
+        return RetryOn::status(status).is_some_and(|on| p.retries(on)) && replayable;
+    }
+    false
+}
+
+/// Whether the upstream's answer `status` to this attempt should be dropped and the
+/// request sent again (asked before the answer is relayed; the budget must allow).
+pub fn on_status(x: &Exchange<'_>, status: u16) -> bool {
+    let Some(on) = RetryOn::status(status) else {
+        return false;
+    };
+    let Some(p) = policy(x) else { return false };
+    if !(p.retries(on) && x.retries + 1 < p.attempts as usize && x.facts.idempotent && bodiless(x)) {
+        return false;
+    }
+    if x.retrying || budget_allows(x, p) {
+        return true;
+    }
+    x.shard.stats.retry_budget_exhausted.inc();
+    false
+}
+
+/// Whether the shard's budget lets one more request retry.
+fn budget_allows(x: &Exchange<'_>, p: &RetryPolicy) -> bool {
+    let in_flight = x.shard.in_flight.get() as u64;
+    let allowed = (in_flight * u64::from(p.budget_percent) / 100).max(u64::from(p.min_retry_concurrency));
+    (x.shard.retries_active.get() as u64) < allowed
+}
+
+/// Takes the budget for `x`'s retries (once per request; released by
+/// [`release_budget`]). False, and counted, when the budget is spent.
+pub fn take_budget(x: &mut Exchange<'_>) -> bool {
+    if x.retrying {
+        return true;
+    }
+    let Some(p) = policy(x) else { return false };
+    if !budget_allows(x, p) {
+        x.shard.stats.retry_budget_exhausted.inc();
+        return false;
+    }
+    x.shard.retries_active.set(x.shard.retries_active.get() + 1);
+    x.retrying = true;
+    true
+}
+
+/// Gives back what [`take_budget`] took.
+pub fn release_budget(x: &mut Exchange<'_>) {
+    if x.retrying {
+        x.shard
+            .retries_active
+            .set(x.shard.retries_active.get().saturating_sub(1));
+        x.retrying = false;
+    }
 }

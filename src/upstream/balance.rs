@@ -84,13 +84,15 @@ impl Balancer {
     /// Picks the upstream for endpoint `id` of `endpoints` (the list this balancer
     /// was made for), skipping members `health` says are down. `key` is the hash of
     /// the request's key for `lb = "consistent_hash"` (without one, a random
-    /// member).
+    /// member). `skip`: members already tried by this request, avoided while
+    /// another is up.
     pub fn pick(
         &self,
         endpoints: &[Endpoint],
         id: EndpointId,
         health: Option<&GroupHealth>,
         key: Option<u64>,
+        skip: &[usize],
     ) -> Pick {
         let Some(state) = self.groups.get(id.0 as usize) else {
             return Pick::Nothing;
@@ -108,7 +110,14 @@ impl Balancer {
         };
         let mut now = 0;
         let mut up = |i: usize| health.is_none_or(|h| h.usable(i, &mut now));
-        let i = match self.pick_among(state, lb, members, maglev.as_deref(), key, &mut up) {
+        let fresh = if skip.is_empty() {
+            None
+        } else {
+            let mut untried = |i: usize| !skip.contains(&i) && up(i);
+            self.pick_among(state, lb, members, maglev.as_deref(), key, &mut untried)
+        };
+        let picked = fresh.or_else(|| self.pick_among(state, lb, members, maglev.as_deref(), key, &mut up));
+        let i = match picked {
             Some(i) => i,
             None if health.is_some_and(|h| h.policy.all_down == AllDown::Refuse) => return Pick::AllDown,
             // `all_down = "try"`: as if every member were up.
@@ -237,7 +246,8 @@ mod tests {
     fn picks(snap: &Snapshot, b: &Balancer, n: usize) -> Vec<u16> {
         (0..n)
             .map(|_| {
-                let Pick::To { upstream: u, .. } = b.pick(&snap.endpoints, EndpointId(0), None, None) else {
+                let Pick::To { upstream: u, .. } = b.pick(&snap.endpoints, EndpointId(0), None, None, &[])
+                else {
                     panic!("a member")
                 };
                 snap.upstreams[u.index()].addr.port()

@@ -93,6 +93,10 @@ pub fn probe(target: &UpstreamAddr, check: &HealthCheck) -> Result<u16, String> 
         }
     };
     let tcp = TcpStream::connect_timeout(&target.addr, check.timeout).map_err(|e| format!("connect: {e}"))?;
+    // Both timeouts before any byte moves: a TLS handshake reads too.
+    let io = |e: std::io::Error| e.to_string();
+    tcp.set_read_timeout(Some(left()?)).map_err(io)?;
+    tcp.set_write_timeout(Some(left()?)).map_err(io)?;
     let host = check.host.as_deref().unwrap_or(&target.authority);
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ringway-health-check\r\nconnection: close\r\n\r\n",

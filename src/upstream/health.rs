@@ -23,7 +23,9 @@
 
 use crate::config::health::{GroupPolicy, HealthCheck};
 use crate::config::{EndpointDef, UpstreamAddr};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 use std::sync::{Arc, OnceLock, Weak};
 // The registry's list: the control thread (once per reload) and the health checker
 // take it, never a shard.
@@ -119,15 +121,61 @@ pub struct GroupHealth {
     pub members: Box<[MemberHealth]>,
     /// Members ejected now.
     ejected: AtomicU32,
+    /// Which bind made it: of the live groups of one name, the newest is the one
+    /// probed (older ones live on only in retired views).
+    generation: u64,
 }
 
 impl GroupHealth {
-    fn new(name: &str, members: &[(UpstreamAddr, u32)], policy: &GroupPolicy) -> GroupHealth {
+    fn new(
+        name: &str,
+        members: &[(UpstreamAddr, u32)],
+        policy: &GroupPolicy,
+        generation: u64,
+    ) -> GroupHealth {
         GroupHealth {
             name: name.to_string(),
             policy: policy.clone(),
             members: members.iter().map(|(u, _)| MemberHealth::new(u)).collect(),
             ejected: AtomicU32::new(0),
+            generation,
+        }
+    }
+
+    /// Takes over the state of `old`'s members that are still members (by
+    /// [`UpstreamAddr::identity`]): a reload that adds a member or changes a timeout
+    /// does not send traffic back to a member known to be down.
+    fn carry_over(&self, old: &GroupHealth) {
+        let now = now_ns();
+        for m in self.members.iter() {
+            let id = m.target.identity();
+            let Some(o) = old.members.iter().find(|o| o.target.identity() == id) else {
+                continue;
+            };
+            for (to, from) in [
+                (&m.fails_5xx, &o.fails_5xx),
+                (&m.fails, &o.fails),
+                (&m.ejections, &o.ejections),
+                (&m.passed_run, &o.passed_run),
+                (&m.failed_run, &o.failed_run),
+            ] {
+                to.store(from.load(Relaxed), Relaxed);
+            }
+            for (to, from) in [
+                (&m.returned_at, &o.returned_at),
+                (&m.next_probe, &o.next_probe),
+                (&m.ejections_total, &o.ejections_total),
+                (&m.probes_failed_total, &o.probes_failed_total),
+                (&m.probes_passed_total, &o.probes_passed_total),
+            ] {
+                to.store(from.load(Relaxed), Relaxed);
+            }
+            m.down.store(o.down.load(Relaxed), Relaxed);
+            let until = o.ejected_until.load(Acquire);
+            if until > now {
+                m.ejected_until.store(until, Relaxed);
+                self.ejected.fetch_add(1, AcqRel);
+            }
         }
     }
 
@@ -165,13 +213,13 @@ impl GroupHealth {
     /// Ends member `i`'s ejection (once, whoever sees it first).
     fn end_ejection(&self, i: usize, now: u64, why: &str) {
         let m = &self.members[i];
-        let until = m.ejected_until.load(Relaxed);
+        let until = m.ejected_until.load(Acquire);
         if until != 0
             && m.ejected_until
-                .compare_exchange(until, 0, Relaxed, Relaxed)
+                .compare_exchange(until, 0, AcqRel, Acquire)
                 .is_ok()
         {
-            self.ejected.fetch_sub(1, Relaxed);
+            self.ejected.fetch_sub(1, AcqRel);
             m.returned_at.store(now, Relaxed);
             crate::observe::log(format_args!(
                 "upstream {} of endpoint group '{}' is back: {why}",
@@ -222,24 +270,36 @@ impl GroupHealth {
         share.max(1).min(n.saturating_sub(1))
     }
 
-    /// Ejects member `i` if the group's share allows; its counts start again.
+    /// Ejects member `i` if the group's share allows and another member stays up
+    /// (not ejected, not failing its health checks); its counts start again.
     fn eject(&self, i: usize, why: std::fmt::Arguments<'_>) {
         let m = &self.members[i];
         m.fails.store(0, Relaxed);
         m.fails_5xx.store(0, Relaxed);
-        if m.ejected_until.load(Relaxed) != 0 {
+        if m.ejected_until.load(Acquire) != 0 {
+            return;
+        }
+        let now = now_ns();
+        // Ejections whose time is up but that no pick has ended yet hold no share.
+        for (j, o) in self.members.iter().enumerate() {
+            let until = o.ejected_until.load(Acquire);
+            if until != 0 && now >= until {
+                self.end_ejection(j, now, "its ejection time is over");
+            }
+        }
+        let up = |j: usize, o: &MemberHealth| j != i && !o.is_down() && !o.is_ejected(now);
+        if !self.members.iter().enumerate().any(|(j, o)| up(j, o)) {
             return;
         }
         let max = self.max_ejected();
         if self
             .ejected
-            .fetch_update(Relaxed, Relaxed, |e| (e < max).then_some(e + 1))
+            .fetch_update(AcqRel, Acquire, |e| (e < max).then_some(e + 1))
             .is_err()
         {
             return;
         }
         let o = &self.policy.outlier;
-        let now = now_ns();
         // After a quiet spell as long as the longest ejection, the multiplier starts over.
         let quiet = now.saturating_sub(m.returned_at.load(Relaxed)) > o.max_ejection_time.as_nanos() as u64;
         let n = if quiet {
@@ -250,11 +310,11 @@ impl GroupHealth {
         m.ejections.store(n, Relaxed);
         let time = o.base_ejection_time.saturating_mul(n).min(o.max_ejection_time);
         if m.ejected_until
-            .compare_exchange(0, now + time.as_nanos() as u64, Relaxed, Relaxed)
+            .compare_exchange(0, now + time.as_nanos() as u64, AcqRel, Acquire)
             .is_err()
         {
             // Another shard ejected it at the same moment.
-            self.ejected.fetch_sub(1, Relaxed);
+            self.ejected.fetch_sub(1, AcqRel);
             return;
         }
         m.ejections_total.fetch_add(1, Relaxed);
@@ -300,15 +360,18 @@ impl GroupHealth {
 #[allow(clippy::disallowed_types)]
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    groups: Mutex<Vec<Weak<GroupHealth>>>,
+    /// The live groups, and the generation the last one got.
+    groups: Mutex<(Vec<Weak<GroupHealth>>, u64)>,
 }
 
 impl HealthRegistry {
     /// The health of each of `endpoints` (indexed like it; `None` for a single
-    /// endpoint): a live group's state when its members and policy are unchanged,
-    /// else new state.
+    /// endpoint): the newest live group of that name when its members and policy
+    /// are the same, else a new one that takes over the state of the members it
+    /// keeps.
     pub fn bind(&self, endpoints: &[EndpointDef]) -> Vec<Option<Arc<GroupHealth>>> {
-        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let (groups, generation) = &mut *guard;
         groups.retain(|w| w.strong_count() > 0);
         endpoints
             .iter()
@@ -322,27 +385,40 @@ impl HealthRegistry {
                 else {
                     return None;
                 };
-                let live = groups
+                let newest = groups
                     .iter()
                     .filter_map(Weak::upgrade)
-                    .find(|g| g.name == *name && g.same_as(members, policy));
-                Some(live.unwrap_or_else(|| {
-                    let g = Arc::new(GroupHealth::new(name, members, policy));
-                    groups.push(Arc::downgrade(&g));
-                    g
-                }))
+                    .filter(|g| g.name == *name)
+                    .max_by_key(|g| g.generation);
+                if let Some(g) = newest.as_ref().filter(|g| g.same_as(members, policy)) {
+                    return Some(g.clone());
+                }
+                *generation += 1;
+                let g = Arc::new(GroupHealth::new(name, members, policy, *generation));
+                if let Some(old) = &newest {
+                    g.carry_over(old);
+                }
+                groups.push(Arc::downgrade(&g));
+                Some(g)
             })
             .collect()
     }
 
-    /// The live groups that have health checks.
+    /// The groups to probe: of each name, the newest live one.
     pub fn checked(&self) -> Vec<Arc<GroupHealth>> {
-        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|g| g.policy.health_check.is_some())
-            .collect()
+        let guard = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut newest: Vec<Arc<GroupHealth>> = Vec::new();
+        for g in guard.0.iter().filter_map(Weak::upgrade) {
+            if g.policy.health_check.is_none() {
+                continue;
+            }
+            match newest.iter_mut().find(|n| n.name == g.name) {
+                Some(n) if n.generation < g.generation => *n = g,
+                Some(_) => {}
+                None => newest.push(g),
+            }
+        }
+        newest
     }
 }
 
@@ -377,7 +453,7 @@ mod tests {
             hash_on: None,
             all_down: Default::default(),
         };
-        GroupHealth::new("g", &members, &policy)
+        GroupHealth::new("g", &members, &policy, 1)
     }
 
     fn usable(g: &GroupHealth) -> Vec<bool> {
@@ -427,6 +503,47 @@ mod tests {
             single.record(0, Observed::Failure);
         }
         assert_eq!(usable(&single), [true], "a group's only member is never ejected");
+    }
+
+    #[test]
+    fn the_last_member_up_is_never_ejected_whatever_the_checks_say() {
+        let all = Outlier {
+            max_ejection_percent: 100,
+            ..Outlier::default()
+        };
+        let g = group(3, all);
+        let check = HealthCheck {
+            path: "/h".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            expect_status: vec![],
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            host: None,
+        };
+        g.probed(0, &check, false, "down");
+        for _ in 0..5 {
+            g.record(1, Observed::Failure);
+        }
+        assert_eq!(usable(&g), [false, false, true]);
+        for _ in 0..50 {
+            g.record(2, Observed::Status5xx);
+        }
+        assert_eq!(usable(&g), [false, false, true], "2 is all that is left");
+    }
+
+    #[test]
+    fn a_new_group_takes_over_its_members_state() {
+        let g = group(2, Outlier::default());
+        for _ in 0..5 {
+            g.record(1, Observed::Failure);
+        }
+        let mut next = group(2, Outlier::default());
+        next.generation = 2;
+        next.carry_over(&g);
+        assert_eq!(usable(&next), [true, false]);
+        assert_eq!(next.ejected.load(Relaxed), 1);
+        assert_eq!(next.members[1].ejections_total.load(Relaxed), 1);
     }
 
     #[test]
