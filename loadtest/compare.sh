@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/.." && pwd)
 COMMAND_LINE="$0$(printf ' %q' "$@")"
 
 # ---- defaults ---------------------------------------------------------------
-ALL_SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-unverified auth-sig limit-off limit-key limit-cluster)
+ALL_SCENARIOS=(small 1k 64k 256k 1m 100m newconn routes10k backend-fail tls-small tls-newconn tls-resume tls-upstream auth-none auth-key auth-unverified auth-sig limit-off limit-key limit-cluster)
 # The TLS, auth and limit scenarios are chosen explicitly (--scenarios tls-small,…).
 SCENARIOS=(small 1k 64k 1m newconn routes10k backend-fail)
 TARGETS=(backend ringway nginx haproxy)
@@ -46,6 +46,8 @@ HAPROXY_TLS_PORT=${HAPROXY_TLS_PORT:-18445}
 STUNNEL_PORT=${STUNNEL_PORT:-19443}
 REDIS_PORT=${REDIS_PORT:-19379}
 BASELINE_BIN=
+BASELINE_SET=()
+RINGWAY_SET=()
 PROXY_QUOTA=
 # CPU sets for the split layout (override for bigger machines).
 LOAD_CPUS=${LOAD_CPUS:-0}
@@ -75,6 +77,9 @@ usage: loadtest/compare.sh [options]
   --ringway-bin PATH  ringway binary (default target/release/ringway)
   --baseline-bin PATH a second ringway binary (e.g. the previous commit), run as
                       target "baseline" with the same config: before/after in one run
+  --baseline-set K=V  a ringway config key (dotted, e.g. upstream.splice_min_bytes=0)
+                      set for the baseline only: an A/B of one setting, same binary
+  --ringway-set K=V   the same for ringway (repeatable, both)
   --proxy-cpu-quota P cap each proxy (its whole process tree) at P% of one CPU with a
                       cgroup (v1 cpu or v2 cpu.max), so that the proxy, not the client,
                       is the bottleneck of a scenario the client cannot saturate
@@ -110,6 +115,8 @@ while (($#)); do
     --backend-bin) BACKEND_BIN=$2; shift 2 ;;
     --ringway-bin) RINGWAY_BIN=$2; shift 2 ;;
     --baseline-bin) BASELINE_BIN=$2; shift 2 ;;
+    --baseline-set) BASELINE_SET+=("$2"); shift 2 ;;
+    --ringway-set) RINGWAY_SET+=("$2"); shift 2 ;;
     --proxy-cpu-quota) PROXY_QUOTA=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -467,7 +474,9 @@ body_size() {
     case $1 in
     1k) echo 1024 ;;
     64k) echo 65536 ;;
+    256k) echo 262144 ;;
     1m) echo 1048576 ;;
+    100m) echo 104857600 ;;
     *) echo 64 ;;
     esac
 }
@@ -578,6 +587,15 @@ generate_configs() { # generate_configs SCENARIO ROUTES
     else
         sed "s/127.0.0.1:${RINGWAY_PORT}\"/127.0.0.1:${BASELINE_PORT}\"/" "$WORK/ringway.toml" >"$WORK/baseline.toml"
     fi
+    # Settings for one of the two (dotted keys at the top of the file, before any
+    # table: the generated configs have no [upstream] of their own).
+    local kv
+    for kv in "${BASELINE_SET[@]}"; do
+        printf '%s\n%s\n' "$kv" "$(cat "$WORK/baseline.toml")" >"$WORK/baseline.toml"
+    done
+    for kv in "${RINGWAY_SET[@]}"; do
+        printf '%s\n%s\n' "$kv" "$(cat "$WORK/ringway.toml")" >"$WORK/ringway.toml"
+    done
     gen_nginx "$WORK"
     gen_haproxy "$WORK"
     # Keep the configs beside the results (once per distinct route count).

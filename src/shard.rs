@@ -53,6 +53,8 @@ pub struct Shard {
     pub tunnels_stop: crate::io::Stop,
     /// Requests retrying now under a route's retry policy (the retry budget).
     pub retries_active: Cell<usize>,
+    /// Idle pipes for splicing bodies between sockets.
+    pub pipes: crate::io::splice::Pipes,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
     /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
@@ -112,6 +114,7 @@ impl Shard {
             draining: Cell::new(false),
             tunnels_stop: crate::io::Stop::default(),
             retries_active: Cell::new(0),
+            pipes: Default::default(),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),
             nonces,

@@ -40,6 +40,7 @@ struct Totals {
     codes: BTreeMap<(String, String, String, u16), u64>,
     nonce_store_full: u64,
     retry_budget_exhausted: u64,
+    spliced_bytes: u64,
     tunnels_open: u64,
     tunnels_ended: [u64; 4],
     /// In (from clients), out (to clients).
@@ -84,6 +85,7 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         t.access_log_errors += s.access_log_errors.get();
         t.nonce_store_full += s.nonce_store_full.get();
         t.retry_budget_exhausted += s.retry_budget_exhausted.get();
+        t.spliced_bytes += s.spliced_bytes.get();
         t.tunnels_open = t.tunnels_open.wrapping_add(s.tunnels_open.get());
         for (sum, c) in t.tunnels_ended.iter_mut().zip(&s.tunnels_ended) {
             *sum += c.get();
@@ -379,6 +381,12 @@ pub(super) fn metrics(state: &AdminState) -> String {
         "Open client connections.",
     );
     e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_spliced_bytes_total",
+        Kind::Counter,
+        "Response body bytes moved from upstream to client with splice(2), never copied through ringway (upstream.splice_min_bytes).",
+    );
+    e.sample("ringway_spliced_bytes_total", &[], t.spliced_bytes);
     e.family(
         "ringway_retry_budget_exhausted_total",
         Kind::Counter,

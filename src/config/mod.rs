@@ -238,6 +238,10 @@ pub struct UpstreamConfig {
     /// An upgraded connection (a WebSocket tunnel) with no byte either way this long
     /// is closed. Default 1h (HAProxy's `timeout tunnel` as usually set).
     pub upgrade_idle_timeout: Duration,
+    /// A response body of at least this many bytes (by its `Content-Length`), plain
+    /// TCP on both sides, is moved with `splice(2)` through a pipe instead of being
+    /// copied through the process. 0: never.
+    pub splice_min_bytes: u64,
     /// A larger upstream response head → 502 naming this limit. Default 65536.
     pub max_response_header_bytes: usize,
     /// More upstream response header fields → 502 naming this limit. Default 100.
@@ -366,6 +370,9 @@ pub struct RouteConfig {
     pub line: usize,
     pub column: usize,
 }
+
+/// `[upstream] splice_min_bytes` when unset (docs/benchmarks.md: where splice wins).
+pub const DEFAULT_SPLICE_MIN_BYTES: u64 = 256 * 1024;
 
 /// A locally answered response.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -149,6 +149,7 @@ fn empty_file_gives_the_defaults() {
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             upgrade_idle_timeout: Duration::from_secs(3600),
+            splice_min_bytes: DEFAULT_SPLICE_MIN_BYTES,
             max_response_header_bytes: 65536,
             max_response_headers: 100,
         }

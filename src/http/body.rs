@@ -224,6 +224,28 @@ impl BodyFramer {
         matches!(self.state, State::Done)
     }
 
+    /// The bytes a `Content-Length` body has still to come (`None` for other
+    /// framings): what can be moved without looking at it (splice).
+    pub fn remaining_length(&self) -> Option<u64> {
+        match self.state {
+            State::Length { remaining } => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// `n` bytes of a `Content-Length` body went by without being fed (spliced);
+    /// at most [`Self::remaining_length`].
+    pub fn skip_length(&mut self, n: u64) {
+        if let State::Length { remaining } = self.state {
+            let left = remaining.saturating_sub(n);
+            self.state = if left == 0 {
+                State::Done
+            } else {
+                State::Length { remaining: left }
+            };
+        }
+    }
+
     /// The peer closing its side now ends the body cleanly: the body has ended
     /// already, or it is delimited by the close. Otherwise a close truncates it.
     pub fn ends_at_close(&self) -> bool {

@@ -115,6 +115,17 @@ impl Conn {
         }
     }
 
+    /// A plain TCP connection's halves and send timeout, for `splice` (a TLS one has
+    /// to pass its bytes through rustls: `None`).
+    pub fn tcp_halves(&mut self) -> Option<(&mut TcpOwnedReadHalf, &mut TcpOwnedWriteHalf, Duration)> {
+        match self {
+            Conn::Tcp {
+                rd, wr, send_timeout, ..
+            } => Some((rd, wr, *send_timeout)),
+            Conn::Tls(_) => None,
+        }
+    }
+
     /// Whether this connection is encrypted (for `X-Forwarded-Proto`).
     #[inline]
     pub fn is_tls(&self) -> bool {

@@ -12,6 +12,7 @@
 //! which hands the buffer back and releases the socket.
 
 mod conn;
+pub mod splice;
 pub mod tls;
 pub mod tunnel;
 pub mod watch;

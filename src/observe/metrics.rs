@@ -174,6 +174,8 @@ pub struct ShardStats {
     pub access_log_errors: Counter,
     /// Signed requests refused because the nonce store had no room.
     pub nonce_store_full: Counter,
+    /// Response body bytes moved with splice(2) rather than copied.
+    pub spliced_bytes: Counter,
     /// Retries a route's policy wanted that the retry budget refused.
     pub retry_budget_exhausted: Counter,
     /// Upgraded connections (tunnels) open now.

@@ -10,6 +10,7 @@ use crate::http::{
     parse_response_head, write_downstream_head_with, BodyFramer, DownstreamHead, HeadLimits, HeadScratch,
     RespFraming, ResponseHead,
 };
+use crate::io::splice::{self, SpliceError};
 use crate::io::{Conn, ReadOutcome};
 use crate::proxy::error::ProxyError;
 use crate::proxy::exchange::{BodyRead, Exchange, Outcome};
@@ -245,6 +246,22 @@ async fn relay_body(
         x.sent.body_bytes += take as u64;
     }
 
+    // A large `Content-Length` body between two plain sockets goes through a pipe,
+    // never through this process's memory.
+    if let Some(left) = body.remaining_length() {
+        let min = x.view.snap.config.upstream.splice_min_bytes;
+        if min > 0 && left >= min && !dechunk {
+            match splice_rest(x, conn, left, timeout).await {
+                Some(Ok(())) => body.skip_length(left),
+                Some(Err(e)) => {
+                    x.sent.upstream_cut |= e == SpliceError::Source;
+                    return broken;
+                }
+                None => {}
+            }
+        }
+    }
+
     while !body.is_done() {
         ub.clear();
         let (outcome, b) = conn.read_append(std::mem::take(ub), timeout).await;
@@ -288,6 +305,28 @@ async fn relay_body(
         // it (or less) in its buffers.
         reusable: body.is_done() && clean && resp.keep_alive && !until_close && x.body == BodyRead::Done,
     })
+}
+
+/// Splices the `left` bytes of the body from `conn` to the client; `None` when one
+/// side is TLS (or no pipe can be had): the caller copies.
+async fn splice_rest(
+    x: &mut Exchange<'_>,
+    conn: &mut Conn,
+    left: u64,
+    timeout: Duration,
+) -> Option<Result<(), SpliceError>> {
+    let shard = x.shard;
+    let (from, _, _) = conn.tcp_halves()?;
+    let (_, to, send_timeout) = x.client.io.tcp_halves()?;
+    let mut pipe = shard.pipes.take()?;
+    let mut sent = 0;
+    let r = splice::exact(from, to, &mut pipe, left, timeout, send_timeout, |k| sent += k).await;
+    x.sent.body_bytes += sent;
+    shard.stats.spliced_bytes.add(sent);
+    if r.is_ok() {
+        shard.pipes.give(pipe);
+    }
+    Some(r)
 }
 
 /// Puts the trailers `body` kept for the client before the body's final CRLF, which
