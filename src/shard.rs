@@ -55,6 +55,10 @@ pub struct Shard {
     pub retries_active: Cell<usize>,
     /// Idle pipes for splicing bodies between sockets.
     pub pipes: crate::io::splice::Pipes,
+    /// The shard may splice: it runs the epoll driver. Under io_uring a splice is
+    /// always handed to a kernel worker thread (the kernel forces it async), which
+    /// costs more than the copy it saves (docs/benchmarks.md).
+    pub splice: Cell<bool>,
     /// Requests being served now (drain waits for zero).
     pub in_flight: Cell<usize>,
     /// TLS handshakes in progress on this shard (bounded by `max_handshakes`).
@@ -115,6 +119,7 @@ impl Shard {
             tunnels_stop: crate::io::Stop::default(),
             retries_active: Cell::new(0),
             pipes: Default::default(),
+            splice: Cell::new(false),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),
             nonces,

@@ -16,9 +16,21 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
+/// The gateway in front of `backend`, on the epoll driver (where ringway splices;
+/// `io_uring: true` keeps io_uring, where it copies).
 fn gateway(backend: &str, upstream: &str) -> (Gateway, SocketAddr) {
-    let gw = Gateway::start(&format!(
-        r#"
+    gateway_on(backend, upstream, false)
+}
+
+fn gateway_on(backend: &str, upstream: &str, io_uring: bool) -> (Gateway, SocketAddr) {
+    let env: &[(&str, &str)] = if io_uring {
+        &[]
+    } else {
+        &[("RINGWAY_DRIVER", "legacy")]
+    };
+    let gw = Gateway::start_env(
+        &format!(
+            r#"
 [server]
 listen = ["127.0.0.1:0"]
 shards = 1
@@ -37,7 +49,9 @@ name = "all"
 path = {{ regex = "/(.*)" }}
 to = "{{#endpoints['b']}}/{{#group[0]}}"
 "#
-    ));
+        ),
+        env,
+    );
     let admin = tls_support::admin_addr(&gw);
     (gw, admin)
 }
@@ -80,14 +94,16 @@ fn large_bodies_are_spliced_whole_and_small_ones_copied() {
 }
 
 #[test]
-fn splice_off_copies_the_same_bytes() {
+fn splice_off_and_io_uring_copy_the_same_bytes() {
     let big = pattern(1 << 20);
     let body = big.clone();
     let backend = Backend::start(move |_| Reply::ok(body.clone()));
-    let (gw, admin) = gateway(&backend.url(), "splice_min_bytes = 0");
-    let r = Client::connect(gw.addr).get("/");
-    assert!(r.body == big);
-    assert_eq!(spliced(admin), 0);
+    for (setting, io_uring) in [("splice_min_bytes = 0", false), ("splice_min_bytes = 1", true)] {
+        let (gw, admin) = gateway_on(&backend.url(), setting, io_uring);
+        let r = Client::connect(gw.addr).get("/");
+        assert!(r.body == big, "{setting}");
+        assert_eq!(spliced(admin), 0, "{setting}, io_uring: {io_uring}");
+    }
 }
 
 #[test]

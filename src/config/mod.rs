@@ -240,7 +240,8 @@ pub struct UpstreamConfig {
     pub upgrade_idle_timeout: Duration,
     /// A response body of at least this many bytes (by its `Content-Length`), plain
     /// TCP on both sides, is moved with `splice(2)` through a pipe instead of being
-    /// copied through the process. 0: never.
+    /// copied through the process, on shards that run the epoll driver (under
+    /// io_uring the copy costs less). 0: never.
     pub splice_min_bytes: u64,
     /// A larger upstream response head → 502 naming this limit. Default 65536.
     pub max_response_header_bytes: usize,

@@ -250,7 +250,7 @@ async fn relay_body(
     // never through this process's memory.
     if let Some(left) = body.remaining_length() {
         let min = x.view.snap.config.upstream.splice_min_bytes;
-        if min > 0 && left >= min && !dechunk {
+        if min > 0 && left >= min && !dechunk && x.shard.splice.get() {
             match splice_rest(x, conn, left, timeout).await {
                 Some(Ok(())) => body.skip_length(left),
                 Some(Err(e)) => {

@@ -88,6 +88,7 @@ async fn shard_main(
     driver: Driver,
     ready: std::sync::mpsc::Sender<Result<Driver, String>>,
 ) {
+    shard.splice.set(driver == Driver::Legacy);
     let shard = Rc::new(shard);
     shard.stats.set_version(shard.view().snap.version);
     // One stop channel per listen address (closing the sender stops its accept loop)

@@ -70,7 +70,22 @@ impl Gateway {
     /// Runs `ringway -c FILE` on a config file already in place (owned by `dir`,
     /// which is removed on drop), waiting for its first listening line.
     pub fn start_file(dir: PathBuf, file: PathBuf) -> Gateway {
+        Gateway::start_file_env(dir, file, &[])
+    }
+
+    /// [`Gateway::start`] with environment variables set for the process (e.g.
+    /// `RINGWAY_DRIVER=legacy`).
+    pub fn start_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = unique_dir("ringway-it");
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let file = dir.join("ringway.toml");
+        std::fs::write(&file, toml).expect("write config");
+        Gateway::start_file_env(dir, file, env)
+    }
+
+    fn start_file_env(dir: PathBuf, file: PathBuf, env: &[(&str, &str)]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(&file)
             .stdin(Stdio::null())
