@@ -21,25 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A venv python that can import JD's SDK, if there is one.
 fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("RINGWAY_PYTHON").map(PathBuf::from).or_else(|| {
-        let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-        local.exists().then_some(local)
-    });
-    let usable = py.filter(|p| {
-        Command::new(p)
-            .args(["-c", "import jdcloud_sdk.core.signer"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if usable.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "JD's SDK (jdcloud_sdk_core) is missing in CI: .ci/run installs it and sets RINGWAY_PYTHON"
-        );
-        eprintln!("SKIPPED: jdcloud_sdk_core not installed (.ci/run installs it; or set RINGWAY_PYTHON)");
-    }
-    usable
+    common::venv_python("jdcloud_sdk.core.signer", "JD's SDK (jdcloud_sdk_core)")
 }
 
 fn now() -> i64 {

@@ -50,13 +50,24 @@ fn mock_config(body: &str) -> String {
 }
 
 fn get_body(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").ok()?;
+    fetch(addr, path).ok()
+}
+
+/// The body of `GET path` on a new connection, or what went wrong (for a failure
+/// message that says which step failed, and how).
+fn fetch(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
+    s.read_to_end(&mut out)
+        .map_err(|e| format!("read after {} bytes: {e}", out.len()))?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .ok_or_else(|| format!("no head in {text:?}"))
 }
 
 /// Polls until `/which` answers `want`; how long that took.
@@ -298,8 +309,8 @@ fn handover_between_two_processes_drops_nothing() {
                 let (mut ok, mut failed) = (0u32, Vec::new());
                 // Bounded: at most 20,000 requests or until told to stop.
                 while !stop.load(Ordering::Relaxed) && ok < 20_000 {
-                    match get_body(port, "/which") {
-                        Some(b) if b == "ok" => ok += 1,
+                    match fetch(port, "/which") {
+                        Ok(b) if b == "ok" => ok += 1,
                         other => failed.push(format!("{other:?}")),
                     }
                 }

@@ -87,25 +87,7 @@ impl Drop for WsServer {
 
 /// A venv python that can import `websockets`, if there is one.
 fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("RINGWAY_PYTHON").map(PathBuf::from).or_else(|| {
-        let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-        local.exists().then_some(local)
-    });
-    let usable = py.filter(|p| {
-        Command::new(p)
-            .args(["-c", "import websockets.asyncio.server"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if usable.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "websockets is missing in CI: .ci/run installs it and sets RINGWAY_PYTHON"
-        );
-        eprintln!("SKIPPED: python websockets not installed (.ci/run installs it; or set RINGWAY_PYTHON)");
-    }
-    usable
+    common::venv_python("websockets.asyncio.server", "python websockets")
 }
 
 /// A WebSocket client connected through the gateway at `addr` to `path`.

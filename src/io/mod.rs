@@ -182,21 +182,10 @@ pub async fn write_all_timeout<S: AsyncWriteRent, T: Reclaim>(
     let mut buf = buf;
     let mut written = 0;
     while written < len {
-        let armed = watch::arm(timeout);
         let done = {
-            let mut write = pin!(io.write(buf.slice(written..)));
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = write.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                if watch::poll_fired(&armed, cx) {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await
+            let write = pin!(io.write(buf.slice(written..)));
+            watch::watched(write, timeout).await
         };
-        watch::disarm(armed);
         let Some((res, slice)) = done else {
             return (Err(std::io::ErrorKind::TimedOut.into()), T::lost());
         };

@@ -30,6 +30,11 @@ const STEP: u32 = 64 * 1024;
 /// Idle pipes kept per shard.
 const POOL: usize = 16;
 
+/// Pipes lent out at once per shard (two descriptors each): past this, bodies are
+/// copied, so that a burst of large responses cannot spend the descriptors that
+/// accepts and connects need.
+const MAX_LENT: usize = 256;
+
 /// A pipe's two ends.
 pub struct PipePair {
     read: Pipe,
@@ -46,25 +51,39 @@ impl std::fmt::Debug for PipePair {
 #[derive(Debug, Default)]
 pub struct Pipes {
     idle: RefCell<Vec<PipePair>>,
+    lent: std::cell::Cell<usize>,
 }
 
 impl Pipes {
     /// An empty pipe: an idle one, or a new one (`None` if the process is out of
     /// descriptors: the caller copies instead).
     pub fn take(&self) -> Option<PipePair> {
-        if let Some(p) = self.idle.borrow_mut().pop() {
-            return Some(p);
+        if self.lent.get() >= MAX_LENT {
+            return None;
         }
-        let (read, write) = monoio::net::unix::new_pipe().ok()?;
-        Some(PipePair { read, write })
+        let p = match self.idle.borrow_mut().pop() {
+            Some(p) => p,
+            None => {
+                let (read, write) = monoio::net::unix::new_pipe().ok()?;
+                PipePair { read, write }
+            }
+        };
+        self.lent.set(self.lent.get() + 1);
+        Some(p)
     }
 
     /// Gives back a pipe a transfer left empty.
     pub fn give(&self, p: PipePair) {
+        self.lost();
         let mut idle = self.idle.borrow_mut();
         if idle.len() < POOL {
             idle.push(p);
         }
+    }
+
+    /// A lent pipe was dropped (its transfer failed: it may hold bytes).
+    pub fn lost(&self) {
+        self.lent.set(self.lent.get().saturating_sub(1));
     }
 }
 
@@ -101,21 +120,10 @@ pub async fn exact(
         };
         left -= u64::from(in_pipe);
         while in_pipe > 0 {
-            let armed = watch::arm(send_timeout);
             let out = {
-                let mut out = pin!(to.splice_from_pipe(&mut pipe.read, in_pipe));
-                std::future::poll_fn(|cx| {
-                    if let Poll::Ready(r) = out.as_mut().poll(cx) {
-                        return Poll::Ready(Some(r));
-                    }
-                    if watch::poll_fired(&armed, cx) {
-                        return Poll::Ready(None);
-                    }
-                    Poll::Pending
-                })
-                .await
+                let out = pin!(to.splice_from_pipe(&mut pipe.read, in_pipe));
+                watch::watched(out, send_timeout).await
             };
-            watch::disarm(armed);
             match out {
                 Some(Ok(k)) if k > 0 => {
                     in_pipe -= k;

@@ -88,6 +88,28 @@ pub fn poll_fired(armed: &Armed, cx: &Context<'_>) -> bool {
     })
 }
 
+/// Runs `op` (a write) under a watch of `timeout`: its output, or `None` once the
+/// deadline has passed (the caller then drops `op`, which cancels it).
+pub async fn watched<F: std::future::Future>(
+    op: std::pin::Pin<&mut F>,
+    timeout: Duration,
+) -> Option<F::Output> {
+    let mut op = op;
+    let armed = arm(timeout);
+    let done = std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = op.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(r));
+        }
+        if poll_fired(&armed, cx) {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    disarm(armed);
+    done
+}
+
 /// Stops watching; true when the deadline had passed.
 pub fn disarm(armed: Armed) -> bool {
     WATCHES.with(|w| {

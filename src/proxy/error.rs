@@ -241,7 +241,10 @@ impl ProxyError {
             Kind::BodyWriteFailed => respond(502, "upstream failed while receiving the request body"),
             Kind::NoUpstream => respond(503, "no upstream endpoint available for this route"),
             Kind::AllDown(_) => respond(503, "every member of the endpoint group is down"),
-            Kind::RetriedStatus(_) => respond(502, "upstream failed and its retries too"),
+            // Only when the retry it was dropped for could not be made after all.
+            Kind::RetriedStatus(status) => {
+                respond(status, "upstream unavailable, and no other member to retry on")
+            }
             Kind::Internal(why) => respond(500, why),
             // The body is not read: a Content-Length one over the discard limit, or
             // a chunked one cut mid-way, closes the connection after the answer.

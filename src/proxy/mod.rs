@@ -138,19 +138,28 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
         if !(reused && e.is_closed_before_response()) {
             pick::observe(x, member, Err(&e));
         }
-        if !retry::by_policy(x, &e) || !retry::take_budget(x) {
+        if !retry::by_policy(x, &e) {
             break Err(e);
         }
         // The route's policy: again, on another member when one is up.
-        x.retries += 1;
-        x.view.upstream_stats(upstream).retries.inc();
         if let Some((_, i)) = member {
             tried.push(i);
         }
-        match pick::pick(x, dest, &tried) {
-            Ok((u, m)) => (upstream, member) = (u, m),
-            Err(_) => break Err(e),
+        let Ok((next, next_member)) = pick::pick(x, dest, &tried) else {
+            break Err(e);
+        };
+        if !retry::take_budget(x) {
+            break Err(e);
         }
+        // The failed attempt's answer counts for its upstream.
+        let micros = x.started.elapsed().as_micros() as u64;
+        x.view
+            .upstream_stats(upstream)
+            .requests
+            .record(e.status(), micros);
+        x.retries += 1;
+        x.view.upstream_stats(upstream).retries.inc();
+        (upstream, member) = (next, next_member);
         stale_retried = false;
     };
     retry::release_budget(x);

@@ -39,6 +39,9 @@ pub async fn response(x: &mut Exchange<'_>, conn: &mut Conn) -> Result<Relayed, 
     let result = match read_final_head(x, conn, &mut ub, &mut rs).await {
         Ok(resp) => {
             x.sent.upstream_head = Some(Instant::now());
+            // This answer is the one: the retry budget is not held for its body (or
+            // a tunnel's lifetime).
+            retry::release_budget(x);
             if resp.status == 101 {
                 Ok(Relayed {
                     outcome: tunnel::run(x, conn, &ub, &resp, &rs).await,
@@ -325,6 +328,8 @@ async fn splice_rest(
     shard.stats.spliced_bytes.add(sent);
     if r.is_ok() {
         shard.pipes.give(pipe);
+    } else {
+        shard.pipes.lost();
     }
     Some(r)
 }

@@ -31,6 +31,35 @@ pub use backend::*;
 pub use wire::*;
 
 // ---------------------------------------------------------------------------------
+// Third-party software from PyPI
+
+/// The venv's python (`RINGWAY_PYTHON`, else `.venv/bin/python` beside the
+/// checkout) if it can `import` what a test needs. Without it the test says it is
+/// skipped — except under `CI=true`, where `.ci/run` installs it and a missing one
+/// fails the test.
+pub fn venv_python(import: &str, what: &str) -> Option<PathBuf> {
+    let py = std::env::var_os("RINGWAY_PYTHON").map(PathBuf::from).or_else(|| {
+        let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+        local.exists().then_some(local)
+    });
+    let usable = py.filter(|p| {
+        Command::new(p)
+            .args(["-c", &format!("import {import}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if usable.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is missing in CI: .ci/run installs it and sets RINGWAY_PYTHON"
+        );
+        eprintln!("SKIPPED: {what} not installed (.ci/run installs it; or set RINGWAY_PYTHON)");
+    }
+    usable
+}
+
+// ---------------------------------------------------------------------------------
 // The gateway
 
 /// A running `ringway` process, killed on drop.

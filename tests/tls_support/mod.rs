@@ -161,15 +161,21 @@ pub fn subject_cn(out: &str) -> Option<String> {
 /// A metric's value from the admin port (summed over label sets that contain all of
 /// `labels`).
 pub fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
+    metrics_text(admin)
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The admin port's `/metrics` page.
+pub fn metrics_text(admin: SocketAddr) -> String {
     let mut s = TcpStream::connect(admin).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    text
 }
 
 pub fn admin_addr(gw: &Gateway) -> SocketAddr {
