@@ -28,11 +28,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except FileNotFoundError:
                 pass
             body = b"health"
-        self.send_response(code)
-        self.send_header("content-length", str(len(body)))
-        self.send_header("x-member", name)
-        self.end_headers()
-        self.wfile.write(body)
+        # Head and body in one write: a kill lands before or after a response,
+        # seldom inside one.
+        head = (
+            f"HTTP/1.1 {code} {self.responses.get(code, ('',))[0]}\r\n"
+            f"content-length: {len(body)}\r\nx-member: {name}\r\n\r\n"
+        )
+        self.wfile.write(head.encode() + body)
 
     def log_message(self, *args):
         pass
