@@ -790,3 +790,30 @@ fn an_upgrade_the_route_does_not_allow_goes_as_a_plain_request() {
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
 }
+
+#[test]
+fn a_half_closed_tunnel_ends_after_upgrade_half_closed_timeout() {
+    // The client closes its side; the upstream never does and goes quiet.
+    let backend = scripted(|mut s, _| {
+        s.write_all(SWITCHED).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let (gw, admin) = gateway(&backend.url(), "upgrade_half_closed_timeout = \"600ms\"", "");
+    let mut c = raw_client(&gw);
+    c.write_all(format!("{UPGRADE}\r\n").as_bytes()).unwrap();
+    assert!(read_head(&mut c).starts_with("HTTP/1.1 101 "));
+    c.shutdown(Shutdown::Write).unwrap();
+    let half = Instant::now();
+    assert_eq!(read_to_end(&mut c), "");
+    let after = half.elapsed();
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_secs(3),
+        "ended {after:?} after the half-close (idle timeout: 1 h)"
+    );
+    assert_eq!(
+        wait_metric(admin, "ringway_tunnels_total", &["end=\"idle_timeout\""], 1),
+        1
+    );
+}

@@ -289,6 +289,7 @@ pub(crate) struct UpstreamFile {
     pub idle_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
     pub upgrade_idle_timeout: Option<Spanned<String>>,
+    pub upgrade_half_closed_timeout: Option<Spanned<String>>,
     pub splice_min_bytes: Option<u64>,
     pub max_response_header_bytes: Option<Spanned<usize>>,
     pub max_response_headers: Option<Spanned<usize>>,

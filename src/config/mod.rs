@@ -238,6 +238,10 @@ pub struct UpstreamConfig {
     /// An upgraded connection (a WebSocket tunnel) with no byte either way this long
     /// is closed. Default 1h (HAProxy's `timeout tunnel` as usually set).
     pub upgrade_idle_timeout: Duration,
+    /// Once one side of a tunnel has closed its stream, the other side may be
+    /// silent this long (at most `upgrade_idle_timeout`). Default 30s (HAProxy's
+    /// `timeout client-fin` as usually set).
+    pub upgrade_half_closed_timeout: Duration,
     /// A response body of at least this many bytes (by its `Content-Length`), plain
     /// TCP on both sides, is moved with `splice(2)` through a pipe instead of being
     /// copied through the process, on shards that run the epoll driver (under

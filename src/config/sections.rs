@@ -316,6 +316,13 @@ pub(super) fn upstream(f: &FileConfig, d: &mut Diagnostics<'_>) -> UpstreamConfi
             Duration::from_secs(3600),
             false,
         ),
+        upgrade_half_closed_timeout: duration(
+            d,
+            &u.upgrade_half_closed_timeout,
+            "upstream.upgrade_half_closed_timeout",
+            Duration::from_secs(30),
+            false,
+        ),
         splice_min_bytes: u.splice_min_bytes.unwrap_or(super::DEFAULT_SPLICE_MIN_BYTES),
         max_response_header_bytes: positive(
             d,

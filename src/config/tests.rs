@@ -149,6 +149,7 @@ fn empty_file_gives_the_defaults() {
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             upgrade_idle_timeout: Duration::from_secs(3600),
+            upgrade_half_closed_timeout: Duration::from_secs(30),
             splice_min_bytes: DEFAULT_SPLICE_MIN_BYTES,
             max_response_header_bytes: 65536,
             max_response_headers: 100,
@@ -699,6 +700,8 @@ fn routes_tunnel_websocket_by_default_and_only_what_upgrade_lists() {
             .upgrade_idle_timeout,
         Duration::from_secs(90)
     );
+    let c = load("[upstream]\nupgrade_half_closed_timeout = \"5s\"\n");
+    assert_eq!(c.upstream.upgrade_half_closed_timeout, Duration::from_secs(5));
 }
 
 #[test]

@@ -114,7 +114,7 @@ pub async fn relay(
     a: &mut Conn,
     b: &mut Conn,
     bufs: [Vec<u8>; 2],
-    idle: Duration,
+    timeouts: Timeouts,
     outer: &Stop,
     count: [&dyn Fn(u64); 2],
 ) -> (Ended, [Vec<u8>; 2]) {
@@ -123,25 +123,16 @@ pub async fn relay(
     let (mut b_rd, mut b_wr) = b.halves();
     let last = Cell::new(Instant::now());
     let stop = Stop::default();
+    let shared = Shared {
+        timeouts,
+        last: &last,
+        stop: &stop,
+        half: &Stop::default(),
+        outer,
+    };
     let ((ab, end_ab, buf_ab), (ba, end_ba, buf_ba)) = monoio::join!(
-        pump(
-            &mut a_rd,
-            &mut b_wr,
-            buf_ab,
-            idle,
-            &last,
-            [&stop, outer],
-            count[0]
-        ),
-        pump(
-            &mut b_rd,
-            &mut a_wr,
-            buf_ba,
-            idle,
-            &last,
-            [&stop, outer],
-            count[1]
-        ),
+        pump(&mut a_rd, &mut b_wr, buf_ab, &shared, count[0]),
+        pump(&mut b_rd, &mut a_wr, buf_ba, &shared, count[1]),
     );
     let end = match (end_ab, end_ba) {
         (End::Failed, _) | (_, End::Failed) => End::Failed,
@@ -157,20 +148,42 @@ pub async fn relay(
     (ended, [buf_ab, buf_ba])
 }
 
+/// A tunnel's waits.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// No byte either way this long ends the tunnel.
+    pub idle: Duration,
+    /// Once one side has ended its stream, the other has this long (at most `idle`)
+    /// of silence before the tunnel ends: a half-closed tunnel whose other side
+    /// never closes is not kept for the whole idle time (HAProxy's
+    /// `timeout client-fin` / `server-fin`).
+    pub half_closed: Duration,
+}
+
+/// What the two directions share.
+struct Shared<'s> {
+    timeouts: Timeouts,
+    /// When a byte last moved either way (or a side half-closed).
+    last: &'s Cell<Instant>,
+    /// One direction ended the tunnel (a failure, idle): the other stops.
+    stop: &'s Stop,
+    /// One side ended its stream: the other's wait shortens to `half_closed`.
+    half: &'s Stop,
+    /// The shard's drain is over.
+    outer: &'s Stop,
+}
+
 /// One direction: read `rd`, write `wr`, until `rd` ends (then `wr` is half-closed),
-/// something fails, the tunnel is idle, or a stop fires: the other direction's
-/// (`stops[0]`) or the shard's (`stops[1]`).
-#[allow(clippy::too_many_arguments)]
+/// something fails, the tunnel is idle, or a stop fires: the other direction's or
+/// the shard's.
 async fn pump(
     rd: &mut ReadHalf<'_>,
     wr: &mut WriteHalf<'_>,
     mut buf: Vec<u8>,
-    idle: Duration,
-    last: &Cell<Instant>,
-    stops: [&Stop; 2],
+    sh: &Shared<'_>,
     count: &dyn Fn(u64),
 ) -> (u64, End, Vec<u8>) {
-    let [stop, outer] = stops;
+    let (stop, outer, last) = (sh.stop, sh.outer, sh.last);
     let mut moved = 0u64;
     loop {
         if outer.is_fired() {
@@ -181,13 +194,22 @@ async fn pump(
             // The other direction failed or went idle; it reports why.
             return (moved, End::Closed, buf);
         }
+        let half_closed = sh.half.is_fired();
+        let idle = if half_closed {
+            sh.timeouts.idle.min(sh.timeouts.half_closed)
+        } else {
+            sh.timeouts.idle
+        };
         let left = (last.get() + idle).saturating_duration_since(Instant::now());
         if left.is_zero() {
             stop.fire();
             return (moved, End::Idle, buf);
         }
         buf.clear();
-        let (outcome, b) = rd.read(buf, left, &stops).await;
+        // Until a side half-closes, that too wakes the read (its wait shortens).
+        let all = [stop, outer, sh.half];
+        let stops = if half_closed { &all[..2] } else { &all[..] };
+        let (outcome, b) = rd.read(buf, left, stops).await;
         buf = b;
         match outcome {
             ReadOutcome::Data(n) => {
@@ -203,6 +225,8 @@ async fn pump(
             }
             ReadOutcome::Eof => {
                 wr.shutdown().await;
+                last.set(Instant::now());
+                sh.half.fire();
                 return (moved, End::Closed, buf);
             }
             // Idle on this side: the deadline is looked at again (the other side

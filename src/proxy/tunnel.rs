@@ -197,13 +197,25 @@ pub async fn run(
     }
 
     stats.tunnels_open.inc();
-    let idle = x.view.snap.config.upstream.upgrade_idle_timeout;
+    let upstream = &x.view.snap.config.upstream;
+    let timeouts = tunnel::Timeouts {
+        idle: upstream.upgrade_idle_timeout,
+        half_closed: upstream.upgrade_half_closed_timeout,
+    };
     // Small buffers: a tunnel holds them for its whole life, mostly idle.
     let bufs = [Vec::with_capacity(TUNNEL_BUF), Vec::with_capacity(TUNNEL_BUF)];
     let count_in = |n| stats.tunnel_bytes_in.add(n);
     let count_out = |n| stats.tunnel_bytes_out.add(n);
     let counts: [&dyn Fn(u64); 2] = [&count_in, &count_out];
-    let (relayed, _) = tunnel::relay(&mut x.client.io, conn, bufs, idle, &shard.tunnels_stop, counts).await;
+    let (relayed, _) = tunnel::relay(
+        &mut x.client.io,
+        conn,
+        bufs,
+        timeouts,
+        &shard.tunnels_stop,
+        counts,
+    )
+    .await;
     stats.tunnels_open.dec();
     x.sent.body_bytes += relayed.b_to_a;
     ended(x, pending_len + relayed.a_to_b, relayed.end);
