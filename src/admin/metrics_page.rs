@@ -589,57 +589,60 @@ fn limit_families(e: &mut Exposition, t: &Totals, state: &AdminState) {
 
 /// The health of endpoint group members (`docs/upstreams.md`), from the process's
 /// shared health state: one series per (group, member).
+/// A member's labels.
+fn member_labels<'a>(
+    g: &'a crate::upstream::health::GroupHealth,
+    m: &'a crate::upstream::health::MemberHealth,
+) -> [(&'static str, &'a str); 2] {
+    [("group", &g.name), ("member", &m.name)]
+}
+
 fn health(e: &mut Exposition, snap: &crate::snapshot::Snapshot) {
     use std::sync::atomic::Ordering::Relaxed;
     let now = crate::upstream::health::now_ns();
-    let groups: Vec<&crate::upstream::health::GroupHealth> =
-        snap.health.iter().flatten().map(|g| &**g).collect();
+    let members = || {
+        snap.health
+            .iter()
+            .flatten()
+            .flat_map(|g| g.members.iter().map(move |m| (&**g, m)))
+    };
     e.family(
         "ringway_upstream_member_up",
         Kind::Gauge,
         "1 while an endpoint group member may be picked; 0 while it is ejected or failing its health checks.",
     );
-    for g in &groups {
-        for m in g.members.iter() {
-            let up = !m.is_down() && !m.is_ejected(now);
-            e.sample(
-                "ringway_upstream_member_up",
-                &[("group", &g.name), ("member", &m.name)],
-                u64::from(up),
-            );
-        }
+    for (g, m) in members() {
+        let up = !m.is_down() && !m.is_ejected(now);
+        e.sample("ringway_upstream_member_up", &member_labels(g, m), u64::from(up));
     }
     e.family(
         "ringway_upstream_ejections_total",
         Kind::Counter,
         "Times a member was ejected for consecutive failures (outlier detection).",
     );
-    for g in &groups {
-        for m in g.members.iter() {
-            e.sample(
-                "ringway_upstream_ejections_total",
-                &[("group", &g.name), ("member", &m.name)],
-                m.ejections_total.load(Relaxed),
-            );
-        }
+    for (g, m) in members() {
+        e.sample(
+            "ringway_upstream_ejections_total",
+            &member_labels(g, m),
+            m.ejections_total.load(Relaxed),
+        );
     }
     e.family(
         "ringway_upstream_health_checks_total",
         Kind::Counter,
         "Active health check probes of a member, by result.",
     );
-    for g in groups.iter().filter(|g| g.policy.health_check.is_some()) {
-        for m in g.members.iter() {
-            for (result, n) in [
-                ("passed", &m.probes_passed_total),
-                ("failed", &m.probes_failed_total),
-            ] {
-                e.sample(
-                    "ringway_upstream_health_checks_total",
-                    &[("group", &g.name), ("member", &m.name), ("result", result)],
-                    n.load(Relaxed),
-                );
-            }
+    for (g, m) in members().filter(|(g, _)| g.policy.health_check.is_some()) {
+        for (result, n) in [
+            ("passed", &m.probes_passed_total),
+            ("failed", &m.probes_failed_total),
+        ] {
+            let [group, member] = member_labels(g, m);
+            e.sample(
+                "ringway_upstream_health_checks_total",
+                &[group, member, ("result", result)],
+                n.load(Relaxed),
+            );
         }
     }
 }

@@ -261,7 +261,9 @@ impl TlsStream {
         // Set at the first socket read: plaintext already decrypted needs no clock.
         let mut deadline = None;
         loop {
-            if let Some(outcome) = take_plaintext(&mut self.tls, &mut buf) {
+            // Clients often just close; an upstream's cut may be a cut body.
+            let cut_is_eof = matches!(self.tls, rustls::Connection::Server(_));
+            if let Some(outcome) = take_plaintext(&mut self.tls, &mut buf, cut_is_eof) {
                 return (outcome, buf);
             }
             // Key updates and the like want an answer.
@@ -376,9 +378,8 @@ impl TlsStream {
 /// Moves decrypted bytes from rustls into `buf` (at most its spare capacity):
 /// `None` when rustls has none and more ciphertext is needed.
 ///
-/// A peer that closes without a close_notify: EOF for a client connection
-/// (clients often just close), a failure for an upstream one.
-fn take_plaintext(tls: &mut rustls::Connection, buf: &mut Vec<u8>) -> Option<ReadOutcome> {
+/// A peer that closes without a close_notify: EOF when `cut_is_eof`, else a failure.
+fn take_plaintext(tls: &mut rustls::Connection, buf: &mut Vec<u8>, cut_is_eof: bool) -> Option<ReadOutcome> {
     let spare = buf.capacity() - buf.len();
     match tls.reader().fill_buf() {
         Ok([]) => Some(ReadOutcome::Eof),
@@ -389,9 +390,10 @@ fn take_plaintext(tls: &mut rustls::Connection, buf: &mut Vec<u8>) -> Option<Rea
             Some(ReadOutcome::Data(n))
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(match tls {
-            rustls::Connection::Server(_) => ReadOutcome::Eof,
-            rustls::Connection::Client(_) => ReadOutcome::Failed,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(if cut_is_eof {
+            ReadOutcome::Eof
+        } else {
+            ReadOutcome::Failed
         }),
         Err(_) => Some(ReadOutcome::Failed),
     }
@@ -485,11 +487,8 @@ impl TlsRead<'_> {
     ) -> (ReadOutcome, Vec<u8>) {
         let deadline = Instant::now() + timeout;
         loop {
-            let plain = take_plaintext(&mut self.tls.borrow_mut(), &mut buf);
-            match plain {
-                Some(ReadOutcome::Failed) if *self.eof => return (ReadOutcome::Eof, buf),
-                Some(outcome) => return (outcome, buf),
-                None => {}
+            if let Some(outcome) = take_plaintext(&mut self.tls.borrow_mut(), &mut buf, true) {
+                return (outcome, buf);
             }
             if *self.pos == self.incoming.len() {
                 if *self.eof {

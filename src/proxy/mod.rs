@@ -128,7 +128,7 @@ async fn proxy(x: &mut Exchange<'_>, dest: Dest, target: &[u8]) -> Result<Outcom
             x.view.upstream_stats(upstream).timeouts.inc();
         }
         // A pooled connection the upstream had closed: the same upstream, fresh.
-        if !stale_retried && retry::again(&e, 0, reused) {
+        if !stale_retried && retry::stale(&e, reused) {
             x.view.upstream_stats(upstream).retries.inc();
             stale_retried = true;
             continue;

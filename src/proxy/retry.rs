@@ -27,9 +27,6 @@ use crate::http::BodyFraming;
 use crate::proxy::error::{ProxyError, Retry};
 use crate::proxy::exchange::{Exchange, RequestFacts};
 
-/// Attempts per request at most: the first, and one retry.
-pub const MAX_ATTEMPTS: usize = 2;
-
 /// The error for an upstream that closed (or reset) before any response byte,
 /// with the retry rule this request allows.
 pub fn closed_before_response(facts: &RequestFacts) -> ProxyError {
@@ -47,10 +44,10 @@ pub fn unsent() -> ProxyError {
     ProxyError::closed_before_response(Retry::IfReused)
 }
 
-/// Whether attempt `attempt` (0-based), which failed with `err` on a connection
-/// that was `reused` from the pool, is followed by another.
-pub fn again(err: &ProxyError, attempt: usize, reused: bool) -> bool {
-    attempt + 1 < MAX_ATTEMPTS && err.is_retry_safe(reused)
+/// Whether an attempt that failed with `err` on a connection that was `reused`
+/// from the pool goes once more on a fresh connection (once per upstream tried).
+pub fn stale(err: &ProxyError, reused: bool) -> bool {
+    err.is_retry_safe(reused)
 }
 
 /// The route's retry policy, if it has one.

@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock, Weak};
 // take it, never a shard.
 #[allow(clippy::disallowed_types)]
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Nanoseconds on the process's monotonic clock (never 0: 0 means "not ejected").
 pub fn now_ns() -> u64 {
@@ -422,16 +422,12 @@ impl HealthRegistry {
     }
 }
 
-/// How long until `ns` on the [`now_ns`] clock.
-pub fn until(ns: u64) -> Duration {
-    Duration::from_nanos(ns.saturating_sub(now_ns()))
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // sleeps in tests, on the test's thread
 mod tests {
     use super::*;
     use crate::config::health::Outlier;
+    use std::time::Duration;
 
     fn group(n: usize, outlier: Outlier) -> GroupHealth {
         let members: Vec<(UpstreamAddr, u32)> = (0..n)
