@@ -140,8 +140,16 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                             if info.groups == 0 {
                                 CaptureKind::None
                             } else {
+                                // Every group of a segment shape is a whole
+                                // segment: the segment of group `i`, by group.
+                                let mut by_group = vec![u16::MAX; info.groups];
+                                for &(seg, g) in &segs.caps {
+                                    if let Some(slot) = by_group.get_mut(usize::from(g)) {
+                                        *slot = seg;
+                                    }
+                                }
                                 CaptureKind::BySegment {
-                                    caps: segs.caps.into(),
+                                    segs: by_group.into(),
                                     rest,
                                 }
                             }

@@ -95,10 +95,10 @@ pub(crate) enum CaptureKind {
     None,
     /// Literals and `[^/]+` pieces: split at `/`.
     Segments(Box<[SegPart]>),
-    /// Whole-segment patterns ([`crate::pattern::SegmentShape`]): groups by segment
-    /// index, (segment, group) in segment order; the group of segment `rest` runs to
+    /// Whole-segment patterns ([`crate::pattern::SegmentShape`]): the segment of
+    /// each group, by group (`u16::MAX`: none); the group of segment `rest` runs to
     /// the end of the path.
-    BySegment { caps: Box<[(u16, u16)]>, rest: u16 },
+    BySegment { segs: Box<[u16]>, rest: u16 },
     /// A regex; its capture engine is built on first use (one-pass DFA when the
     /// pattern allows, which the meta regex picks for anchored searches).
     Regex {
@@ -171,8 +171,10 @@ impl Rule {
         slots: &mut Vec<Option<NonMaxUsize>>,
     ) -> bool {
         caps.clear();
-        caps.resize(self.groups as usize, UNSET);
         let stripped = &path[base..];
+        if !matches!(self.capture, CaptureKind::BySegment { .. }) {
+            caps.resize(self.groups as usize, UNSET);
+        }
         match &self.capture {
             CaptureKind::None => true,
             CaptureKind::Segments(parts) => {
@@ -191,30 +193,35 @@ impl Rule {
                 }
                 true
             }
-            CaptureKind::BySegment { caps: segs, rest } => {
+            CaptureKind::BySegment { segs, rest } => {
+                // Pushed in group order: no fill first.
                 if base == hay.len {
                     // The rule sees "/": one empty segment, just past the path.
-                    for &(_, g) in segs.iter() {
-                        caps[g as usize] = ((base + 1) as u32, (base + 1) as u32);
-                    }
+                    let at = (base + 1) as u32;
+                    caps.extend(segs.iter().map(|_| (at, at)));
                     return true;
                 }
-                // `at`: the '/' that starts segment `k`; `next`: the one after it (or
-                // the end), which starts segment `k + 1`.
-                let mut slashes = hay.slashes_from(base);
-                let mut at = slashes.next_slash();
-                let mut next = slashes.next_slash();
-                let mut k = 0;
-                for &(seg, g) in segs.iter() {
-                    while k < seg {
-                        at = next;
-                        if seg != *rest || k + 1 < seg {
-                            next = slashes.next_slash();
-                        }
-                        k += 1;
+                // Segment `seg` of the stripped path starts after `sl[k0 + seg]`.
+                let sl = hay.slashes;
+                let k0 = if base == 0 {
+                    0
+                } else {
+                    match sl.binary_search(&(base as u32)) {
+                        Ok(k) => k,
+                        Err(_) => return false,
                     }
-                    let end = if seg == *rest { hay.len } else { next };
-                    caps[g as usize] = ((at + 1) as u32, end as u32);
+                };
+                for &seg in segs.iter() {
+                    if seg == u16::MAX {
+                        caps.push(UNSET);
+                        continue;
+                    }
+                    let k = k0 + usize::from(seg);
+                    let (Some(&at), Some(&next)) = (sl.get(k), sl.get(k + 1)) else {
+                        return false;
+                    };
+                    let end = if seg == *rest { hay.len as u32 } else { next };
+                    caps.push((at + 1, end));
                 }
                 true
             }

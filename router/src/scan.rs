@@ -2,53 +2,83 @@
 //!
 //! The path is copied into a buffer with [`PAD`] bytes after it, so that every segment
 //! can be hashed and compared a word (8 bytes) at a time without bounds arithmetic,
-//! and a bitmask of its `/` bytes is kept, so that finding the end of a segment is a
-//! bit scan ([`crate::paths::Hay`]). The same pass checks that the path is already
-//! in normal form (the common case); only when it is not does
-//! [`crate::normalize::normalize_path`] run, and its output is scanned instead.
+//! and the positions of its `/` bytes are listed, so that segment `k` is the bytes
+//! between entries `k` and `k + 1` ([`crate::paths::Hay`]): the trie walk and the
+//! capture read index the list instead of searching the path. The same pass checks,
+//! a word at a time, that the path is already in normal form (the common case); only
+//! when it is not does [`crate::normalize::normalize_path`] run, and its output is
+//! scanned instead.
 
 use crate::hash::{bytes_equal, word_at, PAD};
 use crate::normalize::{normalize_path, PathError};
 use crate::paths::Hay;
 use crate::spec::NormalizeOptions;
 
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ScannedPath {
-    /// The path, then at least [`PAD`] bytes (zeros up to the next multiple of 8, then
-    /// possibly stale bytes: every read is masked to the path).
-    buf: Vec<u8>,
-    len: usize,
-    /// Bit `i` is set when `buf[i]` is `/`; bit `len` is set too, as a sentinel.
-    slashes: Vec<u64>,
-    /// Normalization output, when the path is not in normal form.
-    normalized: Vec<u8>,
+/// What a 16-byte chunk of the path holds: bit `i` is byte `i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    slash: u32,
+    dot: u32,
+    /// `%`, `\\` or `;`: bytes that always need normalize_path.
+    odd: u32,
 }
 
-/// True when no segment of the path in `buf` (whose `/` bytes are the set bits of
-/// `slashes`, before `len`) starts with `.`, nor, when slashes are merged, with `/`.
-#[inline]
-fn segment_starts_are_normal(buf: &[u8], slashes: &[u64], len: usize, opts: &NormalizeOptions) -> bool {
-    for (i, &word) in slashes.iter().enumerate() {
-        let mut m = word;
-        while m != 0 {
-            let at = i * 64 + m.trailing_zeros() as usize;
-            m &= m - 1;
-            if at >= len {
-                break;
-            }
-            let next = buf[at + 1];
-            if next == b'.' || (next == b'/' && opts.merge_slashes) {
-                return false;
-            }
-        }
+/// [`Chunk`] of 16 bytes: five SSE2 compares.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn classify(bytes: &[u8; 16]) -> Chunk {
+    use safe_arch::*;
+    let v = load_unaligned_m128i(bytes);
+    let eq = |b: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8));
+    let bits = |m| move_mask_i8_m128i(m) as u32;
+    Chunk {
+        slash: bits(eq(b'/')),
+        dot: bits(eq(b'.')),
+        odd: bits(bitor_m128i(bitor_m128i(eq(b'%'), eq(b'\\')), eq(b';'))),
     }
-    true
 }
 
-/// The `/` bytes of `w` as 8 bits, byte `i` → bit `i`, given `m = bytes_equal(w, _)`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn classify(bytes: &[u8; 16]) -> Chunk {
+    classify_words(bytes)
+}
+
+/// [`Chunk`] of 16 bytes a word at a time, where SSE2 is not there.
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+#[inline(always)]
+fn classify_words(bytes: &[u8; 16]) -> Chunk {
+    let (lo, hi) = (word_at(bytes, 0), word_at(bytes, 8));
+    let bits = |b: u8| (movemask(bytes_equal(lo, b)) | movemask(bytes_equal(hi, b)) << 8) as u32;
+    Chunk {
+        slash: bits(b'/'),
+        dot: bits(b'.'),
+        odd: bits(b'%') | bits(b'\\') | bits(b';'),
+    }
+}
+
+/// The high bits of `m = bytes_equal(w, _)` as 8 bits, byte `i` → bit `i`.
 #[inline(always)]
 fn movemask(m: u64) -> u64 {
     (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Zero bytes written after the path: the rest of its last 16-byte chunk (at most
+/// 15) and then [`PAD`].
+const ZEROS: usize = 15 + PAD + 1;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ScannedPath {
+    /// The path, then [`ZEROS`] zero bytes, then possibly stale bytes (every read of
+    /// the index is masked to the path).
+    buf: Vec<u8>,
+    len: usize,
+    /// The positions of the path's `/` bytes, in order, then `len` (a sentinel); the
+    /// first `count` entries are this path's, the rest stale.
+    slashes: Vec<u32>,
+    count: usize,
+    /// Normalization output, when the path is not in normal form.
+    normalized: Vec<u8>,
 }
 
 impl ScannedPath {
@@ -58,11 +88,11 @@ impl ScannedPath {
         if raw.first() != Some(&b'/') {
             return Err(PathError::NotAbsolute);
         }
-        if !self.load(raw, Some(opts)) {
+        if !self.load(raw, opts.merge_slashes) {
             let mut out = std::mem::take(&mut self.normalized);
             let changed = normalize_path(raw, opts, &mut out);
             let ok = changed.map(|changed| {
-                self.load(if changed { &out } else { raw }, None);
+                self.load(if changed { &out } else { raw }, false);
             });
             self.normalized = out;
             ok?;
@@ -70,51 +100,50 @@ impl ScannedPath {
         Ok(())
     }
 
-    /// Copies `raw` in and records its slashes. With `check`, returns false when
-    /// `raw` is not in normal form (it has a `%`, `\\` or `;`, a segment starting
-    /// with `.`, or `//` when slashes are merged).
+    /// Copies `raw` in and lists its slashes. Returns false when `raw` is not in
+    /// normal form: it has a `%`, `\\` or `;`, a segment starting with `.`, or, with
+    /// `merge_slashes`, a `//`.
     #[inline]
-    fn load(&mut self, raw: &[u8], check: Option<&NormalizeOptions>) -> bool {
+    fn load(&mut self, raw: &[u8], merge_slashes: bool) -> bool {
         let len = raw.len();
-        let words = len.div_ceil(8);
-        if self.buf.len() < words * 8 + PAD {
-            self.buf.resize(words * 8 + PAD, 0);
+        let chunked = len.div_ceil(16) * 16;
+        // Whole chunks, then zeros: up to the last chunk's end, so that its bytes past
+        // the path match nothing, and PAD bytes further for the word reads of the
+        // index. A fixed 24 zero bytes from `len` cover both.
+        let size = chunked + ZEROS;
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
         }
-        if self.slashes.len() <= len / 64 {
-            self.slashes.resize(len / 64 + 1, 0);
+        if self.slashes.len() <= len {
+            self.slashes.resize(len + 1, 0);
         }
         self.buf[..len].copy_from_slice(raw);
-        self.buf[len..len + PAD].copy_from_slice(&[0; PAD]);
-        let buf = &self.buf[..words * 8 + PAD];
-        // Per word: its slashes into the bitmask. Zero padding is no slash.
-        let mut bits = 0u64;
-        let mut at = 0;
-        while at < len {
-            let w = word_at(buf, at);
-
-            bits |= movemask(bytes_equal(w, b'/')) << (at % 64);
-            at += 8;
-            if at % 64 == 0 {
-                self.slashes[at / 64 - 1] = bits;
-                bits = 0;
+        self.buf[len..len + ZEROS].copy_from_slice(&[0; ZEROS]);
+        let chunks = self.buf[..chunked].chunks_exact(16);
+        let slashes = &mut self.slashes[..=len];
+        // Per chunk, bytes that need normalize_path ('%', '\\', ';', or a '.' — with
+        // merge_slashes a '/' too — right after a '/'), and the '/' bytes, whose
+        // positions are listed.
+        let merge = if merge_slashes { u32::MAX } else { 0 };
+        let mut odd = 0u32;
+        let mut carry = 0u32;
+        let mut n = 0;
+        for (i, chunk) in chunks.enumerate() {
+            let c = classify(chunk.first_chunk().unwrap_or(&[0; 16]));
+            let after_slash = (c.slash << 1) | carry;
+            carry = c.slash >> 15;
+            odd |= c.odd | (after_slash & (c.dot | (c.slash & merge)));
+            let mut m = c.slash;
+            while m != 0 {
+                slashes[n] = (i * 16 + m.trailing_zeros() as usize) as u32;
+                n += 1;
+                m &= m - 1;
             }
         }
-        if at % 64 != 0 {
-            self.slashes[at / 64] = bits;
-        }
-        if len % 64 == 0 {
-            self.slashes[len / 64] = 0;
-        }
-        let mut normal = true;
-        if let Some(opts) = check {
-            // A '%', '\\' or ';' needs normalize_path: decoding, or refusing a
-            // spelling a backend would read differently. One SIMD scan for the three.
-            normal = memchr::memchr3(b'%', b'\\', b';', raw).is_none()
-                && segment_starts_are_normal(buf, &self.slashes[..=len / 64], len, opts);
-        }
-        self.slashes[len / 64] |= 1 << (len % 64);
+        slashes[n] = len as u32;
+        self.count = n + 1;
         self.len = len;
-        normal
+        odd == 0
     }
 
     /// The path as read.
@@ -129,7 +158,7 @@ impl ScannedPath {
     }
 
     /// `buf[s..e]`, for captures (which may point at the `/` of
-    /// [`Self::with_trailing_slash`]).
+    /// [`Self::put_trailing_slash`]).
     #[inline]
     pub(crate) fn span(&self, s: usize, e: usize) -> Option<&[u8]> {
         self.buf.get(s..e)
@@ -140,7 +169,8 @@ impl ScannedPath {
     pub(crate) fn hay(&self) -> Hay<'_> {
         Hay {
             buf: &self.buf,
-            slashes: &self.slashes,
+            slashes: &self.slashes[..self.count],
+            first: 0,
             start: 0,
             len: self.len,
         }
@@ -158,12 +188,19 @@ impl ScannedPath {
 mod tests {
     use super::*;
 
+    /// What `load` must answer, byte by byte.
+    fn normal(path: &[u8], merge_slashes: bool) -> bool {
+        !path.iter().any(|b| matches!(b, b'%' | b'\\' | b';'))
+            && !path
+                .windows(2)
+                .any(|w| w[0] == b'/' && (w[1] == b'.' || (w[1] == b'/' && merge_slashes)))
+    }
+
     #[test]
-    fn slashes_and_padding_at_every_length() {
-        let opts = NormalizeOptions::default();
+    fn slashes_padding_and_normal_form_at_every_length() {
         let mut s = ScannedPath::default();
         for len in 1..200 {
-            let path: Vec<u8> = (0..len)
+            let mut path: Vec<u8> = (0..len)
                 .map(|i| {
                     if i % 7 == 0 || i % 11 == 3 {
                         b'/'
@@ -172,25 +209,46 @@ mod tests {
                     }
                 })
                 .collect();
-            let normal = !path.windows(2).any(|w| w == b"//");
-            assert_eq!(s.load(&path, Some(&opts)), normal, "len {len}");
-            s.load(&path, None);
-            assert_eq!(s.path(), &path[..]);
-            let tail = (len / 8 + 1) * 8;
-            assert!(s.buf[len..tail].iter().all(|&b| b == 0), "padding at {len}");
-            for (i, &b) in path.iter().chain([b'/'].iter()).enumerate() {
-                let bit = s.slashes[i / 64] >> (i % 64) & 1 == 1;
-                assert_eq!(bit, b == b'/', "len {len}, bit {i}");
+            for merge in [true, false] {
+                assert_eq!(s.load(&path, merge), normal(&path, merge), "len {len}");
             }
-            for i in len + 1..s.slashes.len() * 64 {
-                if i / 64 == len / 64 {
-                    assert_eq!(s.slashes[i / 64] >> (i % 64) & 1, 0, "len {len}, bit {i}");
+            assert_eq!(s.path(), &path[..]);
+            assert!(
+                s.buf[len..len + ZEROS].iter().all(|&b| b == 0),
+                "padding at {len}"
+            );
+            let want: Vec<u32> = (0..len)
+                .filter(|&i| path[i] == b'/')
+                .chain([len])
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(s.hay().slashes, &want[..], "len {len}");
+            // Each byte that needs normalize_path, at every position (word boundaries
+            // included), and a '.' or '/' after each slash.
+            for at in 1..len {
+                for b in [b'%', b'\\', b';', b'.', b'/'] {
+                    let old = std::mem::replace(&mut path[at], b);
+                    for merge in [true, false] {
+                        assert_eq!(
+                            s.load(&path, merge),
+                            normal(&path, merge),
+                            "len {len}, {b} at {at}"
+                        );
+                    }
+                    path[at] = old;
                 }
+            }
+            // The same bits with and without SSE2, on the path and on its shifts.
+            for at in 0..len {
+                let mut c = [0u8; 16];
+                let n = (len - at).min(16);
+                c[..n].copy_from_slice(&path[at..at + n]);
+                assert_eq!(classify(&c), classify_words(&c), "len {len}, at {at}");
             }
             // A longer path first must leave nothing behind.
             let mut long = path.clone();
             long.extend_from_slice(&[b'/'; 70]);
-            s.load(&long, None);
+            s.load(&long, false);
         }
     }
 }

@@ -305,7 +305,7 @@ impl PathIndex {
     /// with repeats.
     #[inline]
     pub(crate) fn candidates(&self, hay: Hay<'_>, scratch: &mut PathScratch, out: &mut Vec<u32>) {
-        self.visit(&self.root, hay, 0, out, scratch);
+        self.visit(&self.root, hay, 0, 0, out, scratch);
         if self.prefix_end == 0 {
             return;
         }
@@ -313,16 +313,20 @@ impl PathIndex {
         // probed only at lengths some key has.
         let path = &hay.buf[..hay.len];
         let probe_to = path.len().min(self.prefix_end);
-        for (i, &b) in path[..probe_to].iter().enumerate() {
-            if b == b'/' && self.prefix_lens.contains(i) {
+        for (k, &i) in hay.slashes.iter().enumerate() {
+            let i = i as usize;
+            if i >= probe_to {
+                break;
+            }
+            if self.prefix_lens.contains(i) {
                 if let Some(e) = self.prefix.get(&path[..i]) {
-                    self.visit(e, hay, i, out, scratch);
+                    self.visit(e, hay, i, k, out, scratch);
                 }
             }
         }
         if self.prefix_lens.contains(path.len()) {
             if let Some(e) = self.prefix.get(path) {
-                self.visit(e, hay, path.len(), out, scratch);
+                self.visit(e, hay, path.len(), hay.slashes.len() - 1, out, scratch);
             }
         }
     }
@@ -332,9 +336,18 @@ impl PathIndex {
         &self.pool[s as usize..e as usize]
     }
 
-    /// Prefix rules and the context's regex tiers of the entry for `path[..at]`.
+    /// Prefix rules and the context's regex tiers of the entry for `path[..at]`;
+    /// `hay.slashes[k] == at`.
     #[inline]
-    fn visit(&self, e: &Entry, hay: Hay<'_>, at: usize, out: &mut Vec<u32>, scratch: &mut PathScratch) {
+    fn visit(
+        &self,
+        e: &Entry,
+        hay: Hay<'_>,
+        at: usize,
+        k: usize,
+        out: &mut Vec<u32>,
+        scratch: &mut PathScratch,
+    ) {
         if e.prefix.0 != e.prefix.1 {
             out.extend_from_slice(self.range(e.prefix));
         }
@@ -345,7 +358,11 @@ impl PathIndex {
         // The path with the context stripped; the request being the context path
         // itself is "/".
         let hay = if at < hay.len {
-            Hay { start: at, ..hay }
+            Hay {
+                start: at,
+                first: k,
+                ..hay
+            }
         } else {
             ROOT_HAY
         };

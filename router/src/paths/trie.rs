@@ -36,101 +36,65 @@ use regex_syntax::hir::Hir;
 use std::collections::HashMap;
 
 /// A path as the walk reads it. `buf[start]` is the `/` that starts the (context-
-/// stripped) path, `buf[len]` its end; `buf` extends [`PAD`] bytes past `len` and
-/// `slashes` has bit `i` set when `buf[i]` is `/`, and bit `len` set as a sentinel.
+/// stripped) path, `buf[len]` its end; `buf` extends [`PAD`] bytes past `len`.
+/// `slashes` lists the positions of the whole path's `/` bytes, then `len`;
+/// `slashes[first] == start`, so segment `k` of the stripped path is
+/// `buf[slashes[first + k] + 1..slashes[first + k + 1]]`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hay<'a> {
     pub buf: &'a [u8],
-    pub slashes: &'a [u64],
+    pub slashes: &'a [u32],
+    pub first: usize,
     pub start: usize,
     pub len: usize,
-}
-
-/// The `/` positions of a [`Hay`] from some point on, in order, then its end (the
-/// sentinel): one bit scan each.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slashes<'a> {
-    words: &'a [u64],
-    i: usize,
-    w: u64,
-}
-
-impl Slashes<'_> {
-    /// The next `/` (or the end). Not to be called past the end.
-    #[inline(always)]
-    pub(crate) fn next_slash(&mut self) -> usize {
-        while self.w == 0 {
-            self.i += 1;
-            self.w = self.words[self.i];
-        }
-        let p = self.i * 64 + self.w.trailing_zeros() as usize;
-        self.w &= self.w - 1;
-        p
-    }
-}
-
-impl<'a> Hay<'a> {
-    /// The `/` bytes at or after `p` (at most `len`), then the end.
-    #[inline(always)]
-    pub(crate) fn slashes_from(&self, p: usize) -> Slashes<'a> {
-        Slashes {
-            words: self.slashes,
-            i: p / 64,
-            w: self.slashes[p / 64] & (u64::MAX << (p % 64)),
-        }
-    }
-}
-
-impl Hay<'_> {
-    /// The first `/` (or the end) at or after `p`, which must be at most `len`.
-    #[inline(always)]
-    pub(crate) fn segment_end(&self, p: usize) -> usize {
-        let mut i = p / 64;
-        let mut w = self.slashes[i] & (u64::MAX << (p % 64));
-        while w == 0 {
-            i += 1;
-            w = self.slashes[i];
-        }
-        i * 64 + w.trailing_zeros() as usize
-    }
 }
 
 /// The path `/` alone: what a rule whose context path is the whole request sees.
 pub(crate) const ROOT_HAY: Hay<'static> = Hay {
     buf: &[b'/', 0, 0, 0, 0, 0, 0, 0, 0],
-    slashes: &[0b11],
+    slashes: &[0, 1],
+    first: 0,
     start: 0,
     len: 1,
 };
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    /// Rules whose pattern ends here: a range of `SegmentTrie::ends`.
-    ends: (u32, u32),
+    /// The first rule whose pattern ends here, or NONE.
+    end: u32,
+    /// The others: a range of `SegmentTrie::ends`.
+    more_ends: (u32, u32),
     plus: u32,
     star: u32,
     /// Class and rest children: a range of `SegmentTrie::pieces`.
     pieces: (u32, u32),
     /// The node has literal children (else its segment need not be hashed).
     lits: bool,
+    /// The node has a `[^/]*` child or pieces: the walk takes its general step.
+    rare: bool,
 }
 
-/// A literal edge, stored in its hash slot. `parent == NONE` marks an empty slot.
+/// A literal edge, stored in its hash slot.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     /// The key's first 8 bytes (fewer zero-padded).
     first: u64,
-    parent: u32,
-    len: u32,
+    /// [`slot_key`] of the parent and the key's length; [`EMPTY`]'s marks an empty slot.
+    key: u64,
     child: u32,
     /// Index in `SegmentTrie::words` of the key's words after the first.
     rest: u32,
 }
 
+/// A slot's parent and key length in one word, compared at once.
+#[inline(always)]
+fn slot_key(parent: u32, len: usize) -> u64 {
+    u64::from(parent) << 32 | len as u64
+}
+
 const EMPTY: Slot = Slot {
     first: 0,
-    parent: NONE,
-    len: 0,
+    key: u64::MAX,
     child: NONE,
     rest: 0,
 };
@@ -375,14 +339,16 @@ impl TrieBuilder {
             .into_iter()
             .map(|b| {
                 let (s, p) = (ends.len() as u32, pieces.len() as u32);
-                ends.extend(b.ends);
+                ends.extend(b.ends.iter().skip(1));
                 pieces.extend(b.pieces);
                 Node {
-                    ends: (s, ends.len() as u32),
+                    end: b.ends.first().copied().unwrap_or(NONE),
+                    more_ends: (s, ends.len() as u32),
                     plus: b.plus,
                     star: b.star,
                     pieces: (p, pieces.len() as u32),
                     lits: false,
+                    rare: b.star != NONE || p != pieces.len() as u32,
                 }
             })
             .collect();
@@ -397,8 +363,8 @@ impl TrieBuilder {
         for ((parent, key), child) in children {
             let buf = padded(&key);
             let (h, first) = hash_segment(seed(parent), &buf, 0, key.len());
-            let mut i = (finish32(h) as usize) & (cap - 1);
-            while slots[i].parent != NONE {
+            let mut i = bucket(h) & (cap - 1);
+            while slots[i].key != EMPTY.key {
                 i = (i + 1) & (cap - 1);
             }
             let rest = words.len() as u32;
@@ -409,8 +375,7 @@ impl TrieBuilder {
             }
             slots[i] = Slot {
                 first,
-                parent,
-                len: key.len() as u32,
+                key: slot_key(parent, key.len()),
                 child,
                 rest,
             };
@@ -428,29 +393,27 @@ impl TrieBuilder {
     }
 }
 
-/// The bucket bits of a segment hash.
+/// The bucket bits of a segment hash: its high half.
 #[inline(always)]
-fn finish32(h: u64) -> u64 {
-    h ^ (h >> 31)
+fn bucket(h: u64) -> usize {
+    (h >> 32) as usize
 }
 
 impl SegmentTrie {
     /// The literal child of `node` for the segment `hay.buf[start..end]`.
     #[inline]
-    fn child(&self, node: u32, hay: &Hay<'_>, start: usize, end: usize) -> u32 {
-        let (h, first) = hash_segment(seed(node), hay.buf, start, end);
-        let len = (end - start) as u32;
-        let mut i = (finish32(h) as usize) & self.mask;
+    fn child(&self, node: u32, buf: &[u8], start: usize, end: usize) -> u32 {
+        let (h, first) = hash_segment(seed(node), buf, start, end);
+        let key = slot_key(node, end - start);
+        let mut i = bucket(h) & self.mask;
         loop {
-            let s = &self.slots[i];
-            if s.parent == node
-                && s.len == len
-                && s.first == first
-                && (len <= 8 || self.rest_eq(s, hay, start))
-            {
+            let Some(s) = self.slots.get(i) else {
+                return NONE;
+            };
+            if s.key == key && s.first == first && (end - start <= 8 || self.rest_eq(s, buf, start)) {
                 return s.child;
             }
-            if s.parent == NONE {
+            if s.key == EMPTY.key {
                 return NONE;
             }
             i = (i + 1) & self.mask;
@@ -459,12 +422,12 @@ impl SegmentTrie {
 
     /// Whether the key of `s` (longer than 8 bytes) equals the segment at `start`
     /// past their first words.
-    fn rest_eq(&self, s: &Slot, hay: &Hay<'_>, start: usize) -> bool {
-        let len = s.len as usize;
+    fn rest_eq(&self, s: &Slot, buf: &[u8], start: usize) -> bool {
+        let len = (s.key & u64::from(u32::MAX)) as usize;
         let mut at = 8;
         let mut k = s.rest as usize;
         while at < len {
-            if self.words[k] != low_bytes(word_at(hay.buf, start + at), (len - at).min(8)) {
+            if self.words[k] != low_bytes(word_at(buf, start + at), (len - at).min(8)) {
                 return false;
             }
             at += 8;
@@ -473,87 +436,141 @@ impl SegmentTrie {
         true
     }
 
-    #[inline]
+    /// Appends the rules that end at `node`, if it is not NONE.
+    #[inline(always)]
     fn emit(&self, node: u32, out: &mut Vec<u32>) {
-        let (s, e) = self.nodes[node as usize].ends;
-        if e == s + 1 {
-            out.push(self.ends[s as usize]);
-        } else if e != s {
-            out.extend_from_slice(&self.ends[s as usize..e as usize]);
+        let Some(n) = self.nodes.get(node as usize) else {
+            return;
+        };
+        if n.end != NONE {
+            out.push(n.end);
         }
+        if n.more_ends.0 != n.more_ends.1 {
+            self.emit_more(n, out);
+        }
+    }
+
+    #[inline(never)]
+    fn emit_more(&self, n: &Node, out: &mut Vec<u32>) {
+        out.extend_from_slice(&self.ends[n.more_ends.0 as usize..n.more_ends.1 as usize]);
     }
 
     /// Appends the rules of every pattern under `root` that matches the path of `hay`
     /// as a whole. `stack` is scratch.
+    ///
+    /// The common step (a literal child, a `[^/]+` child, or both) stays in this
+    /// loop; a node with a `[^/]*` child or pieces takes [`Self::rare_step`].
     pub(super) fn walk(&self, root: u32, hay: Hay<'_>, out: &mut Vec<u32>, stack: &mut Vec<(u32, u32)>) {
         stack.clear();
-        // (node, index of the '/' that starts the node's next segment)
-        let (mut node, mut at) = (root, hay.start);
+        let sl = hay.slashes;
+        // The '/' that starts the last segment.
+        let last = sl.len().wrapping_sub(2);
+        // (node, index in `sl` of the '/' that starts the node's next segment)
+        let (mut node, mut k) = (root, hay.first);
         loop {
-            let start = at + 1;
-            let n = &self.nodes[node as usize];
-            let end = hay.segment_end(start);
+            let (Some(&a), Some(&b), Some(n)) = (sl.get(k), sl.get(k + 1), self.nodes.get(node as usize))
+            else {
+                return;
+            };
+            let (start, end) = (a as usize + 1, b as usize);
             let lit = if n.lits {
-                self.child(node, &hay, start, end)
+                self.child(node, hay.buf, start, end)
             } else {
                 NONE
             };
             let plus = if end > start { n.plus } else { NONE };
-            let mut next = NONE;
-            if end == hay.len {
-                for c in [lit, plus, n.star] {
-                    if c != NONE {
-                        self.emit(c, out);
-                    }
-                }
+            let next = if n.rare {
+                self.rare_step(n, hay, k, last, lit, plus, out, stack)
+            } else if k == last {
+                self.emit(lit, out);
+                self.emit(plus, out);
+                NONE
+            } else if lit == NONE {
+                plus
             } else {
-                next = lit;
-                for c in [plus, n.star] {
-                    if c == NONE {
-                    } else if next == NONE {
-                        next = c;
-                    } else {
-                        stack.push((c, end as u32));
-                    }
+                if plus != NONE {
+                    stack.push((plus, k as u32 + 1));
                 }
-            }
-            if n.pieces.0 != n.pieces.1 {
-                self.pieces(n, &hay, start, end, &mut next, out, stack);
-            }
+                lit
+            };
             if next != NONE {
-                (node, at) = (next, end);
-            } else if let Some((n, a)) = stack.pop() {
-                (node, at) = (n, a as usize);
+                (node, k) = (next, k + 1);
+            } else if let Some((n, i)) = stack.pop() {
+                (node, k) = (n, i as usize);
             } else {
                 return;
             }
         }
     }
 
-    /// The class and rest children of `n` for the segment `start..end`: rests and
-    /// (at the last segment) classes emit their rules, other classes are followed.
+    /// The general step at `n` for segment `k`, given its literal and `[^/]+`
+    /// children: rules ending at the last segment are emitted, other children but one
+    /// (returned) are pushed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn rare_step(
+        &self,
+        n: &Node,
+        hay: Hay<'_>,
+        k: usize,
+        last: usize,
+        lit: u32,
+        plus: u32,
+        out: &mut Vec<u32>,
+        stack: &mut Vec<(u32, u32)>,
+    ) -> u32 {
+        let mut next = NONE;
+        if k == last {
+            for c in [lit, plus, n.star] {
+                self.emit(c, out);
+            }
+        } else {
+            next = lit;
+            for c in [plus, n.star] {
+                if c == NONE {
+                } else if next == NONE {
+                    next = c;
+                } else {
+                    stack.push((c, k as u32 + 1));
+                }
+            }
+        }
+        if n.pieces.0 != n.pieces.1 {
+            self.pieces(n, &hay, k, k == last, &mut next, out, stack);
+        }
+        next
+    }
+
+    /// The class and rest children of `n` for segment `k` (the last one when `last`):
+    /// rests and (at the last segment) classes emit their rules, other classes are
+    /// followed.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn pieces(
         &self,
         n: &Node,
         hay: &Hay<'_>,
-        start: usize,
-        end: usize,
+        k: usize,
+        last: bool,
         next: &mut u32,
         out: &mut Vec<u32>,
         stack: &mut Vec<(u32, u32)>,
     ) {
-        for &(p, c) in &self.pieces[n.pieces.0 as usize..n.pieces.1 as usize] {
+        let (start, end) = (hay.slashes[k] as usize + 1, hay.slashes[k + 1] as usize);
+        for &(p, c) in self
+            .pieces
+            .get(n.pieces.0 as usize..n.pieces.1 as usize)
+            .unwrap_or_default()
+        {
             match p {
                 Piece::Class(d) => {
                     if !self.classes[d as usize].matches(&hay.buf[start..end]) {
-                    } else if end == hay.len {
+                    } else if last {
                         self.emit(c, out);
                     } else if *next == NONE {
                         *next = c;
                     } else {
-                        stack.push((c, end as u32));
+                        stack.push((c, k as u32 + 1));
                     }
                 }
                 Piece::Rest(r) => {
