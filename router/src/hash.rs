@@ -2,7 +2,7 @@
 //!
 //! Paths and header names are short, so a multiply-rotate hash over the bytes (the
 //! rustc `FxHasher` family) beats SipHash by a wide margin. Tables hash a word (8
-//! bytes) at a time; [`hash_segment`] hashes a path segment in a padded buffer
+//! bytes) at a time; [`segment_key`] reads a path segment in a padded buffer
 //! without any bounds arithmetic.
 
 const K: u64 = 0x517c_c1b7_2722_0a95;
@@ -132,29 +132,46 @@ pub(crate) fn low_bytes(w: u64, n: usize) -> u64 {
     w & u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
 }
 
-/// The hash of the segment `buf[start..end]` from `seed` and its first word (the low
-/// `min(len, 8)` bytes), read from a padded buffer. A segment of up to 8 bytes (most)
-/// costs one load, one mask and one multiply; the hash's high bits are the ones to use.
-#[inline(always)]
-pub(crate) fn hash_segment(seed: u64, buf: &[u8], start: usize, end: usize) -> (u64, u64) {
-    let len = end - start;
-    let first = low_bytes(word_at(buf, start), len.min(8));
-    let h = (first ^ seed).wrapping_mul(K);
-    if len <= 8 {
-        (h, first)
-    } else {
-        (hash_tail(h, buf, start + 8, end), first)
-    }
+/// A path segment as the trie compares it: its hash from a seed, its first 8 bytes
+/// and, when longer than 8, its last 8 (overlapping the first when shorter than 16).
+/// With the length, `first` and `last` are the whole segment up to 16 bytes; only
+/// longer ones have middle words to compare ([`middle_words`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentKey {
+    pub hash: u64,
+    pub first: u64,
+    pub last: u64,
 }
 
-/// [`hash_segment`] past the first word.
-#[inline(never)]
-fn hash_tail(mut h: u64, buf: &[u8], mut at: usize, end: usize) -> u64 {
-    while at < end {
-        h = mix_word(h, low_bytes(word_at(buf, at), (end - at).min(8)));
-        at += 8;
+/// The [`SegmentKey`] of `buf[start..end]`, read from a padded buffer. A segment of
+/// up to 8 bytes (most) costs one load, one mask and one multiply; up to 16, two
+/// loads and two multiplies. The hash's high bits are the ones to use.
+#[inline(always)]
+pub(crate) fn segment_key(seed: u64, buf: &[u8], start: usize, end: usize) -> SegmentKey {
+    let len = end - start;
+    if len <= 8 {
+        let first = low_bytes(word_at(buf, start), len);
+        return SegmentKey {
+            hash: (first ^ seed).wrapping_mul(K),
+            first,
+            last: 0,
+        };
     }
-    h
+    let (first, last) = (word_at(buf, start), word_at(buf, end - 8));
+    let mut h = mix_word((first ^ seed).wrapping_mul(K), last);
+    if len > 16 {
+        h = middle_words(buf, start, end).fold(h, mix_word);
+    }
+    SegmentKey { hash: h, first, last }
+}
+
+/// The words of a segment longer than 16 bytes between its first and last 8 (the
+/// last one masked to the segment's bytes).
+#[inline]
+pub(crate) fn middle_words(buf: &[u8], start: usize, end: usize) -> impl Iterator<Item = u64> + '_ {
+    (start + 8..end - 8)
+        .step_by(8)
+        .map(move |at| low_bytes(word_at(buf, at), (end - 8 - at).min(8)))
 }
 
 /// Final avalanche so the low bits used for the bucket depend on every byte.
@@ -331,8 +348,8 @@ mod tests {
             let mut own = seg.to_vec();
             own.resize(seg.len() + PAD, 0);
             assert_eq!(
-                hash_segment(7, &buf, at + 1, end),
-                hash_segment(7, &own, 0, seg.len())
+                segment_key(7, &buf, at + 1, end),
+                segment_key(7, &own, 0, seg.len())
             );
             at = end;
         }

@@ -320,13 +320,13 @@ impl PathIndex {
             }
             if self.prefix_lens.contains(i) {
                 if let Some(e) = self.prefix.get(&path[..i]) {
-                    self.visit(e, hay, i, k, out, scratch);
+                    self.visit_prefix(e, hay, i, k, out, scratch);
                 }
             }
         }
         if self.prefix_lens.contains(path.len()) {
             if let Some(e) = self.prefix.get(path) {
-                self.visit(e, hay, path.len(), hay.slashes.len() - 1, out, scratch);
+                self.visit_prefix(e, hay, path.len(), hay.slashes.len() - 1, out, scratch);
             }
         }
     }
@@ -336,9 +336,23 @@ impl PathIndex {
         &self.pool[s as usize..e as usize]
     }
 
+    /// [`Self::visit`] out of line, for the prefix keys (the root's is inlined).
+    #[inline(never)]
+    fn visit_prefix(
+        &self,
+        e: &Entry,
+        hay: Hay<'_>,
+        at: usize,
+        k: usize,
+        out: &mut Vec<u32>,
+        scratch: &mut PathScratch,
+    ) {
+        self.visit(e, hay, at, k, out, scratch)
+    }
+
     /// Prefix rules and the context's regex tiers of the entry for `path[..at]`;
     /// `hay.slashes[k] == at`.
-    #[inline]
+    #[inline(always)]
     fn visit(
         &self,
         e: &Entry,

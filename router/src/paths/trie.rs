@@ -26,7 +26,7 @@
 //! a segment's end is a bit scan and hashing it reads whole words.
 
 use super::NONE;
-use crate::hash::{bytes_equal, hash_segment, low_bytes, word_at, PAD};
+use crate::hash::{bytes_equal, low_bytes, middle_words, segment_key, word_at, PAD};
 use crate::pattern::{ByteSet, SegMatch};
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson;
@@ -77,12 +77,15 @@ struct Node {
 /// A literal edge, stored in its hash slot.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    /// The key's first 8 bytes (fewer zero-padded).
+    /// The key's first 8 bytes (fewer zero-padded) and, when longer, its last 8
+    /// ([`crate::hash::SegmentKey`]).
     first: u64,
+    last: u64,
     /// [`slot_key`] of the parent and the key's length; [`EMPTY`]'s marks an empty slot.
     key: u64,
     child: u32,
-    /// Index in `SegmentTrie::words` of the key's words after the first.
+    /// Index in `SegmentTrie::words` of the key's middle words, when it is longer
+    /// than 16 bytes.
     rest: u32,
 }
 
@@ -94,6 +97,7 @@ fn slot_key(parent: u32, len: usize) -> u64 {
 
 const EMPTY: Slot = Slot {
     first: 0,
+    last: 0,
     key: u64::MAX,
     child: NONE,
     rest: 0,
@@ -200,7 +204,7 @@ fn seed(node: u32) -> u64 {
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// `key` padded for [`hash_segment`].
+/// `key` padded for [`segment_key`].
 fn padded(key: &[u8]) -> Vec<u8> {
     let mut v = key.to_vec();
     v.resize(key.len() + PAD, 0);
@@ -362,19 +366,18 @@ impl TrieBuilder {
         let mut words = Vec::new();
         for ((parent, key), child) in children {
             let buf = padded(&key);
-            let (h, first) = hash_segment(seed(parent), &buf, 0, key.len());
-            let mut i = bucket(h) & (cap - 1);
+            let sk = segment_key(seed(parent), &buf, 0, key.len());
+            let mut i = bucket(sk.hash) & (cap - 1);
             while slots[i].key != EMPTY.key {
                 i = (i + 1) & (cap - 1);
             }
             let rest = words.len() as u32;
-            let mut at = 8;
-            while at < key.len() {
-                words.push(low_bytes(word_at(&buf, at), (key.len() - at).min(8)));
-                at += 8;
+            if key.len() > 16 {
+                words.extend(middle_words(&buf, 0, key.len()));
             }
             slots[i] = Slot {
-                first,
+                first: sk.first,
+                last: sk.last,
                 key: slot_key(parent, key.len()),
                 child,
                 rest,
@@ -403,14 +406,18 @@ impl SegmentTrie {
     /// The literal child of `node` for the segment `hay.buf[start..end]`.
     #[inline]
     fn child(&self, node: u32, buf: &[u8], start: usize, end: usize) -> u32 {
-        let (h, first) = hash_segment(seed(node), buf, start, end);
+        let sk = segment_key(seed(node), buf, start, end);
         let key = slot_key(node, end - start);
-        let mut i = bucket(h) & self.mask;
+        let mut i = bucket(sk.hash) & self.mask;
         loop {
             let Some(s) = self.slots.get(i) else {
                 return NONE;
             };
-            if s.key == key && s.first == first && (end - start <= 8 || self.rest_eq(s, buf, start)) {
+            if s.key == key
+                && s.first == sk.first
+                && s.last == sk.last
+                && (end - start <= 16 || self.middle_eq(s, buf, start, end))
+            {
                 return s.child;
             }
             if s.key == EMPTY.key {
@@ -420,20 +427,12 @@ impl SegmentTrie {
         }
     }
 
-    /// Whether the key of `s` (longer than 8 bytes) equals the segment at `start`
-    /// past their first words.
-    fn rest_eq(&self, s: &Slot, buf: &[u8], start: usize) -> bool {
-        let len = (s.key & u64::from(u32::MAX)) as usize;
-        let mut at = 8;
-        let mut k = s.rest as usize;
-        while at < len {
-            if self.words[k] != low_bytes(word_at(buf, start + at), (len - at).min(8)) {
-                return false;
-            }
-            at += 8;
-            k += 1;
-        }
-        true
+    /// Whether the middle words of the key of `s` (longer than 16 bytes) are those
+    /// of the segment `buf[start..end]`, of the same length.
+    #[inline(never)]
+    fn middle_eq(&self, s: &Slot, buf: &[u8], start: usize, end: usize) -> bool {
+        let words = self.words.get(s.rest as usize..).unwrap_or_default();
+        middle_words(buf, start, end).zip(words).all(|(a, &b)| a == b)
     }
 
     /// Appends the rules that end at `node`, if it is not NONE.
