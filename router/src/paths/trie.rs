@@ -14,16 +14,16 @@
 //!
 //! Every trie node is a path position (a number of segments, under a context path). Its
 //! literal children live in one hash table for the whole router, keyed by (node,
-//! segment bytes); a slot holds the parent, the key's length and first 8 bytes, so a
-//! step is one hash of the segment, one probe and, for segments up to 8 bytes, no
-//! further memory. A node has at most one `[^/]+` and one `[^/]*` child, and a list of
+//! segment bytes); a slot holds the parent, the key's length and its first and last 8
+//! bytes, so a step is one hash of the segment, one probe and, for segments up to 16
+//! bytes, no further memory. A node has at most one `[^/]+` and one `[^/]*` child, and a list of
 //! class and rest children. A path can follow several branches at once (a literal child
 //! and a class child); the walk visits all of them, with an explicit stack in the
 //! scratch, since every rule that matches is a candidate.
 //!
-//! The walk reads the request through a [`Hay`]: the path in a padded buffer and a
-//! bitmask of its `/` bytes, both made once per request ([`crate::scan`]), so finding
-//! a segment's end is a bit scan and hashing it reads whole words.
+//! The walk reads the request through a [`Hay`]: the path in a padded buffer and the
+//! positions of its `/` bytes, both made once per request ([`crate::scan`]), so a
+//! segment's ends are two loads and hashing it reads whole words.
 
 use super::NONE;
 use crate::hash::{bytes_equal, low_bytes, middle_words, segment_key, word_at, PAD};
