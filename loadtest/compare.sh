@@ -31,6 +31,10 @@ WRK_THREADS=1
 OUT=""
 DO_INSTALL=1
 DO_BUILD=1
+# What the proxies relay to: nginx serving a fixed body (software none of the three
+# proxies is) unless --backend fixture picks ringway-backend.
+BACKEND=nginx
+GENERATORS=(wrk)
 BACKEND_BIN=${BACKEND_BIN:-$REPO/target/release/ringway-backend}
 RINGWAY_BIN=${RINGWAY_BIN:-$REPO/target/release/ringway}
 BACKEND_PORT=${BACKEND_PORT:-19000}
@@ -73,6 +77,13 @@ usage: loadtest/compare.sh [options]
   --out DIR           results directory (default bench/results/<date>-<host>)
   --no-install        do not apt-get install missing tools
   --no-build          do not cargo build (use the binaries as they are)
+  --backend B         nginx (default): a separate nginx (one process) serving a fixed
+                      body of the scenario's size from a file, sendfile on;
+                      fixture: ringway-backend (our own test backend)
+  --generators a,b    load generators, each run against the same targets: wrk
+                      (default), oha (loadtest/oha.sh; not for the scenarios that need
+                      a wrk Lua script or openssl: routes10k, backend-fail, auth-sig,
+                      auth-unverified, tls-resume). oha's rows are layout "LAYOUT+oha"
   --backend-bin PATH  ringway-backend binary (default target/release/ringway-backend)
   --ringway-bin PATH  ringway binary (default target/release/ringway)
   --baseline-bin PATH a second ringway binary (e.g. the previous commit), run as
@@ -112,6 +123,13 @@ while (($#)); do
     --out) OUT=$2; shift 2 ;;
     --no-install) DO_INSTALL=0; shift ;;
     --no-build) DO_BUILD=0; shift ;;
+    --backend)
+        case $2 in
+        nginx | fixture) BACKEND=$2 ;;
+        *) echo "--backend: nginx or fixture" >&2; exit 2 ;;
+        esac
+        shift 2 ;;
+    --generators) split_csv GENERATORS "$2"; shift 2 ;;
     --backend-bin) BACKEND_BIN=$2; shift 2 ;;
     --ringway-bin) RINGWAY_BIN=$2; shift 2 ;;
     --baseline-bin) BASELINE_BIN=$2; shift 2 ;;
@@ -131,6 +149,9 @@ if [[ -n $BASELINE_BIN && " ${TARGETS[*]} " != *" baseline "* ]]; then
 fi
 for t in "${TARGETS[@]}"; do
     [[ " backend ringway nginx haproxy baseline " == *" $t "* ]] || { echo "unknown target: $t" >&2; exit 2; }
+done
+for g in "${GENERATORS[@]}"; do
+    [[ $g == wrk || $g == oha ]] || { echo "unknown generator: $g (wrk, oha)" >&2; exit 2; }
 done
 
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -218,6 +239,15 @@ install_tools() {
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null || missing+=("$pkg")
     done
+    if [[ " ${GENERATORS[*]} " == *" oha "* ]] && ! command -v oha >/dev/null; then
+        if ((DO_INSTALL)); then
+            log "installing oha (cargo install oha --locked)"
+            cargo install -q oha --locked || { log "cargo install oha failed"; exit 1; }
+        else
+            log "missing tool: oha (cargo install oha --locked)"
+            exit 1
+        fi
+    fi
     ((${#missing[@]})) || return 0
     if ((DO_INSTALL == 0)) || [[ $(id -u) != 0 ]]; then
         log "missing tools: ${missing[*]} (install them, or run as root without --no-install)"
@@ -242,7 +272,7 @@ build() {
 
 install_tools
 build
-[[ -x $BACKEND_BIN ]] || { log "no backend binary at $BACKEND_BIN"; exit 1; }
+[[ $BACKEND == nginx || -x $BACKEND_BIN ]] || { log "no backend binary at $BACKEND_BIN"; exit 1; }
 
 NPROC=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
@@ -278,7 +308,8 @@ write_machine_info() {
         echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
         echo "- memory: $(free -h | awk '/^Mem:/{print $2}')"
         echo "- commit: $commit ($dirty uncommitted paths)"
-        echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); nginx: $(nginx -v 2>&1 | cut -d/ -f2); haproxy: $(haproxy -v | head -1 | cut -d' ' -f3)"
+        echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); nginx: $(nginx -v 2>&1 | cut -d/ -f2); haproxy: $(haproxy -v | head -1 | cut -d' ' -f3)$(command -v oha >/dev/null && echo "; oha: $(oha --version | cut -d' ' -f2)")"
+        echo "- backend: $([[ $BACKEND == nginx ]] && echo "nginx (one process, a fixed body from a file)" || echo "ringway-backend (fixture)"); generators: ${GENERATORS[*]}"
         echo "- settings: layout ${LAYOUTS[*]}, shards $SHARDS, rounds $ROUNDS, duration ${DURATION}s, warm-up ${WARMUP}s, wrk -t$WRK_THREADS -c$CONNECTIONS"
         echo "- split layout: proxy on CPUs $PROXY_CPUS, wrk and backend on CPUs $LOAD_CPUS"
         [[ -n $PROXY_QUOTA ]] && echo "- proxies capped at ${PROXY_QUOTA}% of one CPU (cgroup)"
@@ -372,6 +403,14 @@ is_auth_scenario() { [[ $1 == auth-* ]]; }
 is_limit_scenario() { [[ $1 == limit-* ]]; }
 BENCH_KEY=benchkey-7f3a9c01d2e4
 LAYOUT=split
+# The load generator of the runs being measured, and the layout label their rows
+# carry (LAYOUT for wrk, LAYOUT+oha for oha).
+GEN=wrk
+LABEL=split
+# Scenarios that only wrk (a Lua script) or openssl can drive.
+gen_supports() { # gen_supports GENERATOR SCENARIO
+    [[ $1 == wrk ]] || [[ ! " routes10k backend-fail auth-sig auth-unverified tls-resume " == *" $2 "* ]]
+}
 
 # Command prefixes that pin to a CPU set in the split layout (empty when
 # unpinned). Used as "${PIN_PROXY[@]}" CMD &, a simple command, so $! is the
@@ -421,9 +460,47 @@ evalsha_calls() {
         awk -F'[=,]' '/^cmdstat_evalsha:/ {print $2; found=1} END {if (!found) print 0}'
 }
 
-start_backend() { # start_backend SIZE
-    "${PIN_LOAD[@]}" "$BACKEND_BIN" --listen "127.0.0.1:$BACKEND_PORT" --threads 1 --size "$1" \
+# The nginx backend: one process (no master, so that SIGKILL in backend-fail takes
+# it all, like the fixture's), a body of SIZE bytes from a file for every path.
+start_nginx_backend() { # start_nginx_backend SIZE
+    local dir=$WORK/backend-nginx
+    mkdir -p "$dir/www"
+    [[ -e $dir/www/body-$1 ]] || head -c "$1" /dev/zero | tr '\0' x >"$dir/www/body-$1"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    open_file_cache max=16;
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:${BACKEND_PORT} backlog=4096;
+        location / {
+            root $dir/www;
+            try_files /body-$1 =404;
+        }
+    }
+}
+EOF
+    "${PIN_LOAD[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
         >"$WORK/backend.out" 2>"$WORK/backend.err" &
+}
+
+start_backend() { # start_backend SIZE
+    if [[ $BACKEND == nginx ]]; then
+        start_nginx_backend "$1"
+    else
+        "${PIN_LOAD[@]}" "$BACKEND_BIN" --listen "127.0.0.1:$BACKEND_PORT" --threads 1 --size "$1" \
+            >"$WORK/backend.out" 2>"$WORK/backend.err" &
+    fi
     PID_OF[backend]=$!
     STARTED_PIDS+=("$!")
     wait_http "$BACKEND_PORT" "${PID_OF[backend]}" || { log "backend did not come up: $(tail -n 3 "$WORK/backend.err")"; exit 1; }
@@ -502,7 +579,16 @@ run_wrk() { # run_wrk SCENARIO TARGET SECONDS OUTFILE
     local url="http://127.0.0.1:${PORT_OF[$2]}/"
     { is_auth_scenario "$1" || is_limit_scenario "$1"; } && url="http://127.0.0.1:${PORT_OF[$2]}/a/x"
     is_tls_scenario "$1" && [[ $1 != tls-upstream ]] && url="https://127.0.0.1:${TLS_PORT_OF[$2]}/"
-    if [[ $1 == tls-resume ]]; then
+    if [[ $GEN == oha ]]; then
+        local -a h=()
+        local i
+        for ((i = 0; i < ${#args[@]}; i++)); do
+            [[ ${args[$i]} == -H ]] && h+=(-H "${args[$((i + 1))]}")
+        done
+        [[ $1 == newconn || $1 == tls-newconn ]] && h+=(--disable-keepalive)
+        [[ $1 == tls-* ]] && h+=(--insecure)
+        "${PIN_LOAD[@]}" "$HERE/oha.sh" "$3" "$CONNECTIONS" "$url" "${h[@]}" >"$4" 2>&1 &
+    elif [[ $1 == tls-resume ]]; then
         # wrk does not resume sessions; openssl s_time -reuse does, one connection
         # after another, reported in wrk's format (loadtest/s_time.sh).
         "${PIN_LOAD[@]}" "$HERE/s_time.sh" "127.0.0.1:${TLS_PORT_OF[$2]}" "$3" >"$4" 2>&1 &
@@ -526,7 +612,7 @@ move_backend() {
 measure() { # measure SCENARIO TARGET ROUND POS
     local s=$1 t=$2 r=$3 pos=$4 pid file before after bbefore bafter rss
     pid=${PID_OF[$t]}
-    file=raw/$LAYOUT-$s-$t-r$r.txt
+    file=raw/$LABEL-$s-$t-r$r.txt
     [[ $t == backend ]] && move_backend "$PROXY_CPUS"
     before=$(tree_ticks "$pid")
     bbefore=$(tree_ticks "${PID_OF[backend]}")
@@ -538,15 +624,15 @@ measure() { # measure SCENARIO TARGET ROUND POS
         local calls requests
         calls=$(($(evalsha_calls) - calls_before))
         requests=$(awk '/requests in/ {print $1}' "$OUT/$file")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" "$r" "${requests:-0}" "$calls" >>"$OUT/redis.tsv"
-        log "  $LAYOUT $s r$r $t: Redis EVALSHA $calls for ${requests:-0} requests"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$LABEL" "$s" "$t" "$r" "${requests:-0}" "$calls" >>"$OUT/redis.tsv"
+        log "  $LABEL $s r$r $t: Redis EVALSHA $calls for ${requests:-0} requests"
     fi
     bafter=$(tree_ticks "${PID_OF[backend]}")
     rss=$(tree_rss "$pid")
     [[ $t == backend ]] && move_backend "$LOAD_CPUS"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" "$r" "$pos" "$file" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LABEL" "$s" "$t" "$r" "$pos" "$file" \
         $((after - before)) "$rss" $((bafter - bbefore)) "$CLK_TCK" >>"$RUNS"
-    log "  $LAYOUT $s r$r $t: $(grep -E 'Requests/sec' "$OUT/$file" | tr -s ' ') $(grep -E '^ +99%' "$OUT/$file" | tr -s ' ')"
+    log "  $LABEL $s r$r $t: $(grep -E 'Requests/sec' "$OUT/$file" | tr -s ' ') $(grep -E '^ +99%' "$OUT/$file" | tr -s ' ')"
 }
 
 warm() { # warm SCENARIO TARGET
@@ -662,7 +748,7 @@ run_backend_fail() {
     ((secs >= 3)) || secs=3
     for t in "${LIVE[@]}"; do
         [[ $t == backend ]] && continue
-        file=raw/$LAYOUT-$s-$t-r1.txt
+        file=raw/$LABEL-$s-$t-r1.txt
         pid=${PID_OF[$t]}
         before=$(tree_ticks "$pid")
         run_wrk "$s" "$t" "$secs" "$OUT/$file" &
@@ -677,9 +763,9 @@ run_backend_fail() {
         wait "$wrk_pid" || true
         forget_pid "$wrk_pid"
         after=$(tree_ticks "$pid")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LAYOUT" "$s" "$t" 1 1 "$file" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LABEL" "$s" "$t" 1 1 "$file" \
             $((after - before)) "$(tree_rss "$pid")" NA "$CLK_TCK" >>"$RUNS"
-        log "  $LAYOUT $s $t: $(grep -E 'Non-2xx|Socket errors|^status' "$OUT/$file" | tr -s ' ' | tr '\n' ';')"
+        log "  $LABEL $s $t: $(grep -E 'Non-2xx|Socket errors|^status' "$OUT/$file" | tr -s ' ' | tr '\n' ';')"
     done
 }
 
@@ -695,7 +781,7 @@ for s in "${SCENARIOS[@]}"; do
         estimate=$((estimate + ${#TARGETS[@]} * (ROUNDS * DURATION + WARMUP + 1) + 3))
     fi
 done
-estimate=$((estimate * ${#LAYOUTS[@]}))
+estimate=$((estimate * ${#LAYOUTS[@]} * ${#GENERATORS[@]}))
 log "results: $OUT"
 log "scenarios: ${SCENARIOS[*]}; targets: ${TARGETS[*]}; layouts: ${LAYOUTS[*]}; about $((estimate / 60)) min $((estimate % 60)) s"
 log "numbers on a shared or busy machine are noise: measure on a quiet one"
@@ -707,11 +793,19 @@ for layout in "${LAYOUTS[@]}"; do
         log "== $LAYOUT / $s"
         generate_configs "$s" "$([[ $s == routes10k ]] && echo 9999 || echo 0)"
         start_targets "$s"
-        if [[ $s == backend-fail ]]; then
-            run_backend_fail
-        else
-            run_steady "$s"
-        fi
+        for GEN in "${GENERATORS[@]}"; do
+            LABEL=$LAYOUT
+            [[ $GEN == wrk ]] || LABEL=$LAYOUT+$GEN
+            if ! gen_supports "$GEN" "$s"; then
+                log "SKIP $GEN for $s (it needs a wrk Lua script or openssl)"
+                continue
+            fi
+            if [[ $s == backend-fail ]]; then
+                run_backend_fail
+            else
+                run_steady "$s"
+            fi
+        done
         stop_targets
     done
 done

@@ -3,8 +3,8 @@
 
 Opens N connections to ADDR (loopback only), sends one keep-alive request on
 each and reads its response, then holds them all idle and reports the
-proxy's VmRSS (summed over its process tree) before and after, and the
-difference per connection. Bounded: gives up after --timeout seconds.
+proxy's VmRSS (summed over its process tree) before and after (once the last
+connection has been idle --hold seconds), and the difference per connection. Bounded: gives up after --timeout seconds.
 
     loadtest/idle_conns.py --pid PID --addr 127.0.0.1:18080 -n 10000 --path /health
 """
@@ -44,6 +44,9 @@ def main():
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--path", default="/")
     ap.add_argument("--timeout", type=float, default=60.0)
+    # ringway parks a keep-alive connection idle for 1 s (src/downstream/mod.rs,
+    # PARK_AFTER); the RSS is read after every connection has been idle this long.
+    ap.add_argument("--hold", type=float, default=3.0)
     a = ap.parse_args()
     host, port = a.addr.rsplit(":", 1)
     if not (host.startswith("127.") or host in ("localhost", "::1")):
@@ -75,7 +78,7 @@ def main():
                 if b"\r\n\r\n" in key.data or not data:
                     sel.unregister(key.fileobj)
                     pending -= 1
-    time.sleep(1.0)
+    time.sleep(a.hold)
     after = tree_rss_kib(a.pid)
     per = (after - before) * 1024 / a.n
     print(f"connections {a.n}  rss_before_kib {before}  rss_after_kib {after}  bytes_per_connection {per:.0f}")

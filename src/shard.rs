@@ -55,6 +55,8 @@ pub struct Shard {
     pub retries_active: Cell<usize>,
     /// Idle pipes for splicing bodies between sockets.
     pub pipes: crate::io::splice::Pipes,
+    /// Idle keep-alive client connections' reads (`downstream`'s parking).
+    pub parked: crate::io::ParkingLot,
     /// The shard may splice: it runs the epoll driver. Under io_uring a splice is
     /// always handed to a kernel worker thread (the kernel forces it async), which
     /// costs more than the copy it saves (docs/benchmarks.md).
@@ -119,6 +121,7 @@ impl Shard {
             tunnels_stop: crate::io::Stop::default(),
             retries_active: Cell::new(0),
             pipes: Default::default(),
+            parked: Default::default(),
             splice: Cell::new(false),
             in_flight: Cell::new(0),
             handshakes: Cell::new(0),

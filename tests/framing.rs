@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_within, Backend, Client, Config, Gateway};
+use common::{admin_metrics, assert_within, start_with_admin, Backend, Client, Config, Gateway};
 use std::time::{Duration, Instant};
 
 /// An echo backend behind `/`, the mock `/mock`, and the small limits.
@@ -299,4 +299,75 @@ fn rejection_after_a_good_keep_alive_request_still_closes() {
     let r = c.response();
     assert_eq!(r.status, 400);
     assert!(c.is_closed());
+}
+
+/// The value of the `ringway_parked_connections` gauge.
+fn parked(admin: std::net::SocketAddr) -> Option<u64> {
+    admin_metrics(admin)
+        .lines()
+        .find_map(|l| l.strip_prefix("ringway_parked_connections "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A keep-alive client that stays quiet for longer than a second has its connection
+/// parked (`src/downstream/mod.rs`, `PARK_AFTER`): its next request, whose head is
+/// larger than the parked read's 64 bytes and arrives in two pieces, is served as any
+/// other, and so is the one after another quiet spell.
+#[test]
+fn parked_keep_alive_connection_serves_its_next_requests() {
+    let b = Backend::echo("b");
+    let (gw, admin) = start_with_admin(
+        &Config::new()
+            .limits("keepalive_timeout = \"10s\"")
+            .endpoint("b", &b.url())
+            .route("name = \"all\"\npath = { regex = \"/(.*)\" }\nto = \"{#endpoints['b']}/{#group[0]}\""),
+    );
+    let mut c = gw.client();
+    assert_eq!(c.get("/first").status, 200);
+    assert_eq!(parked(admin), Some(0), "parked at once");
+    let filler = "v".repeat(200);
+    for n in 0..2 {
+        std::thread::sleep(Duration::from_millis(1600));
+        assert_eq!(parked(admin), Some(1), "not parked after 1.6 s idle");
+        c.send(format!("GET /after-park-{n} HTTP/1.1\r\nHost: h\r\nX-Filler: ").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(format!("{filler}\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(!r.closes(), "closed after a parked request: {}", r.head.raw);
+        assert_eq!(parked(admin), Some(0), "still counted as parked");
+    }
+    let seen = b.requests();
+    let targets: Vec<&str> = seen.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/first", "/after-park-0", "/after-park-1"]);
+    assert_eq!(seen[2].head.header("x-filler"), Some(filler.as_str()));
+}
+
+/// A parked connection still ends at its keep-alive deadline: the sweep that expires
+/// parked reads runs once a second, so it closes within a second after it.
+#[test]
+fn parked_connection_is_closed_after_keepalive_timeout() {
+    let (gw, admin) = start_with_admin(
+        &Config::new()
+            .limits("keepalive_timeout = \"1500ms\"")
+            .mock("mock", "/mock", 200, "mocked"),
+    );
+    let mut c = gw.client();
+    assert_eq!(c.get("/mock").status, 200);
+    let t = Instant::now();
+    c.set_read_timeout(Duration::from_secs(5));
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(&mut c.wire.stream, &mut byte);
+    assert!(
+        matches!(n, Ok(0)),
+        "parked connection not closed: {n:?} after {:?}",
+        t.elapsed()
+    );
+    assert_within(
+        "parked keep-alive close",
+        t.elapsed(),
+        Duration::from_millis(1400),
+        Duration::from_millis(3500),
+    );
+    assert_eq!(parked(admin), Some(0));
 }

@@ -6,30 +6,10 @@
 
 mod common;
 
-use common::{Backend, Config, Gateway};
+use common::{admin_metrics, start_with_admin, Backend, Config, Gateway};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// The gateway with an admin port: (gateway, admin address).
-fn start_with_admin(config: &Config) -> (Gateway, SocketAddr) {
-    let toml = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render());
-    let gw = Gateway::start(&toml);
-    let admin = gw
-        .stdout_line("ringway admin on ", Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("no admin line; stderr:\n{}", gw.stderr()));
-    (gw, admin.trim().parse().expect("admin address"))
-}
-
-/// The admin port's `/metrics` text.
-fn metrics(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read admin response");
-    String::from_utf8_lossy(&raw).into_owned()
-}
 
 fn api(url: &str) -> Config {
     Config::new()
@@ -81,7 +61,7 @@ fn issue9_idle_connections_closed_by_the_backend_are_counted_and_dropped() {
     // The sweep runs once a second; the backend closed the connection after 100 ms.
     let start = Instant::now();
     loop {
-        let m = metrics(admin);
+        let m = admin_metrics(admin);
         let closed = m
             .lines()
             .find(|l| l.starts_with("ringway_upstream_closed_idle_total{"))

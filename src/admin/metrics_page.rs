@@ -42,6 +42,7 @@ struct Totals {
     retry_budget_exhausted: u64,
     spliced_bytes: u64,
     tunnels_open: u64,
+    parked: u64,
     tunnels_ended: [u64; 4],
     /// In (from clients), out (to clients).
     tunnel_bytes: [u64; 2],
@@ -81,6 +82,7 @@ fn totals(shards: &[Arc<ShardStats>]) -> Totals {
         });
         t.no_match += s.no_match.get();
         t.open = t.open.wrapping_add(s.open_connections.get());
+        t.parked = t.parked.wrapping_add(s.parked_connections.get());
         t.accepted += s.accepted.get();
         t.access_log_errors += s.access_log_errors.get();
         t.nonce_store_full += s.nonce_store_full.get();
@@ -381,6 +383,12 @@ pub(super) fn metrics(state: &AdminState) -> String {
         "Open client connections.",
     );
     e.sample("ringway_open_connections", &[], t.open);
+    e.family(
+        "ringway_parked_connections",
+        Kind::Gauge,
+        "Idle keep-alive client connections parked: idle for a second, their read buffer given back, waiting on a 64-byte read with no timer of their own.",
+    );
+    e.sample("ringway_parked_connections", &[], t.parked);
     e.family(
         "ringway_spliced_bytes_total",
         Kind::Counter,

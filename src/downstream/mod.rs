@@ -22,11 +22,23 @@ use crate::proxy::{serve_request, ClientConn, Exchange};
 use crate::shard::Shard;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Initial read buffer of a connection; grows for large heads and bodies, and is
-/// shrunk back after. Small so that idle keep-alive connections stay cheap.
+/// shrunk back after.
 const INITIAL_BUF: usize = 2 * 1024;
+
+/// A keep-alive connection that has been idle this long is parked: its read buffer
+/// is given back and the read it waits on gets [`PARKED_BUF`] bytes, so that ten
+/// thousand idle clients cost little more than their sockets. (nginx frees its
+/// buffers when a connection goes idle and waits on epoll readiness; an io_uring
+/// read needs its buffer while it waits, hence the small one.) A busy connection
+/// never waits this long, so it never pays the second read a parked one does.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// The read buffer of a parked connection: the first bytes of its next request
+/// land here, then the buffer grows as for any head.
+const PARKED_BUF: usize = 64;
 
 /// Serves one client connection until it closes.
 pub async fn serve(shard: Rc<Shard>, io: Conn, peer: SocketAddr) {
@@ -49,32 +61,47 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
     // A connection accepted but not yet past its first head counts as in flight, so a
     // drain answers it rather than closing it unanswered.
     shard.in_flight.set(shard.in_flight.get() + 1);
+    // Every await of this loop is small or boxed: this future is what an idle
+    // connection's task holds, and its size is that of its largest await.
     loop {
         // Nothing per request is held while the connection waits idle: the head
         // scratch is taken when bytes arrive, the snapshot view when the head is whole.
         let mut hs = None;
-        let head = read_head(&shard, &mut c, &mut hs, first).await;
-        let hs = hs.unwrap_or_default();
-        let view = shard.view();
+        let head = Box::pin(read_head(&shard, &mut c, &mut hs, first)).await;
         if first {
             shard.in_flight.set(shard.in_flight.get() - 1);
         }
         first = false;
         let keep = match head {
             HeadRead::Head(head) => {
-                shard.in_flight.set(shard.in_flight.get() + 1);
-                let mut x = Exchange::new(&shard, &view, &mut c, head, &hs);
-                let outcome = serve_request(&mut x).await;
-                shard.in_flight.set(shard.in_flight.get() - 1);
-                outcome.keeps_alive()
+                let hs = hs.take().unwrap_or_default();
+                let keep = Box::pin(serve_head(&shard, &mut c, head, &hs)).await;
+                shard.give_head_scratch(hs);
+                keep
+            }
+            HeadRead::Park(until) => {
+                // Idle for PARK_AFTER: the buffer goes back, and a small one waits
+                // for the next request (served even while draining: it has begun).
+                c.buf = Vec::new();
+                let small = Vec::with_capacity(PARKED_BUF);
+                shard.stats.parked_connections.inc();
+                let (outcome, buf) = c.io.read_parked(&shard.parked, small, until).await;
+                shard.stats.parked_connections.dec();
+                c.buf = buf;
+                if matches!(outcome, ReadOutcome::Data(_)) {
+                    continue;
+                }
+                false
             }
             HeadRead::Closed => false,
             HeadRead::Reject(status, reason) => {
-                reject(&shard, &mut c, status, reason).await;
+                Box::pin(reject(&shard, &mut c, status, reason)).await;
                 false
             }
         };
-        shard.give_head_scratch(hs);
+        if let Some(hs) = hs {
+            shard.give_head_scratch(hs);
+        }
         if !keep || shard.draining.get() {
             break;
         }
@@ -86,13 +113,26 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
         }
     }
     // TLS: a close_notify, so that a client reading to EOF sees a clean end.
-    c.io.close().await;
+    Box::pin(c.io.close()).await;
     shard.stats.open_connections.dec();
+}
+
+/// Serves one request whose head has been read; whether the connection stays open.
+async fn serve_head(shard: &Rc<Shard>, c: &mut ClientConn, head: RequestHead, hs: &HeadScratch) -> bool {
+    let view = shard.view();
+    shard.in_flight.set(shard.in_flight.get() + 1);
+    let mut x = Exchange::new(shard, &view, c, head, hs);
+    let outcome = serve_request(&mut x).await;
+    shard.in_flight.set(shard.in_flight.get() - 1);
+    outcome.keeps_alive()
 }
 
 /// What reading a request head came to.
 enum HeadRead {
     Head(RequestHead),
+    /// Idle for [`PARK_AFTER`] with nothing read: park until this keep-alive
+    /// deadline.
+    Park(Instant),
     Closed,
     /// The head cannot be served: answer `status` naming the reason, and close.
     Reject(u16, &'static str),
@@ -138,7 +178,8 @@ async fn reject(shard: &Shard, c: &mut ClientConn, status: u16, reason: &'static
 
 /// Reads until a whole request head is in `c.buf` (from `c.pos == 0`). The first
 /// request of a connection must arrive within `client_header_timeout`; later ones may
-/// wait `keepalive_timeout` for their first byte, then `client_header_timeout`.
+/// wait `keepalive_timeout` for their first byte, then `client_header_timeout`; one
+/// idle for [`PARK_AFTER`] is told to park for the rest of that wait.
 async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratch>, first: bool) -> HeadRead {
     let limits = shard.view().snap.config.limits.clone();
     let head_limits = HeadLimits {
@@ -146,6 +187,7 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
         max_headers: limits.max_headers,
     };
     let mut deadline = first.then(|| Instant::now() + limits.client_header_timeout);
+    let idle_until = Instant::now() + limits.keepalive_timeout;
     loop {
         if !c.buf.is_empty() {
             let hs = hs.get_or_insert_with(|| shard.take_head_scratch());
@@ -156,9 +198,10 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
             }
             deadline.get_or_insert_with(|| Instant::now() + limits.client_header_timeout);
         }
+        let idle_left = idle_until.saturating_duration_since(Instant::now());
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
-            None => limits.keepalive_timeout,
+            None => idle_left.min(PARK_AFTER),
         };
         if c.buf.capacity() - c.buf.len() < 1024 {
             c.buf.reserve(c.buf.len().max(INITIAL_BUF));
@@ -170,6 +213,9 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
             ReadOutcome::Data(_) => {}
             ReadOutcome::TimedOut if had_bytes => {
                 return HeadRead::Reject(408, "request head not received in time")
+            }
+            ReadOutcome::TimedOut if deadline.is_none() && Instant::now() < idle_until => {
+                return HeadRead::Park(idle_until)
             }
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return HeadRead::Closed,
         }

@@ -11,13 +11,13 @@
 //! one non-blocking `recv(MSG_PEEK)`, and never an io_uring round trip.
 
 use crate::io::tunnel::{ReadHalf, WriteHalf};
-use crate::io::{read_append, write_all_timeout, ReadOutcome, Reclaim, TlsStream};
+use crate::io::{read_append, write_all_timeout, ParkingLot, ReadOutcome, Reclaim, TlsStream};
 use monoio::io::Splitable;
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection to a client or an upstream.
 #[derive(Debug)]
@@ -82,6 +82,23 @@ impl Conn {
         match self {
             Conn::Tcp { rd, .. } => read_append(rd, buf, timeout).await,
             Conn::Tls(t) => t.read_append(buf, timeout).await,
+        }
+    }
+
+    /// [`Self::read_append`] for a long wait, until `until`: a TCP read parked in
+    /// `lot` (no timer of its own; `buf` small), a TLS one as usual.
+    pub async fn read_parked(
+        &mut self,
+        lot: &ParkingLot,
+        buf: Vec<u8>,
+        until: Instant,
+    ) -> (ReadOutcome, Vec<u8>) {
+        match self {
+            Conn::Tcp { rd, .. } => lot.read(rd, buf, until).await,
+            Conn::Tls(t) => {
+                let wait = until.saturating_duration_since(Instant::now());
+                Box::pin(t.read_append(buf, wait)).await
+            }
         }
     }
 

@@ -12,12 +12,14 @@
 //! which hands the buffer back and releases the socket.
 
 mod conn;
+mod park;
 pub mod splice;
 pub mod tls;
 pub mod tunnel;
 pub mod watch;
 
 pub use conn::{Conn, Input};
+pub use park::ParkingLot;
 pub use tls::{HandshakeError, TlsStream};
 
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};

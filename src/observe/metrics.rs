@@ -167,6 +167,9 @@ pub struct ShardStats {
     /// Requests that matched no rule.
     pub no_match: Counter,
     pub open_connections: Counter,
+    /// Of those, idle keep-alive connections parked (`downstream`: no read buffer,
+    /// no timer of their own).
+    pub parked_connections: Counter,
     pub accepted: Counter,
     /// The snapshot version this shard serves.
     pub version: Counter,

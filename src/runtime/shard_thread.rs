@@ -290,6 +290,7 @@ async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
             _ = stop.recv() => return,
         }
         shard.release_retired();
+        shard.parked.sweep(Instant::now());
         let view = shard.view();
         let idle = view.snap.config.upstream.idle_timeout;
         let alive = |k: &crate::upstream::PoolKey| {

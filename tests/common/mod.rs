@@ -381,3 +381,24 @@ impl Config {
         Gateway::start(&self.render())
     }
 }
+
+/// The gateway of `config` with an admin port: (gateway, admin address).
+pub fn start_with_admin(config: &Config) -> (Gateway, SocketAddr) {
+    let toml = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render());
+    let gw = Gateway::start(&toml);
+    let admin = gw
+        .stdout_line("ringway admin on ", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no admin line; stderr:\n{}", gw.stderr()));
+    (gw, admin.trim().parse().expect("admin address"))
+}
+
+/// The admin port's `/metrics` response, head and text.
+pub fn admin_metrics(admin: SocketAddr) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read admin response");
+    String::from_utf8_lossy(&raw).into_owned()
+}
