@@ -45,8 +45,10 @@ def main():
     ap.add_argument("--path", default="/")
     ap.add_argument("--timeout", type=float, default=60.0)
     # ringway parks a keep-alive connection idle for 1 s (src/downstream/mod.rs,
-    # PARK_AFTER); the RSS is read after every connection has been idle this long.
-    ap.add_argument("--hold", type=float, default=3.0)
+    # PARK_AFTER), and its allocator gives the memory back a second or two later
+    # (runtime/shard_thread.rs, nudge_allocator); the RSS is read after every
+    # connection has been idle this long.
+    ap.add_argument("--hold", type=float, default=5.0)
     a = ap.parse_args()
     host, port = a.addr.rsplit(":", 1)
     if not (host.startswith("127.") or host in ("localhost", "::1")):

@@ -57,53 +57,74 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
         peer_ip: peer.ip().to_string().into_bytes(),
         client_cert,
     };
-    let mut first = true;
     // A connection accepted but not yet past its first head counts as in flight, so a
     // drain answers it rather than closing it unanswered.
     shard.in_flight.set(shard.in_flight.get() + 1);
-    // Every await of this loop is small or boxed: this future is what an idle
-    // connection's task holds, and its size is that of its largest await.
+    // This future is what an idle connection's task holds, and its size is that of
+    // its largest await: the busy part of the connection's life is boxed, so that
+    // a parked connection holds only its small read. The box is made when the
+    // connection opens and again each time it leaves the parking lot, never per
+    // request.
+    let mut first = true;
+    loop {
+        let (conn, park) = Box::pin(serve_busy(shard.clone(), c, first)).await;
+        c = conn;
+        first = false;
+        let Some(until) = park else {
+            break;
+        };
+        // Idle for PARK_AFTER: the buffer goes back, and a small one waits for the
+        // next request (served even while draining: it has begun).
+        c.buf = Vec::new();
+        let small = Vec::with_capacity(PARKED_BUF);
+        shard.stats.parked_connections.inc();
+        let (outcome, buf) = c.io.read_parked(&shard.parked, small, until).await;
+        shard.stats.parked_connections.dec();
+        c.buf = buf;
+        if !matches!(outcome, ReadOutcome::Data(_)) {
+            break;
+        }
+    }
+    // TLS: a close_notify, so that a client reading to EOF sees a clean end.
+    Box::pin(c.io.close()).await;
+    shard.stats.open_connections.dec();
+}
+
+/// Serves requests on `c` while it stays busy: hands it back to be parked until the
+/// returned keep-alive deadline, or (`None`) to be closed.
+async fn serve_busy(shard: Rc<Shard>, mut c: ClientConn, mut first: bool) -> (ClientConn, Option<Instant>) {
     loop {
         // Nothing per request is held while the connection waits idle: the head
         // scratch is taken when bytes arrive, the snapshot view when the head is whole.
         let mut hs = None;
-        let head = Box::pin(read_head(&shard, &mut c, &mut hs, first)).await;
+        let head = read_head(&shard, &mut c, &mut hs, first).await;
+        let hs = hs.unwrap_or_default();
+        let view = shard.view();
         if first {
             shard.in_flight.set(shard.in_flight.get() - 1);
         }
         first = false;
         let keep = match head {
             HeadRead::Head(head) => {
-                let hs = hs.take().unwrap_or_default();
-                let keep = Box::pin(serve_head(&shard, &mut c, head, &hs)).await;
-                shard.give_head_scratch(hs);
-                keep
+                shard.in_flight.set(shard.in_flight.get() + 1);
+                let mut x = Exchange::new(&shard, &view, &mut c, head, &hs);
+                let outcome = serve_request(&mut x).await;
+                shard.in_flight.set(shard.in_flight.get() - 1);
+                outcome.keeps_alive()
             }
             HeadRead::Park(until) => {
-                // Idle for PARK_AFTER: the buffer goes back, and a small one waits
-                // for the next request (served even while draining: it has begun).
-                c.buf = Vec::new();
-                let small = Vec::with_capacity(PARKED_BUF);
-                shard.stats.parked_connections.inc();
-                let (outcome, buf) = c.io.read_parked(&shard.parked, small, until).await;
-                shard.stats.parked_connections.dec();
-                c.buf = buf;
-                if matches!(outcome, ReadOutcome::Data(_)) {
-                    continue;
-                }
-                false
+                shard.give_head_scratch(hs);
+                return (c, Some(until));
             }
             HeadRead::Closed => false,
             HeadRead::Reject(status, reason) => {
-                Box::pin(reject(&shard, &mut c, status, reason)).await;
+                reject(&shard, &mut c, status, reason).await;
                 false
             }
         };
-        if let Some(hs) = hs {
-            shard.give_head_scratch(hs);
-        }
+        shard.give_head_scratch(hs);
         if !keep || shard.draining.get() {
-            break;
+            return (c, None);
         }
         // Keep pipelined bytes; let a grown buffer go.
         c.buf.drain(..c.pos);
@@ -112,19 +133,6 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
             c.buf.shrink_to(INITIAL_BUF);
         }
     }
-    // TLS: a close_notify, so that a client reading to EOF sees a clean end.
-    Box::pin(c.io.close()).await;
-    shard.stats.open_connections.dec();
-}
-
-/// Serves one request whose head has been read; whether the connection stays open.
-async fn serve_head(shard: &Rc<Shard>, c: &mut ClientConn, head: RequestHead, hs: &HeadScratch) -> bool {
-    let view = shard.view();
-    shard.in_flight.set(shard.in_flight.get() + 1);
-    let mut x = Exchange::new(shard, &view, c, head, hs);
-    let outcome = serve_request(&mut x).await;
-    shard.in_flight.set(shard.in_flight.get() - 1);
-    outcome.keeps_alive()
 }
 
 /// What reading a request head came to.
@@ -187,7 +195,6 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
         max_headers: limits.max_headers,
     };
     let mut deadline = first.then(|| Instant::now() + limits.client_header_timeout);
-    let idle_until = Instant::now() + limits.keepalive_timeout;
     loop {
         if !c.buf.is_empty() {
             let hs = hs.get_or_insert_with(|| shard.take_head_scratch());
@@ -198,10 +205,9 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
             }
             deadline.get_or_insert_with(|| Instant::now() + limits.client_header_timeout);
         }
-        let idle_left = idle_until.saturating_duration_since(Instant::now());
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
-            None => idle_left.min(PARK_AFTER),
+            None => limits.keepalive_timeout.min(PARK_AFTER),
         };
         if c.buf.capacity() - c.buf.len() < 1024 {
             c.buf.reserve(c.buf.len().max(INITIAL_BUF));
@@ -214,8 +220,9 @@ async fn read_head(shard: &Shard, c: &mut ClientConn, hs: &mut Option<HeadScratc
             ReadOutcome::TimedOut if had_bytes => {
                 return HeadRead::Reject(408, "request head not received in time")
             }
-            ReadOutcome::TimedOut if deadline.is_none() && Instant::now() < idle_until => {
-                return HeadRead::Park(idle_until)
+            // Idle (nothing read: the wait began PARK_AFTER ago) with keep-alive left.
+            ReadOutcome::TimedOut if deadline.is_none() && limits.keepalive_timeout > PARK_AFTER => {
+                return HeadRead::Park(Instant::now() + (limits.keepalive_timeout - PARK_AFTER))
             }
             ReadOutcome::TimedOut | ReadOutcome::Eof | ReadOutcome::Failed => return HeadRead::Closed,
         }

@@ -146,6 +146,21 @@ async fn shard_main(
     }
 }
 
+/// Connections parked since the last sweep that make it ask the allocator to give
+/// freed memory back (each let go of a few KiB: its read buffer, its request
+/// state).
+const TRIM_AFTER_PARKED: u64 = 256;
+
+/// mimalloc returns freed pages to the OS a second after they are freed, but only
+/// when it is next asked for memory in a way that reaches its arenas; a shard that
+/// has just parked thousands of connections is quiet, so the pages they let go of
+/// would stay resident. A huge allocation, freed at once and never touched, is
+/// such a request (the workspace forbids `unsafe`, so `mi_collect` is out of
+/// reach); it commits nothing.
+fn nudge_allocator() {
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(8 << 20)));
+}
+
 /// How long, after `drain_timeout`, the tunnels still open have to end and be logged
 /// (a close_notify is bounded by 1 s; a TCP shutdown is at once).
 const TUNNEL_GRACE: Duration = Duration::from_millis(1200);
@@ -284,6 +299,7 @@ async fn sweep_leases(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
 /// Once a second: hand retired views to the control thread, close expired and
 /// orphaned pooled connections, write out the access log.
 async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
+    let (mut parked_before, mut trims_left) = (0, 0);
     loop {
         monoio::select! {
             _ = monoio::time::sleep(Duration::from_secs(1)) => {}
@@ -291,6 +307,17 @@ async fn sweep_pools(shard: Rc<Shard>, stop: async_channel::Receiver<()>) {
         }
         shard.release_retired();
         shard.parked.sweep(Instant::now());
+        // mimalloc gives pages back a second after they are freed: nudge it on the
+        // sweeps that follow a wave of parking too.
+        let parked = shard.stats.parked_connections.get();
+        if parked >= parked_before + TRIM_AFTER_PARKED {
+            trims_left = 3;
+        }
+        parked_before = parked;
+        if trims_left > 0 {
+            trims_left -= 1;
+            nudge_allocator();
+        }
         let view = shard.view();
         let idle = view.snap.config.upstream.idle_timeout;
         let alive = |k: &crate::upstream::PoolKey| {
