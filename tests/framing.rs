@@ -355,6 +355,8 @@ fn parked_connection_is_closed_after_keepalive_timeout() {
     let mut c = gw.client();
     assert_eq!(c.get("/mock").status, 200);
     let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(parked(admin), Some(1), "not parked after 1.2 s idle");
     c.set_read_timeout(Duration::from_secs(5));
     let mut byte = [0u8; 1];
     let n = std::io::Read::read(&mut c.wire.stream, &mut byte);

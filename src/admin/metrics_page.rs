@@ -386,7 +386,7 @@ pub(super) fn metrics(state: &AdminState) -> String {
     e.family(
         "ringway_parked_connections",
         Kind::Gauge,
-        "Idle keep-alive client connections parked: idle for a second, their read buffer given back, waiting on a 64-byte read with no timer of their own.",
+        "Idle keep-alive client connections parked: idle for a second, their read buffer and request state given back, waiting on a 64-byte read (plain TCP: with no timer of its own).",
     );
     e.sample("ringway_parked_connections", &[], t.parked);
     e.family(

@@ -65,16 +65,14 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
     // a parked connection holds only its small read. The box is made when the
     // connection opens and again each time it leaves the parking lot, never per
     // request.
-    let mut first = true;
     loop {
-        let (conn, park) = Box::pin(serve_busy(shard.clone(), c, first)).await;
+        let (conn, park) = Box::pin(serve_busy(shard.clone(), c)).await;
         c = conn;
-        first = false;
         let Some(until) = park else {
             break;
         };
         // Idle for PARK_AFTER: the buffer goes back, and a small one waits for the
-        // next request (served even while draining: it has begun).
+        // next request.
         c.buf = Vec::new();
         let small = Vec::with_capacity(PARKED_BUF);
         shard.stats.parked_connections.inc();
@@ -84,6 +82,10 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
         if !matches!(outcome, ReadOutcome::Data(_)) {
             break;
         }
+        // A request has begun: it counts in flight until its head is whole, as a
+        // new connection's first does, so that a drain answers it rather than
+        // dropping it, and the rest of its head has client_header_timeout.
+        shard.in_flight.set(shard.in_flight.get() + 1);
     }
     // TLS: a close_notify, so that a client reading to EOF sees a clean end.
     Box::pin(c.io.close()).await;
@@ -91,8 +93,11 @@ pub(crate) async fn serve_with(shard: Rc<Shard>, io: Conn, peer: SocketAddr, cli
 }
 
 /// Serves requests on `c` while it stays busy: hands it back to be parked until the
-/// returned keep-alive deadline, or (`None`) to be closed.
-async fn serve_busy(shard: Rc<Shard>, mut c: ClientConn, mut first: bool) -> (ClientConn, Option<Instant>) {
+/// returned keep-alive deadline, or (`None`) to be closed. Its first head is the
+/// connection's first or the first after parking: counted in flight by the caller,
+/// and due within `client_header_timeout`.
+async fn serve_busy(shard: Rc<Shard>, mut c: ClientConn) -> (ClientConn, Option<Instant>) {
+    let mut first = true;
     loop {
         // Nothing per request is held while the connection waits idle: the head
         // scratch is taken when bytes arrive, the snapshot view when the head is whole.

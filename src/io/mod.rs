@@ -82,15 +82,21 @@ pub async fn read_append_or<S: CancelableAsyncReadRent>(
             (true, read.await)
         }
     };
-    let buf = SliceMut::into_inner(slice);
-    let outcome = match res {
-        Ok(0) if timed_out => ReadOutcome::TimedOut,
-        Ok(0) => ReadOutcome::Eof,
-        Ok(n) => ReadOutcome::Data(n),
-        Err(_) if timed_out => ReadOutcome::TimedOut,
-        Err(_) => ReadOutcome::Failed,
-    };
-    (outcome, buf)
+    (ReadOutcome::of(res, timed_out), SliceMut::into_inner(slice))
+}
+
+impl ReadOutcome {
+    /// What a read that returned `res` produced; `cancelled` when it was cancelled
+    /// for its deadline (then nothing read is a timeout, not an end).
+    fn of(res: std::io::Result<usize>, cancelled: bool) -> ReadOutcome {
+        match res {
+            Ok(0) if cancelled => ReadOutcome::TimedOut,
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => ReadOutcome::Data(n),
+            Err(_) if cancelled => ReadOutcome::TimedOut,
+            Err(_) => ReadOutcome::Failed,
+        }
+    }
 }
 
 /// A signal that ends the reads waiting on it: one direction of a tunnel tells the

@@ -57,19 +57,14 @@ impl ParkingLot {
         }
         let canceller = Canceller::new();
         let handle = canceller.handle();
+        // Unparked in the poll that completes the read. (Were this future dropped
+        // while waiting — only when the shard's runtime ends — the slot would stay
+        // taken.)
         let slot = self.park(until, canceller);
         let len = buf.len();
         let (res, slice) = io.cancelable_read(buf.slice_mut(len..), handle).await;
         let expired = self.unpark(slot);
-        let buf = SliceMut::into_inner(slice);
-        let outcome = match res {
-            Ok(0) if expired => ReadOutcome::TimedOut,
-            Ok(0) => ReadOutcome::Eof,
-            Ok(n) => ReadOutcome::Data(n),
-            Err(_) if expired => ReadOutcome::TimedOut,
-            Err(_) => ReadOutcome::Failed,
-        };
-        (outcome, buf)
+        (ReadOutcome::of(res, expired), SliceMut::into_inner(slice))
     }
 
     fn park(&self, until: Instant, canceller: Canceller) -> usize {

@@ -131,6 +131,8 @@ async fn shard_main(
                 drop(tasks_stop);
                 while shard.in_flight.get() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(5)).await;
+                    // The sweep task has stopped: parked reads still expire.
+                    shard.parked.sweep(Instant::now());
                 }
                 // Time is up: tunnels still open are ended, so that each is counted
                 // and logged (their reads are cancelled at once).
@@ -146,9 +148,9 @@ async fn shard_main(
     }
 }
 
-/// Connections parked since the last sweep that make it ask the allocator to give
-/// freed memory back (each let go of a few KiB: its read buffer, its request
-/// state).
+/// Growth of the parked-connection count since the last sweep that makes it ask the
+/// allocator to give freed memory back (each parked connection let go of a few KiB:
+/// its read buffer, its request state).
 const TRIM_AFTER_PARKED: u64 = 256;
 
 /// mimalloc returns freed pages to the OS a second after they are freed, but only
