@@ -255,6 +255,54 @@ fn drain_answers_accepted_requests_then_exits_zero() {
     assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0), "{}", p.stderr());
 }
 
+/// A parked keep-alive connection (idle past 1 s) whose client starts a request
+/// during a drain has that request answered, even when its head arrives in pieces
+/// and the last busy request ends in between: the wake counts it in flight.
+#[test]
+fn drain_answers_a_request_that_wakes_a_parked_connection() {
+    let slow = Backend::start(|r| {
+        if r.head.header("x-slow").is_some() {
+            thread::sleep(Duration::from_millis(400));
+        }
+        Reply::ok("done")
+    });
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshards = 1\ndrain_timeout = \"5s\"\n[endpoints]\nb = \"{}\"\n[[groups]]\nname = \"g\"\n[[groups.routes]]\nname = \"all\"\npath = {{ prefix = \"/\" }}\nto = \"{{#endpoints['b']}}\"\n",
+        slow.url()
+    );
+    let mut p = Gateway::start(&config);
+    let mut idle = Client::connect(p.addr);
+    idle.set_read_timeout(Duration::from_secs(5));
+    assert_eq!(idle.get("/first").status, 200);
+    // Past PARK_AFTER: parked.
+    thread::sleep(Duration::from_millis(1500));
+    let addr = p.addr;
+    let busy = thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.set_read_timeout(Duration::from_secs(5));
+        c.send(b"GET /slow HTTP/1.1\r\nhost: t\r\nx-slow: 1\r\n\r\n");
+        c.response()
+    });
+    thread::sleep(Duration::from_millis(100));
+    p.signal("TERM");
+    thread::sleep(Duration::from_millis(100));
+    // The first piece wakes the parked read; the busy request ends before the rest.
+    idle.send(b"GET /woken HTTP/1.1\r\nhost: t\r\n");
+    thread::sleep(Duration::from_millis(600));
+    let rest = format!("x-filler: {}\r\n\r\n", "v".repeat(100));
+    if let Err(e) = idle.wire.stream.write_all(rest.as_bytes()) {
+        panic!(
+            "the woken connection was closed ({e}); gateway stderr:\n{}",
+            p.stderr()
+        );
+    }
+    let r = idle.response();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.closes(), "a response during drain says connection: close");
+    assert_eq!(busy.join().expect("busy client").status, 200);
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0), "{}", p.stderr());
+}
+
 #[test]
 fn second_signal_exits_at_once() {
     let hang = Backend::start(|_| {
