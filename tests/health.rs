@@ -150,7 +150,7 @@ fn ask(addr: SocketAddr, path: &str) -> (u16, String) {
 /// new version (1 + n).
 fn reloaded(admin: SocketAddr, n: u64) -> bool {
     eventually(Duration::from_secs(5), || {
-        let text = tls_support::metrics_text(admin);
+        let text = common::admin_metrics(admin);
         let versions: Vec<u64> = text
             .lines()
             .filter(|l| l.starts_with("ringway_shard_config_version{"))

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use crate::common::{self, Backend, Client, Gateway, Response};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -302,11 +302,7 @@ s.serve_forever()
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().expect("the backend's port");
+    let port = common::printed_port(&mut child);
     VerifyingBackend {
         child,
         url: format!("http://127.0.0.1:{port}"),

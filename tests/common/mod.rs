@@ -386,10 +386,26 @@ impl Config {
 pub fn start_with_admin(config: &Config) -> (Gateway, SocketAddr) {
     let toml = format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", config.render());
     let gw = Gateway::start(&toml);
-    let admin = gw
+    let admin = admin_addr(&gw);
+    (gw, admin)
+}
+
+/// The admin address a gateway with `[admin]` printed.
+pub fn admin_addr(gw: &Gateway) -> SocketAddr {
+    let line = gw
         .stdout_line("ringway admin on ", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no admin line; stderr:\n{}", gw.stderr()));
-    (gw, admin.trim().parse().expect("admin address"))
+    line.trim().parse().expect("admin address")
+}
+
+/// The port a helper process (a Python backend) prints as the first line of its
+/// piped standard output.
+pub fn printed_port(child: &mut Child) -> u16 {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("the port line");
+    line.trim().parse().expect("the backend's port")
 }
 
 /// The admin port's `/metrics` response, head and text.

@@ -5,9 +5,10 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub use crate::common::admin_addr;
 use crate::common::Gateway;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -161,28 +162,11 @@ pub fn subject_cn(out: &str) -> Option<String> {
 /// A metric's value from the admin port (summed over label sets that contain all of
 /// `labels`).
 pub fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> u64 {
-    metrics_text(admin)
+    crate::common::admin_metrics(admin)
         .lines()
         .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-/// The admin port's `/metrics` page.
-pub fn metrics_text(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect(admin).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text
-}
-
-pub fn admin_addr(gw: &Gateway) -> SocketAddr {
-    let line = gw
-        .stdout_line("ringway admin on ", Duration::from_secs(5))
-        .expect("an admin line");
-    line.trim().parse().unwrap()
 }
 
 // ---------------------------------------------------------------------------------
@@ -257,11 +241,7 @@ impl HttpsBackend {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the backend's port");
+        let port = crate::common::printed_port(&mut child);
         HttpsBackend { child, port }
     }
 }
