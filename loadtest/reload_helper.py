@@ -261,6 +261,12 @@ def cmd_flip(a):
     styles = ["in-place", "rename"]
     out = open(a.out, "w")
     logpos = os.path.getsize(a.log) if os.path.exists(a.log) else 0
+    # The shard count comes from a 200 answer: a 503 lists only the lagging shards.
+    for _ in range(100):
+        status, _, _ = get(a.admin, "/ready")
+        if status == 200:
+            break
+        time.sleep(0.1)
     version, shard_versions = admin_versions(a.admin)
     nshards = len(shard_versions) or 1
     # Which of a/b is live now: the next write is the other one.
@@ -305,7 +311,7 @@ def cmd_flip(a):
                 streak = 0
                 t_switch = None
             time.sleep(a.poll_ms / 1000)
-        # 2. /metrics: every shard on the new version.
+        # 2. /ready: every shard on the new version.
         while t_switch is not None and time.monotonic() < deadline:
             try:
                 current, shards = admin_versions(a.admin)
@@ -344,7 +350,7 @@ def cmd_flip(a):
                 st, h, _ = get(a.port, "/switch")
                 cur = 0 if h.get("x-backend-port") == str(ports[0]) else 1
                 version = admin_versions(a.admin)[0]
-            except OSError:
+            except (OSError, ValueError):
                 pass
         else:
             cur = nxt
@@ -552,7 +558,7 @@ def cmd_threads(a):
             continue
         name = st[st.index("(") + 1 : st.rindex(")")]
         f = st[st.rindex(")") + 2 :].split()
-        key = "main (config watch + reload compile)" if tid == str(a.pid) else name
+        key = "main" if tid == str(a.pid) else name
         out[key] = round(out.get(key, 0) + (int(f[11]) + int(f[12])) / tck, 2)
     print(json.dumps(out))
 
