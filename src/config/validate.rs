@@ -377,10 +377,8 @@ fn rules(
         if gname.is_empty() {
             d.at(gf.name.span(), "a group name may not be empty", None, None);
         }
-        let duplicate = group_at.get(gname).copied();
-        if duplicate.is_none() {
-            group_at.insert(gname, spans.len());
-        }
+        let first = *group_at.entry(gname).or_insert(spans.len());
+        let duplicate = (first != spans.len()).then_some(first);
         if let Some(first) = duplicate {
             let (line, _) = d.line_col(spans[first].name_span.start);
             d.at(
