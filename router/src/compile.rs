@@ -1,5 +1,6 @@
 //! Rules in, [`CompiledRouter`] out: validation, the path index and the slot table.
 
+use crate::cache::CompileCache;
 use crate::error::{BuildError, ErrorSite};
 use crate::normalize::normalize_path;
 use crate::paths::{PathIndex, PathKey};
@@ -32,7 +33,16 @@ fn check_normal(spec: &RouterSpec, p: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
+/// Compiles `spec`, taking what `cache` knows of its path regexes and leaving in it
+/// what this build learned (see [`crate::cache`]).
+pub(crate) fn build(spec: &RouterSpec, cache: &mut CompileCache) -> Result<CompiledRouter, BuildError> {
+    cache.begin();
+    let built = build_with(spec, cache);
+    cache.finish(built.is_ok());
+    built
+}
+
+fn build_with(spec: &RouterSpec, cache: &mut CompileCache) -> Result<CompiledRouter, BuildError> {
     if spec.environments.len() > MAX_ENVIRONMENTS {
         return Err(BuildError::new(
             None,
@@ -92,7 +102,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                 (0, Vec::new(), CaptureKind::None, p.clone())
             }
             PathSpec::Regex(p) => {
-                let info = pattern::analyze(p).map_err(|e| {
+                let info = cache.analyze(p).map_err(|e| {
                     err(
                         i,
                         r,
@@ -103,27 +113,20 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                     )
                 })?;
                 // Every rule's regex must compile on its own within the limits.
-                if let Err(e) = regex_automata::nfa::thompson::Compiler::new()
-                    .syntax(pattern::syntax_config())
-                    .configure(
-                        regex_automata::nfa::thompson::Config::new()
-                            .nfa_size_limit(Some(spec.limits.max_regex_bytes)),
-                    )
-                    .build(p)
-                {
+                if let Err(e) = cache.fits(p, spec.limits.max_regex_bytes) {
                     return Err(path_err(format!("path regex is too large: {e}")).size_limit());
                 }
-                let capture = match info.shape {
+                let capture = match &info.shape {
                     Shape::Literal(lit) => {
                         if lit == b"/" && !ctx.is_empty() {
                             keys.push((id, PathKey::Exact(ctx.clone().into_bytes())));
                         }
                         let mut k = ctx.clone().into_bytes();
-                        k.extend_from_slice(&lit);
+                        k.extend_from_slice(lit);
                         keys.push((id, PathKey::Exact(k)));
                         CaptureKind::None
                     }
-                    shape => match info.segments {
+                    shape => match &info.segments {
                         Some(segs) => {
                             let rest = match segs.segs.last() {
                                 Some(pattern::SegMatch::Rest { .. }) => segs.segs.len() as u16 - 1,
@@ -133,8 +136,8 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                                 id,
                                 PathKey::Segments {
                                     ctx: ctx.clone().into_bytes(),
-                                    segs: segs.segs,
-                                    regex: (p.clone(), info.first_segments),
+                                    segs: segs.segs.clone(),
+                                    regex: (p.clone(), info.first_segments.clone()),
                                 },
                             ));
                             if info.groups == 0 {
@@ -160,11 +163,11 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                                 PathKey::Regex {
                                     ctx: ctx.clone().into_bytes(),
                                     pattern: p.clone(),
-                                    first_segments: info.first_segments,
+                                    first_segments: info.first_segments.clone(),
                                 },
                             ));
                             match shape {
-                                Shape::Segments(parts) => CaptureKind::Segments(parts.into()),
+                                Shape::Segments(parts) => CaptureKind::Segments(parts.as_slice().into()),
                                 _ if info.groups == 0 => CaptureKind::None,
                                 _ => CaptureKind::Regex {
                                     pattern: p.as_str().into(),
@@ -174,7 +177,7 @@ pub(crate) fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
                         }
                     },
                 };
-                (info.groups, info.names, capture, p.clone())
+                (info.groups, info.names.clone(), capture, p.clone())
             }
         };
         if groups > u16::MAX as usize / 2 {

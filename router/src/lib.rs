@@ -75,6 +75,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod analysis;
+mod cache;
 mod compile;
 mod error;
 mod explain;
@@ -93,6 +94,7 @@ mod scan;
 mod spec;
 mod template;
 
+pub use cache::{CacheStats, CompileCache};
 pub use compile::MAX_ENVIRONMENTS;
 pub use error::{BuildError, ErrorSite};
 pub use explain::{Candidate, CaptureValue, Explanation, Failure};
@@ -201,7 +203,15 @@ impl CompiledRouter {
     /// Compiles `spec`. Fails with a [`BuildError`] naming the rule and the part of it
     /// that is wrong.
     pub fn build(spec: &RouterSpec) -> Result<CompiledRouter, BuildError> {
-        compile::build(spec)
+        compile::build(spec, &mut CompileCache::default())
+    }
+
+    /// As [`CompiledRouter::build`], reusing what `cache` learned of the path regexes
+    /// of earlier builds and keeping what this one learns: a rebuild after a small
+    /// change analyzes only the regexes it has not seen. The router built is the
+    /// same either way.
+    pub fn build_cached(spec: &RouterSpec, cache: &mut CompileCache) -> Result<CompiledRouter, BuildError> {
+        compile::build(spec, cache)
     }
 
     /// The rule that wins for `req`, or `None` when no rule matches. A path that

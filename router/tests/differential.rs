@@ -58,6 +58,37 @@ fn agrees_with_reference_on_random_rule_sets() {
     );
 }
 
+/// Rebuilds through one [`CompileCache`], each rule set the one before with a few
+/// rules replaced (as a reload changes a config), route as the reference does: what
+/// the cache hands back is what a fresh analysis would have found.
+#[test]
+fn cached_rebuilds_agree_with_reference() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut cache = CompileCache::default();
+    let mut spec = random_spec(&mut rng, 40, 6, 0);
+    let mut reused = 0;
+    for round in 0..80 {
+        let router = CompiledRouter::build_cached(&spec, &mut cache)
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{:#?}", spec.rules));
+        reused += cache.stats().reused;
+        check(&spec, &router, &mut rng, 40, round % 2 == 1);
+        for k in 0..1 + rng.below(4) {
+            let at = rng.below(spec.rules.len());
+            let fresh = random_rule(&mut rng, at, 6, 0);
+            spec.rules[at] = RuleSpec {
+                name: format!("m{round}-{k}"),
+                ..fresh
+            };
+        }
+    }
+    assert!(reused > 80 * 10, "{reused} analyses reused over 80 rebuilds");
+    assert!(
+        cache.stats().patterns <= spec.rules.len(),
+        "{:?}: more patterns kept than the last rule set has",
+        cache.stats()
+    );
+}
+
 /// 2,000 rules, mostly regexes, with an automaton limit small enough that the large
 /// partitions are built as lazy DFAs. Paths have at least two segments, so there is
 /// no catch-all near the top and winners come from the whole list.

@@ -33,7 +33,7 @@ mod tests;
 
 pub use error::{ConfigError, Diagnostic};
 
-use ringway_router::{CompiledRouter, RouterSpec};
+use ringway_router::{CompileCache, CompiledRouter, RouterSpec};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -404,25 +404,33 @@ impl Config {
 }
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    load_file_cached(path, &mut CompileCache::default())
+}
+
+/// As [`load_file`], taking what `cache` learned of path regexes in earlier loads and
+/// keeping what this one learns (the control thread keeps one for every reload).
+pub fn load_file_cached(path: &Path, cache: &mut CompileCache) -> Result<Config, ConfigError> {
     let (bytes, hash) = read_hashed(path)?;
-    parse_file(path, bytes, hash)
+    parse_file(path, bytes, hash, cache)
 }
 
 /// As [`load_file`], but `Ok(None)` without parsing anything when the file's bytes
 /// hash to `hash` (the running config's [`ConfigSource::hash`]) and every file it
 /// refers to (`files`: certificates, keys, CA bundles) is unchanged: a reload of an
 /// unchanged config costs a few reads, not a parse, DNS lookups and a router
-/// compile; a renewed certificate reloads.
+/// compile; a renewed certificate reloads. A changed one is compiled through
+/// `cache`, as [`load_file_cached`].
 pub fn load_file_if_changed(
     path: &Path,
     hash: u64,
     files: &tls::FileSet,
+    cache: &mut CompileCache,
 ) -> Result<Option<Config>, ConfigError> {
     let (bytes, now) = read_hashed(path)?;
     if now == hash && files.unchanged() {
         return Ok(None);
     }
-    parse_file(path, bytes, now).map(Some)
+    parse_file(path, bytes, now, cache).map(Some)
 }
 
 fn read_hashed(path: &Path) -> Result<(Vec<u8>, u64), ConfigError> {
@@ -431,7 +439,12 @@ fn read_hashed(path: &Path) -> Result<(Vec<u8>, u64), ConfigError> {
     Ok((bytes, hash))
 }
 
-fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64) -> Result<Config, ConfigError> {
+fn parse_file(
+    path: &Path,
+    bytes: Vec<u8>,
+    hash: u64,
+    cache: &mut CompileCache,
+) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigError::io(
@@ -439,7 +452,7 @@ fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64) -> Result<Config, ConfigEr
             &std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
         )
     })?;
-    let mut config = parse(&text, &name)?;
+    let mut config = parse_cached(&text, &name, cache)?;
     config.source = ConfigSource::File {
         path: path.to_path_buf(),
         hash,
@@ -450,8 +463,13 @@ fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64) -> Result<Config, ConfigEr
 /// Validates config text; `origin` names the file in messages (and in
 /// [`ConfigSource::File`]).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_cached(text, origin, &mut CompileCache::default())
+}
+
+/// As [`parse`], compiling the router through `cache`.
+pub fn parse_cached(text: &str, origin: &str, cache: &mut CompileCache) -> Result<Config, ConfigError> {
     let file: file::FileConfig = toml::from_str(text).map_err(|e| every_toml_error(text, origin, e))?;
-    let mut config = validate::validate(file, text, origin)?;
+    let mut config = validate::validate(file, text, origin, cache)?;
     config.source = ConfigSource::File {
         path: PathBuf::from(origin),
         hash: fnv1a(text.as_bytes()),

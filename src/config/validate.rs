@@ -13,7 +13,8 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigSource, MockResponse, Notice, RouteConfig, UpstreamAddr,
 };
 use ringway_router::{
-    ActionSpec, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec, RuleSpec, Source,
+    ActionSpec, CompileCache, CompiledRouter, ErrorSite, PathSpec, PredicateOp, PredicateSpec, RouterSpec,
+    RuleSpec, Source,
 };
 use std::collections::HashMap;
 use std::ops::Range;
@@ -51,7 +52,12 @@ struct PendingRule {
     spans: RuleSpans,
 }
 
-pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config, ConfigError> {
+pub(crate) fn validate(
+    f: FileConfig,
+    text: &str,
+    origin: &str,
+    cache: &mut CompileCache,
+) -> Result<Config, ConfigError> {
     let mut d = Diagnostics::new(origin, text);
     let (server, normalize) = server(&f, &mut d);
     let limits = limits(&f, &mut d);
@@ -140,7 +146,7 @@ pub(crate) fn validate(f: FileConfig, text: &str, origin: &str) -> Result<Config
     // Build; on a rule's error, report it, drop the rule and build again to find more.
     let mut origins: Vec<usize> = (0..pending.len()).collect();
     let compiled = loop {
-        match CompiledRouter::build(&spec) {
+        match CompiledRouter::build_cached(&spec, cache) {
             Ok(r) => break Some(r),
             Err(e) => {
                 let Some(i) = e.rule_index().filter(|&i| i < origins.len()) else {

@@ -9,6 +9,7 @@ use crate::runtime::log;
 use crate::runtime::shard_thread::Control;
 use crate::runtime::watch::ConfigWatcher;
 use crate::snapshot::{PreparedView, Snapshot};
+use ringway_router::CompileCache;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -53,6 +54,9 @@ pub struct ControlLoop {
     /// The process's upstream health: a reload binds its endpoint groups here (the
     /// health checker holds it weakly and stops when this goes).
     pub health: Arc<crate::upstream::health::HealthRegistry>,
+    /// What earlier loads learned of the path regexes: a reload analyzes only the
+    /// ones it has not seen.
+    pub cache: CompileCache,
 }
 
 impl ControlLoop {
@@ -131,26 +135,29 @@ impl ControlLoop {
     /// FILE:LINE:COL.
     fn reload(&mut self, path: &Path) {
         let current = self.snap.version;
-        let config =
-            match config::load_file_if_changed(path, self.snap.config.source.hash(), &self.snap.config.files)
-            {
-                Ok(Some(c)) => c,
-                Ok(None) => {
-                    log(format_args!(
-                        "reload: {} unchanged, version {current} still serving",
-                        path.display()
-                    ));
-                    self.admin.reload_unchanged();
-                    return;
-                }
-                Err(e) => {
-                    log(format_args!(
-                        "reload failed, still serving version {current}: {e}"
-                    ));
-                    self.admin.reload_failed(e.to_string());
-                    return;
-                }
-            };
+        let config = match config::load_file_if_changed(
+            path,
+            self.snap.config.source.hash(),
+            &self.snap.config.files,
+            &mut self.cache,
+        ) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                log(format_args!(
+                    "reload: {} unchanged, version {current} still serving",
+                    path.display()
+                ));
+                self.admin.reload_unchanged();
+                return;
+            }
+            Err(e) => {
+                log(format_args!(
+                    "reload failed, still serving version {current}: {e}"
+                ));
+                self.admin.reload_failed(e.to_string());
+                return;
+            }
+        };
         let next = match Snapshot::build(config, current + 1) {
             Ok(mut s) => {
                 s.bind_limits(&self.registry);

@@ -33,6 +33,7 @@ use crate::observe::metrics::ShardStats;
 use crate::shard::{instance_prefix, Shard, ShardId};
 use crate::snapshot::Snapshot;
 use control::ControlLoop;
+use ringway_router::CompileCache;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -90,6 +91,7 @@ impl std::error::Error for StartError {}
 pub struct Gateway {
     config: Config,
     watcher: Option<ConfigWatcher>,
+    cache: CompileCache,
 }
 
 /// A running gateway.
@@ -110,7 +112,15 @@ impl Gateway {
         Gateway {
             config,
             watcher: None,
+            cache: CompileCache::default(),
         }
+    }
+
+    /// What loading `config` learned of its path regexes ([`config::load_file_cached`]),
+    /// for reloads to reuse: then even the first reload recompiles only what changed.
+    pub fn compile_cache(mut self, cache: CompileCache) -> Gateway {
+        self.cache = cache;
+        self
     }
 
     /// Reloads when the config file changes (see [`ConfigWatcher`]).
@@ -237,6 +247,7 @@ impl Gateway {
             started,
             registry,
             health,
+            cache: self.cache,
         };
         let control = std::thread::Builder::new()
             .name("ringway-control".into())
@@ -326,8 +337,9 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             None
         }
     });
+    let mut cache = CompileCache::default();
     let loaded = match &config_path {
-        Some(p) => config::load_file(p),
+        Some(p) => config::load_file_cached(p, &mut cache),
         None => config::load_default(),
     };
     let config = match loaded {
@@ -338,7 +350,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         }
     };
     let rules = config.compiled.len();
-    let mut gateway = Gateway::new(config);
+    let mut gateway = Gateway::new(config).compile_cache(cache);
     if let Some(w) = watcher {
         gateway = gateway.watch(w);
     }
