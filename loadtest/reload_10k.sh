@@ -19,6 +19,7 @@
 # Options:
 #   --rounds N         rounds (default 3)
 #   --control-nice N   renice ringway's control thread to N after start
+#   --control-cpus L   restrict the control thread to CPU list L (taskset -c L)
 #   --event-nice N     run the check/burn event under `nice -n N`
 #   --no-build         use target/release as it is
 #   env MIMALLOC_PURGE_DELAY=-1 etc. are passed through to ringway.
@@ -33,16 +34,17 @@ LUA=$HERE/wrk/paths.lua
 RINGWAY_BIN=${RINGWAY_BIN:-$REPO/target/release/ringway}
 BACKEND_BIN=${BACKEND_BIN:-$REPO/target/release/ringway-backend}
 PORT=${RINGWAY_PORT:-18180} ADMIN=${ADMIN_PORT:-18181} B1=${B1_PORT:-19101} B2=${B2_PORT:-19102}
-EVENT=reload ROUNDS=3 CONTROL_NICE="" EVENT_NICE="" BUILD=1
+EVENT=reload ROUNDS=3 CONTROL_NICE="" CONTROL_CPUS="" EVENT_NICE="" BUILD=1
 
 while (($#)); do
     case $1 in
     --event) EVENT=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --control-nice) CONTROL_NICE=$2; shift 2 ;;
+    --control-cpus) CONTROL_CPUS=$2; shift 2 ;;
     --event-nice) EVENT_NICE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -115,13 +117,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
     up "$B1" switch && up "$B2" switch && up "$PORT" switch ||
         { echo "ringway or a backend did not answer 200 within 10 s (a port in use?)" >&2; exit 1; }
-    if [[ -n $CONTROL_NICE ]]; then
-        for t in /proc/"$RW"/task/*; do
-            if [[ $(cat "$t/comm") == ringway-control ]]; then
-                renice -n "$CONTROL_NICE" -p "$(basename "$t")" >/dev/null
-            fi
-        done
-    fi
+    for t in /proc/"$RW"/task/*; do
+        if [[ $(cat "$t/comm") == ringway-control ]]; then
+            if [[ -n $CONTROL_NICE ]]; then renice -n "$CONTROL_NICE" -p "$(basename "$t")" >/dev/null; fi
+            if [[ -n $CONTROL_CPUS ]]; then taskset -pc "$CONTROL_CPUS" "$(basename "$t")" >/dev/null; fi
+        fi
+    done
     wrk_to 3s >/dev/null
     wrk_to 10s >"$R/steady.txt"
     c0=$(control_ticks "$RW")
@@ -157,4 +158,4 @@ for ((round = 1; round <= ROUNDS; round++)); do
     ((bad == 0)) || echo "round $round: wrk saw errors: its figures do not count" >&2
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
-echo "event $EVENT, control nice ${CONTROL_NICE:-0}, event nice ${EVENT_NICE:-0}, MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-default}: median p99 ratio ${median}× over $ROUNDS rounds (${ratios[*]})"
+echo "event $EVENT, control nice ${CONTROL_NICE:-0}, control CPUs ${CONTROL_CPUS:-any}, event nice ${EVENT_NICE:-0}, MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-default}: median p99 ratio ${median}× over $ROUNDS rounds (${ratios[*]})"

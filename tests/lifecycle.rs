@@ -507,3 +507,56 @@ fn a_reload_refused_for_a_taken_address_says_so_once_with_it() {
         "the running version serves"
     );
 }
+
+/// The CPUs a thread of process `pid` named `name` may run on (its
+/// `Cpus_allowed_list`, "0-2,5" read as 0, 1, 2, 5); `name` `None` is the process's
+/// main thread.
+fn cpus_allowed(pid: u32, name: Option<&str>) -> Option<Vec<usize>> {
+    let dir = match name {
+        None => PathBuf::from(format!("/proc/{pid}")),
+        Some(name) => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .filter_map(|t| t.ok().map(|t| t.path()))
+            .find(|d| std::fs::read_to_string(d.join("comm")).is_ok_and(|c| c.trim() == name))?,
+    };
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?);
+    }
+    Some(cpus)
+}
+
+/// With fewer shards than CPUs, the control thread (a reload's compile) runs on
+/// the CPUs no shard is pinned to; with a shard on every CPU it may run anywhere.
+#[test]
+fn the_control_thread_keeps_off_the_shards_cpus() {
+    let ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    if ids.len() < 2 {
+        eprintln!("skipped: one CPU, nothing to keep off");
+        return;
+    }
+    let one = Gateway::start(&mock_config("one").replace("shards = 2", "shards = 1"));
+    wait_for_body(one.addr, "one", Duration::from_secs(2));
+    assert_eq!(
+        cpus_allowed(one.pid(), Some("ringway-shard-0")),
+        Some(vec![ids[0]])
+    );
+    assert_eq!(
+        cpus_allowed(one.pid(), Some("ringway-control")),
+        Some(ids[1..].to_vec())
+    );
+    drop(one);
+    let every = Gateway::start(&mock_config("all").replace("shards = 2", &format!("shards = {}", ids.len())));
+    wait_for_body(every.addr, "all", Duration::from_secs(2));
+    let control = cpus_allowed(every.pid(), Some("ringway-control"));
+    assert!(control.is_some() && control == cpus_allowed(every.pid(), None));
+}

@@ -94,6 +94,15 @@ pub struct Gateway {
     cache: CompileCache,
 }
 
+/// Restricts the calling thread to `cpus`.
+fn confine_to(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Handle {
@@ -249,9 +258,20 @@ impl Gateway {
             health,
             cache: self.cache,
         };
+        // A reload's compile is tens of milliseconds of CPU for a large config: on a
+        // shard's CPU it delays that shard's requests. When the shards leave CPUs
+        // free, the control thread (and what it spawns) runs there.
+        let spare: Vec<usize> = cores.iter().skip(shards).map(|c| c.id).collect();
         let control = std::thread::Builder::new()
             .name("ringway-control".into())
-            .spawn(move || control.run())
+            .spawn(move || {
+                if !spare.is_empty() {
+                    if let Err(e) = confine_to(&spare) {
+                        log(format_args!("control thread stays on every CPU: {e}"));
+                    }
+                }
+                control.run()
+            })
             .map_err(|e| StartError(format!("cannot start the control thread: {e}")))?;
         Ok(Handle {
             tls,
