@@ -67,6 +67,8 @@
 //! - [`template`](crate::template): target templates, parsed and checked at build time.
 //! - [`normalize`](crate::normalize): path normalization (the security boundary).
 //! - [`analysis`](crate::analysis): shadowed and overlapping rules.
+//! - [`CompileCache`]: what a build learned of each path regex, kept for the next
+//!   build (a reload re-analyses only the patterns it has not seen).
 //!
 //! Matching allocates nothing once a [`MatchScratch`] has grown to fit (a test with a
 //! counting allocator pins this), and captures are extracted only for the winner.
