@@ -305,6 +305,7 @@ write_machine_info() {
         echo "- host: $(hostname)"
         echo "- nproc: $NPROC"
         echo "- kernel: $(uname -srm)"
+        echo "- transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
         echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
         echo "- memory: $(free -h | awk '/^Mem:/{print $2}')"
         echo "- commit: $commit ($dirty uncommitted paths)"

@@ -277,6 +277,7 @@ dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | wc -l)
     echo "- host: $(hostname)"
     echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "- kernel: $(uname -srm)"
+    echo "- transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
     echo "- commit: $commit ($dirty uncommitted paths); ringway binary built $(date -r "$RINGWAY_BIN" -Is)"
     echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "- settings: shards $SHARDS, wrk -t1 -c$CONNECTIONS, steady runs ${STEADY}s, $RELOADS reloads, $BIG_RULES-rule config × $BIG_RELOADS reloads, $DRAIN_PROBES drain probes; unpinned"

@@ -82,7 +82,7 @@ p99() { python3 "$HELPER" wrk "$1" | python3 -c 'import json,sys; print(json.loa
 control_ticks() { # utime+stime of the control thread, in clock ticks
     local t
     for t in /proc/"$1"/task/*; do
-        if [[ $(cat "$t/comm") == ringway-control ]]; then awk '{print $14+$15}' "$t/stat"; fi
+        if [[ $(cat "$t/comm" 2>/dev/null) == ringway-control ]]; then awk '{print $14+$15}' "$t/stat"; fi
     done
 }
 event() { # event I LIVE_CONFIG
@@ -118,7 +118,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     up "$B1" switch && up "$B2" switch && up "$PORT" switch ||
         { echo "ringway or a backend did not answer 200 within 10 s (a port in use?)" >&2; exit 1; }
     for t in /proc/"$RW"/task/*; do
-        if [[ $(cat "$t/comm") == ringway-control ]]; then
+        if [[ $(cat "$t/comm" 2>/dev/null) == ringway-control ]]; then
             if [[ -n $CONTROL_NICE ]]; then renice -n "$CONTROL_NICE" -p "$(basename "$t")" >/dev/null; fi
             if [[ -n $CONTROL_CPUS ]]; then taskset -pc "$CONTROL_CPUS" "$(basename "$t")" >/dev/null; fi
         fi

@@ -45,9 +45,11 @@ for ((i = 0; i < 100; i++)); do
     kill -0 "$RW" 2>/dev/null || { echo "ringway exited:" >&2; tail -5 "$WORK/ringway.log" >&2; exit 1; }
     sleep 0.1
 done
+curl -sf -o /dev/null -m 1 "http://127.0.0.1:$ADMIN/ready" ||
+    { echo "ringway's admin port $ADMIN did not answer /ready within 10 s (a port in use?)" >&2; exit 1; }
 control=""
 for t in /proc/"$RW"/task/*; do
-    if [[ $(cat "$t/comm") == ringway-control ]]; then control=$t/stat; fi
+    if [[ $(cat "$t/comm" 2>/dev/null) == ringway-control ]]; then control=$t/stat; fi
 done
 [[ -n $control ]] || { echo "no ringway-control thread" >&2; exit 1; }
 ticks() { awk '{print $14 + $15}' "$control"; }

@@ -8,9 +8,10 @@
 //! results depend only on the pattern's text (and the limit), so a [`CompileCache`]
 //! keeps them by pattern and a rebuild works only on the patterns it has not seen.
 //!
-//! The cache holds what the last successful build used and what the last attempt
-//! used, nothing else: an entry that neither used is dropped when a build ends, so a
-//! long run of edits does not grow it.
+//! The cache holds what the running config uses (marked by [`CompileCache::commit`]
+//! once its build is in service) and what the last attempt used, nothing else: an
+//! entry that neither uses is dropped when a build ends, so a long run of edits,
+//! good or refused, does not grow it.
 
 use crate::pattern::{self, PatternError, PatternInfo};
 use std::collections::HashMap;
@@ -25,8 +26,6 @@ pub struct CompileCache {
     /// The build under way (or the last one); every entry records the last build
     /// that used it.
     build: u64,
-    /// The last build that succeeded.
-    last_ok: u64,
     reused: usize,
 }
 
@@ -36,6 +35,8 @@ struct Analysis {
     /// The NFA size check, with the limit it ran under.
     fits: Option<(usize, Result<(), String>)>,
     used: u64,
+    /// Used by the config in service ([`CompileCache::commit`]).
+    running: bool,
 }
 
 /// How much the last build took from the cache.
@@ -61,13 +62,19 @@ impl CompileCache {
         self.reused = 0;
     }
 
-    /// Drops what neither this build nor the last successful one used.
-    pub(crate) fn finish(&mut self, ok: bool) {
-        if ok {
-            self.last_ok = self.build;
+    /// The last build's router is now the one in service: what it used is kept
+    /// until another build is committed, whatever builds fail in between.
+    pub fn commit(&mut self) {
+        let now = self.build;
+        for a in self.patterns.values_mut() {
+            a.running = a.used == now;
         }
-        let (now, kept) = (self.build, self.last_ok);
-        self.patterns.retain(|_, a| a.used == now || a.used == kept);
+    }
+
+    /// Drops what neither this build nor the config in service used.
+    pub(crate) fn finish(&mut self) {
+        let now = self.build;
+        self.patterns.retain(|_, a| a.used == now || a.running);
     }
 
     /// [`pattern::analyze`] of `p`.
@@ -85,6 +92,7 @@ impl CompileCache {
             info: info.clone(),
             fits: None,
             used: now,
+            running: false,
         };
         self.patterns.insert(p.into(), a);
         info
@@ -172,17 +180,27 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_build_keeps_the_last_good_one_s_patterns() {
+    fn failed_builds_keep_the_running_config_s_patterns() {
         let mut cache = CompileCache::default();
         let good = spec(&["/a/([^/]+)", "/b/(.*)"]);
         CompiledRouter::build_cached(&good, &mut cache).unwrap();
-        let bad = spec(&["/x/([^/]+)", "/y/(unclosed"]);
+        cache.commit();
+        // A refused build that shares a pattern with the running config, then one
+        // that shares none: both keep the running config's patterns.
+        let bad = spec(&["/a/([^/]+)", "/y/(unclosed"]);
         let e = CompiledRouter::build_cached(&bad, &mut cache).unwrap_err();
         assert!(e.to_string().contains("invalid path regex"), "{e}");
-        // The refused build's error is remembered like any analysis, and so is what
-        // the running config uses.
-        let e2 = CompiledRouter::build_cached(&bad, &mut cache).unwrap_err();
-        assert_eq!(e.to_string(), e2.to_string());
+        let worse = spec(&["/z/(unclosed"]);
+        let e2 = CompiledRouter::build_cached(&worse, &mut cache).unwrap_err();
+        assert!(e2.to_string().contains("invalid path regex"), "{e2}");
+        assert_eq!(
+            cache.stats().patterns,
+            3,
+            "the running two and the last attempt's one"
+        );
+        // A refused build's error is remembered like any analysis.
+        let again = CompiledRouter::build_cached(&worse, &mut cache).unwrap_err();
+        assert_eq!((e2.to_string(), cache.stats().reused), (again.to_string(), 1));
         CompiledRouter::build_cached(&good, &mut cache).unwrap();
         assert_eq!(
             cache.stats(),
@@ -191,6 +209,20 @@ mod tests {
                 reused: 2
             }
         );
+    }
+
+    #[test]
+    fn a_build_not_committed_does_not_replace_the_running_one() {
+        let mut cache = CompileCache::default();
+        CompiledRouter::build_cached(&spec(&["/a/([^/]+)"]), &mut cache).unwrap();
+        cache.commit();
+        // Built, but (say) refused later by the gateway: not committed.
+        CompiledRouter::build_cached(&spec(&["/b/([^/]+)"]), &mut cache).unwrap();
+        CompiledRouter::build_cached(&spec(&["/c/([^/]+)"]), &mut cache).unwrap();
+        assert!(cache.patterns.contains_key("/a/([^/]+)") && !cache.patterns.contains_key("/b/([^/]+)"));
+        cache.commit();
+        CompiledRouter::build_cached(&spec(&["/d/([^/]+)"]), &mut cache).unwrap();
+        assert!(!cache.patterns.contains_key("/a/([^/]+)") && cache.patterns.contains_key("/c/([^/]+)"));
     }
 
     #[test]

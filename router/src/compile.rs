@@ -38,7 +38,7 @@ fn check_normal(spec: &RouterSpec, p: &str) -> Result<(), String> {
 pub(crate) fn build(spec: &RouterSpec, cache: &mut CompileCache) -> Result<CompiledRouter, BuildError> {
     cache.begin();
     let built = build_with(spec, cache);
-    cache.finish(built.is_ok());
+    cache.finish();
     built
 }
 

@@ -70,6 +70,7 @@ fn cached_rebuilds_agree_with_reference() {
     for round in 0..80 {
         let router = CompiledRouter::build_cached(&spec, &mut cache)
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{:#?}", spec.rules));
+        cache.commit();
         reused += cache.stats().reused;
         check(&spec, &router, &mut rng, 40, round % 2 == 1);
         for k in 0..1 + rng.below(4) {

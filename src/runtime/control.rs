@@ -197,6 +197,7 @@ impl ControlLoop {
         }
         self.admin.set_restart_needed(restart);
         self.snap = next;
+        self.cache.commit();
         if let Some(w) = &mut self.watcher {
             w.watch_files(&self.snap.config.files);
         }

@@ -125,8 +125,9 @@ impl Gateway {
         }
     }
 
-    /// What loading `config` learned of its path regexes ([`config::load_file_cached`]),
-    /// for reloads to reuse: then even the first reload recompiles only what changed.
+    /// What loading `config` learned of its path regexes ([`config::load_file_cached`],
+    /// then [`CompileCache::commit`]), for reloads to reuse: then even the first
+    /// reload recompiles only what changed.
     pub fn compile_cache(mut self, cache: CompileCache) -> Gateway {
         self.cache = cache;
         self
@@ -363,7 +364,10 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         None => config::load_default(),
     };
     let config = match loaded {
-        Ok(c) => c,
+        Ok(c) => {
+            cache.commit();
+            c
+        }
         Err(e) => {
             eprintln!("{e}");
             return 1;
