@@ -22,6 +22,7 @@ pub(crate) mod file;
 pub mod health;
 pub mod log;
 mod resolve;
+mod reuse;
 mod sections;
 pub mod tls;
 pub mod traffic;
@@ -404,12 +405,30 @@ impl Config {
 }
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    load_file_cached(path, &mut CompileCache::default())
+    load_file_cached(path, &mut LoadCache::default())
 }
 
-/// As [`load_file`], taking what `cache` learned of path regexes in earlier loads and
-/// keeping what this one learns (the control thread keeps one for every reload).
-pub fn load_file_cached(path: &Path, cache: &mut CompileCache) -> Result<Config, ConfigError> {
+/// What a load leaves for the next one: the analyses of its path regexes
+/// ([`CompileCache`]) and the parsed route tables of its file (`reuse.rs`). The
+/// control thread keeps one from the first load on, so a reload parses and analyses
+/// only what changed.
+#[derive(Debug, Default)]
+pub struct LoadCache {
+    regexes: CompileCache,
+    tables: reuse::RouteTables,
+}
+
+impl LoadCache {
+    /// The last load's config is now in service: what it uses is kept whatever
+    /// loads fail after it ([`CompileCache::commit`]).
+    pub fn commit(&mut self) {
+        self.regexes.commit();
+    }
+}
+
+/// As [`load_file`], taking what `cache` kept of earlier loads and keeping what this
+/// one learns.
+pub fn load_file_cached(path: &Path, cache: &mut LoadCache) -> Result<Config, ConfigError> {
     let (bytes, hash) = read_hashed(path)?;
     parse_file(path, bytes, hash, cache)
 }
@@ -424,7 +443,7 @@ pub fn load_file_if_changed(
     path: &Path,
     hash: u64,
     files: &tls::FileSet,
-    cache: &mut CompileCache,
+    cache: &mut LoadCache,
 ) -> Result<Option<Config>, ConfigError> {
     let (bytes, now) = read_hashed(path)?;
     if now == hash && files.unchanged() {
@@ -439,12 +458,7 @@ fn read_hashed(path: &Path) -> Result<(Vec<u8>, u64), ConfigError> {
     Ok((bytes, hash))
 }
 
-fn parse_file(
-    path: &Path,
-    bytes: Vec<u8>,
-    hash: u64,
-    cache: &mut CompileCache,
-) -> Result<Config, ConfigError> {
+fn parse_file(path: &Path, bytes: Vec<u8>, hash: u64, cache: &mut LoadCache) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigError::io(
@@ -463,13 +477,20 @@ fn parse_file(
 /// Validates config text; `origin` names the file in messages (and in
 /// [`ConfigSource::File`]).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    parse_cached(text, origin, &mut CompileCache::default())
+    parse_cached(text, origin, &mut LoadCache::default())
 }
 
-/// As [`parse`], compiling the router through `cache`.
-pub fn parse_cached(text: &str, origin: &str, cache: &mut CompileCache) -> Result<Config, ConfigError> {
-    let file: file::FileConfig = toml::from_str(text).map_err(|e| every_toml_error(text, origin, e))?;
-    let mut config = validate::validate(file, text, origin, cache)?;
+/// As [`parse`], through `cache`: route tables whose text the last parse saw are
+/// not parsed again, path regexes it analysed are not analysed again.
+pub fn parse_cached(text: &str, origin: &str, cache: &mut LoadCache) -> Result<Config, ConfigError> {
+    let (reused, layout) = cache.tables.reparse(text);
+    let mut file = match reused {
+        Some(f) => f,
+        None => toml::from_str(text).map_err(|e| every_toml_error(text, origin, e))?,
+    };
+    let validated = validate::validate(&file, text, origin, &mut cache.regexes);
+    cache.tables.keep(text, &mut file, layout);
+    let mut config = validated?;
     config.source = ConfigSource::File {
         path: PathBuf::from(origin),
         hash: fnv1a(text.as_bytes()),

@@ -53,20 +53,20 @@ struct PendingRule {
 }
 
 pub(crate) fn validate(
-    f: FileConfig,
+    f: &FileConfig,
     text: &str,
     origin: &str,
     cache: &mut CompileCache,
 ) -> Result<Config, ConfigError> {
     let mut d = Diagnostics::new(origin, text);
-    let (server, normalize) = server(&f, &mut d);
-    let limits = limits(&f, &mut d);
-    let upstream = upstream(&f, &mut d);
+    let (server, normalize) = server(f, &mut d);
+    let limits = limits(f, &mut d);
+    let upstream = upstream(f, &mut d);
     let admin = f
         .admin
         .as_ref()
         .and_then(|a| parse_listen(&a.listen, &mut d, "admin.listen").map(|listen| AdminConfig { listen }));
-    let log = log(&f, &mut d);
+    let log = log(f, &mut d);
     // Relative paths (certificates, CA bundles) start at the config file's directory.
     let base = std::path::Path::new(origin)
         .parent()
@@ -98,21 +98,21 @@ pub(crate) fn validate(
         files: &mut files,
         configs: &mut configs,
     };
-    let (mut endpoints, mut endpoint_names) = endpoints(&f, &mut d, &mut cx);
-    let group_versions = versions(&f, &mut d);
-    let endpoint_overrides = overrides(&f, &mut d, &mut cx, &mut endpoints, &mut endpoint_names);
+    let (mut endpoints, mut endpoint_names) = endpoints(f, &mut d, &mut cx);
+    let group_versions = versions(f, &mut d);
+    let endpoint_overrides = overrides(f, &mut d, &mut cx, &mut endpoints, &mut endpoint_names);
     let env = |k: &str| std::env::var(k).ok();
     let mut secrets = SecretSource {
         base: &base,
         files: &mut files,
         env: &env,
     };
-    let (access, mut groups) = access(&f, &mut d, &mut secrets);
+    let (access, mut groups) = access(f, &mut d, &mut secrets);
     for (g, v) in groups.iter_mut().zip(&group_versions) {
         g.versions = v.clone();
     }
     let mut traffic_notices = Vec::new();
-    let traffic = super::traffic::traffic(&f, &mut d, &access, &groups, &mut traffic_notices);
+    let traffic = super::traffic::traffic(f, &mut d, &access, &groups, &mut traffic_notices);
 
     // Environments: the default one first, then every one named, in file order.
     let mut named: Vec<(String, Range<usize>)> = Vec::new();
@@ -233,7 +233,7 @@ pub(crate) fn validate(
         return Err(d.into_error());
     };
     let mut notices = environment_notices(&named, &spec.environments, &server, &d);
-    notices.extend(access_log_notice(&log, &f, &d));
+    notices.extend(access_log_notice(&log, f, &d));
     notices.extend(traffic_notices);
     let endpoints = endpoints.into_iter().flatten().collect();
     let routes = pending.drain(..).map(|p| p.route).collect();

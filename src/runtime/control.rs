@@ -9,7 +9,6 @@ use crate::runtime::log;
 use crate::runtime::shard_thread::Control;
 use crate::runtime::watch::ConfigWatcher;
 use crate::snapshot::{PreparedView, Snapshot};
-use ringway_router::CompileCache;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -56,7 +55,7 @@ pub struct ControlLoop {
     pub health: Arc<crate::upstream::health::HealthRegistry>,
     /// What earlier loads learned of the path regexes: a reload analyzes only the
     /// ones it has not seen.
-    pub cache: CompileCache,
+    pub cache: config::LoadCache,
 }
 
 impl ControlLoop {

@@ -33,7 +33,6 @@ use crate::observe::metrics::ShardStats;
 use crate::shard::{instance_prefix, Shard, ShardId};
 use crate::snapshot::Snapshot;
 use control::ControlLoop;
-use ringway_router::CompileCache;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -91,7 +90,7 @@ impl std::error::Error for StartError {}
 pub struct Gateway {
     config: Config,
     watcher: Option<ConfigWatcher>,
-    cache: CompileCache,
+    cache: config::LoadCache,
 }
 
 /// Restricts the calling thread to `cpus`.
@@ -121,14 +120,14 @@ impl Gateway {
         Gateway {
             config,
             watcher: None,
-            cache: CompileCache::default(),
+            cache: config::LoadCache::default(),
         }
     }
 
     /// What loading `config` learned of its path regexes ([`config::load_file_cached`],
-    /// then [`CompileCache::commit`]), for reloads to reuse: then even the first
+    /// then [`config::LoadCache::commit`]), for reloads to reuse: then even the first
     /// reload recompiles only what changed.
-    pub fn compile_cache(mut self, cache: CompileCache) -> Gateway {
+    pub fn compile_cache(mut self, cache: config::LoadCache) -> Gateway {
         self.cache = cache;
         self
     }
@@ -358,7 +357,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             None
         }
     });
-    let mut cache = CompileCache::default();
+    let mut cache = config::LoadCache::default();
     let loaded = match &config_path {
         Some(p) => config::load_file_cached(p, &mut cache),
         None => config::load_default(),
