@@ -14,9 +14,9 @@
 //! header can end it and nothing after it can add to it. So the shortcut is taken
 //! only when every table header under `groups` is `[[groups]]` or
 //! `[[groups.routes]]` (no `[groups.routes.path]`, no quoted keys), the first route
-//! follows a `[[groups]]`, no group with a blanked table says `routes` in its own
-//! table (an inline `routes = []` and a `[[groups.routes]]` are an error that
-//! blanking would hide), and what the parse returns adds up: as many groups as
+//! follows a `[[groups]]`, no group with a blanked table says `routes` (or has a
+//! backslash, which could spell it) in its own table (an inline `routes = []` and
+//! a `[[groups.routes]]` are an error that blanking would hide), and what the parse returns adds up: as many groups as
 //! `[[groups]]` headers, as many fresh routes in each as tables not reused, every
 //! route's span inside its table. Anything else is a full parse. The tests compare
 //! both parses, spans included.
@@ -241,8 +241,10 @@ impl RouteTables {
                 p.push(found);
             }
             // A group that gives `routes` in its own table too is an error the
-            // blanked tables would hide.
-            if p.iter().any(Option::is_some) && text[g.body.clone()].contains("routes") {
+            // blanked tables would hide; a backslash could spell the key with an
+            // escape ("\u0072outes").
+            let body = &text[g.body.clone()];
+            if p.iter().any(Option::is_some) && (body.contains("routes") || body.contains('\\')) {
                 return None;
             }
             plan.push(p);
@@ -622,6 +624,14 @@ mod tests {
             text.replace("name = \"b\"", "name = \"b\"\nname = \"c\""),
             text.replace("[[groups]]\nname = \"g\"", "[[groups]]\nname = \"g\"\nroutes = 1"),
             format!("{text}x = 1\n"),
+            text.replace(
+                "[[groups]]\nname = \"g\"",
+                "[[groups]]\nname = \"g\"\n\"\\u0072outes\" = []",
+            ),
+            text.replace(
+                "[[groups]]\nname = \"g\"",
+                "[[groups]]\nname = \"g\"\nroutes.x = 1",
+            ),
         ] {
             assert!(full(&broken).is_none(), "{broken}");
             assert!(tables.reparse(&broken).0.is_none(), "{broken}");
