@@ -12,14 +12,18 @@
 //! This is a shortcut with a proof obligation: the result must be what a full parse
 //! gives. A route table's meaning depends only on its text when nothing but the next
 //! header can end it and nothing after it can add to it. So the shortcut is taken
-//! only when every table header under `groups` is `[[groups]]` or
-//! `[[groups.routes]]` (no `[groups.routes.path]`, no quoted keys), the first route
-//! follows a `[[groups]]`, no group with a blanked table says `routes` (or has a
-//! backslash, which could spell it) in its own table (an inline `routes = []` and
-//! a `[[groups.routes]]` are an error that blanking would hide), and what the parse returns adds up: as many groups as
-//! `[[groups]]` headers, as many fresh routes in each as tables not reused, every
-//! route's span inside its table. Anything else is a full parse. The tests compare
-//! both parses, spans included.
+//! only when
+//!
+//! - every table header under `groups` is `[[groups]]` or `[[groups.routes]]` (no
+//!   `[groups.routes.path]`, no quoted keys), and the first route follows a
+//!   `[[groups]]`;
+//! - no group with a blanked table says `routes` in its own table, or has a
+//!   backslash there that could spell it (an inline `routes = []` and a
+//!   `[[groups.routes]]` are an error that blanking would hide);
+//! - what the parse returns adds up: as many groups as `[[groups]]` headers, as many
+//!   fresh routes in each as tables not reused, every route's span inside its table.
+//!
+//! Anything else is a full parse. The tests compare both parses, spans included.
 
 use super::file::{FileConfig, MockFile, PathFile, PredicateFile, RetryFile, RouteFile};
 use std::ops::Range;
@@ -257,19 +261,22 @@ impl RouteTables {
         if file.groups.len() != layout.groups.len() {
             return None;
         }
-        for ((g, group), p) in file.groups.iter().zip(&layout.groups).zip(&plan) {
-            let fresh = group
-                .tables
-                .iter()
-                .zip(p)
-                .filter(|(_, k)| k.is_none())
-                .map(|(r, _)| r);
-            let routes = &g.get_ref().routes;
-            if routes.len() != fresh.clone().count()
-                || !routes.iter().zip(fresh).all(|(x, r)| inside(&x.span(), r))
-            {
-                return None;
-            }
+        let fresh_fit = file
+            .groups
+            .iter()
+            .zip(&layout.groups)
+            .zip(&plan)
+            .all(|((g, group), p)| {
+                let fresh = group
+                    .tables
+                    .iter()
+                    .zip(p)
+                    .filter(|(_, k)| k.is_none())
+                    .map(|(r, _)| r);
+                fit(&g.get_ref().routes, fresh)
+            });
+        if !fresh_fit {
+            return None;
         }
         // It adds up: put the kept routes in, in file order.
         for ((g, group), p) in file.groups.iter_mut().zip(&layout.groups).zip(plan) {
@@ -302,14 +309,8 @@ impl RouteTables {
             return;
         };
         let lines_up = file.groups.len() == layout.groups.len()
-            && file.groups.iter().zip(&layout.groups).all(|(g, group)| {
-                let routes = &g.get_ref().routes;
-                routes.len() == group.tables.len()
-                    && routes
-                        .iter()
-                        .zip(&group.tables)
-                        .all(|(route, r)| inside(&route.span(), r))
-            });
+            && (file.groups.iter().zip(&layout.groups))
+                .all(|(g, group)| fit(&g.get_ref().routes, &group.tables));
         if !lines_up {
             return;
         }
@@ -335,8 +336,17 @@ fn blank(table: &mut [u8]) {
     table.fill(b' ');
 }
 
-fn inside(span: &Range<usize>, table: &Range<usize>) -> bool {
-    table.start <= span.start && span.end <= table.end
+/// Whether `routes` are, one for one, the routes of `tables`: as many, each span
+/// inside its table.
+fn fit<'a>(routes: &[Spanned<RouteFile>], tables: impl IntoIterator<Item = &'a Range<usize>>) -> bool {
+    let mut tables = tables.into_iter();
+    let each = routes.iter().all(|route| {
+        let span = route.span();
+        tables
+            .next()
+            .is_some_and(|t| t.start <= span.start && span.end <= t.end)
+    });
+    each && tables.next().is_none()
 }
 
 /// Moving a parsed value's spans by `by` bytes: a route table reused at another

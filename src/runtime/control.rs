@@ -53,8 +53,8 @@ pub struct ControlLoop {
     /// The process's upstream health: a reload binds its endpoint groups here (the
     /// health checker holds it weakly and stops when this goes).
     pub health: Arc<crate::upstream::health::HealthRegistry>,
-    /// What earlier loads learned of the path regexes: a reload analyzes only the
-    /// ones it has not seen.
+    /// What earlier loads left (route tables' parses, path regexes' analyses): a
+    /// reload parses and analyses only what changed.
     pub cache: config::LoadCache,
 }
 

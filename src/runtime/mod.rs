@@ -93,15 +93,6 @@ pub struct Gateway {
     cache: config::LoadCache,
 }
 
-/// Restricts the calling thread to `cpus`.
-fn confine_to(cpus: &[usize]) -> nix::Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    for &c in cpus {
-        set.set(c)?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-}
-
 /// A running gateway.
 #[derive(Debug)]
 pub struct Handle {
@@ -124,10 +115,10 @@ impl Gateway {
         }
     }
 
-    /// What loading `config` learned of its path regexes ([`config::load_file_cached`],
-    /// then [`config::LoadCache::commit`]), for reloads to reuse: then even the first
-    /// reload recompiles only what changed.
-    pub fn compile_cache(mut self, cache: config::LoadCache) -> Gateway {
+    /// What loading `config` left ([`config::load_file_cached`]: its route tables'
+    /// parses, its path regexes' analyses), for reloads to reuse: then even the
+    /// first reload parses and compiles only what changed.
+    pub fn load_cache(mut self, cache: config::LoadCache) -> Gateway {
         self.cache = cache;
         self
     }
@@ -152,6 +143,9 @@ impl Gateway {
         crate::upstream::check::spawn(Arc::downgrade(&health))
             .map_err(|e| StartError(format!("cannot start the health checker: {e}")))?;
         let snap = Arc::new(snap);
+        // Reloads replace this config: what its load left is kept for them.
+        let mut cache = self.cache;
+        cache.commit();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let shards = match snap.config.server.shards {
             0 => cores.len().max(1),
@@ -256,7 +250,7 @@ impl Gateway {
             started,
             registry,
             health,
-            cache: self.cache,
+            cache,
         };
         // A reload's compile is tens of milliseconds of CPU for a large config: on a
         // shard's CPU it delays that shard's requests. When the shards leave CPUs
@@ -336,6 +330,15 @@ impl Handle {
 /// The binary's `run`: loads the config (the embedded default without a path),
 /// starts the gateway, announces its addresses on stdout, and turns signals into
 /// commands until it stops. Returns the process exit code.
+/// Restricts the calling thread to `cpus`.
+fn confine_to(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
 pub fn run(config_path: Option<PathBuf>) -> i32 {
     // Signals and the file watch are set up before the config is read, so that
     // neither a signal nor an edit that comes right after startup is missed.
@@ -363,17 +366,14 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         None => config::load_default(),
     };
     let config = match loaded {
-        Ok(c) => {
-            cache.commit();
-            c
-        }
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
     let rules = config.compiled.len();
-    let mut gateway = Gateway::new(config).compile_cache(cache);
+    let mut gateway = Gateway::new(config).load_cache(cache);
     if let Some(w) = watcher {
         gateway = gateway.watch(w);
     }
