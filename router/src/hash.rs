@@ -129,8 +129,20 @@ pub(crate) fn word_at(buf: &[u8], at: usize) -> u64 {
 /// The low `n` bytes (`n <= 8`) of a word.
 #[inline(always)]
 pub(crate) fn low_bytes(w: u64, n: usize) -> u64 {
-    w & u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+    w & LOW_BYTES.get(n).copied().unwrap_or(u64::MAX)
 }
+
+/// `LOW_BYTES[n]`: a mask of the low `n` bytes of a word (one load instead of a
+/// shift, a compare and a select).
+const LOW_BYTES: [u64; 9] = {
+    let mut t = [0u64; 9];
+    let mut n = 1;
+    while n <= 8 {
+        t[n] = u64::MAX >> (64 - 8 * n);
+        n += 1;
+    }
+    t
+};
 
 /// A path segment as the trie compares it: its hash from a seed, its first 8 bytes
 /// and, when longer than 8, its last 8 (overlapping the first when shorter than 16).

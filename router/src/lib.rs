@@ -106,7 +106,7 @@ pub use template::Origin;
 
 use predicate::{SlotTable, SlotValues};
 use regex_automata::util::primitives::NonMaxUsize;
-use rule::{Hot, Rule, ANY_METHOD, UNSET};
+use rule::{Hot, Rule, ANY_METHOD};
 
 /// A rule's position in [`RouterSpec::rules`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -167,10 +167,9 @@ impl MatchScratch {
 
     /// Capture group `i` (0-based) of the last winner, if it participated.
     pub fn group(&self, i: usize) -> Option<&[u8]> {
-        match self.caps.get(i) {
-            Some(&(s, e)) if (s, e) != UNSET => self.scan.span(s as usize, e as usize),
-            _ => None,
-        }
+        // An unset group's span, `UNSET`, starts past the end of any path.
+        let &(s, e) = self.caps.get(i)?;
+        self.scan.span(s as usize, e as usize)
     }
 
     /// Number of capture groups of the last winner.
@@ -199,6 +198,9 @@ pub struct RouterStats {
     pub automaton_partitions: usize,
     pub lazy_partitions: usize,
     pub heap_bytes: usize,
+    /// The path index is one segment trie (no prefix rules, context paths or
+    /// regex partitions), which a lookup walks directly.
+    pub trie_only: bool,
 }
 
 impl CompiledRouter {
@@ -318,21 +320,25 @@ impl CompiledRouter {
             })
     }
 
-    /// Reads the winner's captures into the scratch.
-    #[inline(never)]
+    /// Reads the winner's captures into the scratch: whole-segment groups from the
+    /// slash list, others (out of line) from the path.
+    #[inline(always)]
     fn capture(&self, rule: &Rule, s: &mut MatchScratch) -> bool {
-        // The request is the context path itself: the rule sees "/", which is kept
-        // past the path so that captures can point into it.
-        let base = rule.ctx_len;
         let MatchScratch {
             scan, caps, re_slots, ..
         } = s;
+        if let Some(ok) = rule.segment_captures(scan.hay(), caps) {
+            return ok;
+        }
+        // The request is the context path itself: the rule sees "/", which is kept
+        // past the path so that captures can point into it.
+        let base = rule.ctx_len;
         let extra = usize::from(base == scan.len() && base > 0);
         if extra == 1 {
             scan.put_trailing_slash();
         }
         let path = scan.span(0, scan.len() + extra).unwrap_or_default();
-        rule.captures(path, scan.hay(), base, caps, re_slots)
+        rule.other_captures(path, base, caps, re_slots)
     }
 
     /// Renders the target of `route` (the last winner in `s`) into `out`: path and
@@ -397,6 +403,7 @@ impl CompiledRouter {
             automaton_partitions,
             lazy_partitions,
             heap_bytes: self.index.heap_bytes(),
+            trie_only: self.index.is_trie_only(),
         }
     }
 }

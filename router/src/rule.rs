@@ -97,8 +97,8 @@ pub(crate) enum CaptureKind {
     Segments(Box<[SegPart]>),
     /// Whole-segment patterns ([`crate::pattern::SegmentShape`]): the segment of
     /// each group, by group (`u16::MAX`: none); the group of segment `rest` runs to
-    /// the end of the path.
-    BySegment { segs: Box<[u16]>, rest: u16 },
+    /// the end of the path; `reach` is one past the last segment that has a group.
+    BySegment { segs: Box<[u16]>, rest: u16, reach: u16 },
     /// A regex; its capture engine is built on first use (one-pass DFA when the
     /// pattern allows, which the meta regex picks for anchored searches).
     Regex {
@@ -159,24 +159,65 @@ impl Rule {
 pub(crate) const UNSET: (u32, u32) = (u32::MAX, u32::MAX);
 
 impl Rule {
-    /// Reads the captures of `path[base..]` (the scratch path, with the rule's
-    /// context path of length `base` stripped) into `caps`. `hay` is the scratch path
-    /// as the index read it. Returns false if the regex unexpectedly does not match.
-    pub(crate) fn captures(
+    /// Reads the captures of a rule whose groups are whole segments (or that has
+    /// none) into `caps`, from `hay`, the scratch path as the index read it: `None`
+    /// for a rule of another kind ([`Self::other_captures`]), else whether the path
+    /// has the segments the rule's pattern matched.
+    #[inline(always)]
+    pub(crate) fn segment_captures(&self, hay: Hay<'_>, caps: &mut Vec<(u32, u32)>) -> Option<bool> {
+        caps.clear();
+        let (segs, rest, reach) = match &self.capture {
+            CaptureKind::BySegment { segs, rest, reach } => (segs, *rest, *reach),
+            CaptureKind::None => {
+                caps.resize(self.groups as usize, UNSET);
+                return Some(true);
+            }
+            _ => return None,
+        };
+        let base = self.ctx_len;
+        if base == hay.len {
+            // The rule sees "/": one empty segment, just past the path.
+            let at = (base + 1) as u32;
+            caps.extend(segs.iter().map(|_| (at, at)));
+            return Some(true);
+        }
+        // Segment `seg` of the stripped path starts after `sl[k0 + seg]`.
+        let sl = hay.slashes;
+        let k0 = if base == 0 {
+            0
+        } else {
+            match sl.binary_search(&(base as u32)) {
+                Ok(k) => k,
+                Err(_) => return Some(false),
+            }
+        };
+        if k0 + usize::from(reach) >= sl.len() {
+            return Some(false);
+        }
+        let len = hay.len as u32;
+        // In group order, one bounds check each (which the check above makes pass).
+        caps.extend(segs.iter().map(|&seg| match sl.get(k0 + usize::from(seg)..) {
+            Some(&[at, next, ..]) if seg != u16::MAX => (at + 1, if seg == rest { len } else { next }),
+            _ => UNSET,
+        }));
+        Some(true)
+    }
+
+    /// The captures of a rule split at `/` or matched by a regex: of `path[base..]`
+    /// (the scratch path, with the rule's context path of length `base` stripped).
+    /// Returns false if the regex unexpectedly does not match.
+    #[inline(never)]
+    pub(crate) fn other_captures(
         &self,
         path: &[u8],
-        hay: Hay<'_>,
         base: usize,
         caps: &mut Vec<(u32, u32)>,
         slots: &mut Vec<Option<NonMaxUsize>>,
     ) -> bool {
-        caps.clear();
         let stripped = &path[base..];
-        if !matches!(self.capture, CaptureKind::BySegment { .. }) {
-            caps.resize(self.groups as usize, UNSET);
-        }
+        caps.resize(self.groups as usize, UNSET);
         match &self.capture {
-            CaptureKind::None => true,
+            CaptureKind::None | CaptureKind::BySegment { .. } => true,
             CaptureKind::Segments(parts) => {
                 let mut at = 0;
                 for part in parts.iter() {
@@ -190,38 +231,6 @@ impl Rule {
                             at = end;
                         }
                     }
-                }
-                true
-            }
-            CaptureKind::BySegment { segs, rest } => {
-                // Pushed in group order: no fill first.
-                if base == hay.len {
-                    // The rule sees "/": one empty segment, just past the path.
-                    let at = (base + 1) as u32;
-                    caps.extend(segs.iter().map(|_| (at, at)));
-                    return true;
-                }
-                // Segment `seg` of the stripped path starts after `sl[k0 + seg]`.
-                let sl = hay.slashes;
-                let k0 = if base == 0 {
-                    0
-                } else {
-                    match sl.binary_search(&(base as u32)) {
-                        Ok(k) => k,
-                        Err(_) => return false,
-                    }
-                };
-                for &seg in segs.iter() {
-                    if seg == u16::MAX {
-                        caps.push(UNSET);
-                        continue;
-                    }
-                    let k = k0 + usize::from(seg);
-                    let (Some(&at), Some(&next)) = (sl.get(k), sl.get(k + 1)) else {
-                        return false;
-                    };
-                    let end = if seg == *rest { hay.len as u32 } else { next };
-                    caps.push((at + 1, end));
                 }
                 true
             }

@@ -63,14 +63,48 @@ fn movemask(m: u64) -> u64 {
     (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// Zero bytes written after the path: the rest of its last 16-byte chunk (at most
-/// 15) and then [`PAD`].
-const ZEROS: usize = 15 + PAD + 1;
+/// The bytes of `raw` (shorter than 16) then zeros, from overlapping loads.
+#[inline(always)]
+fn short_chunk(raw: &[u8]) -> [u8; 16] {
+    let len = raw.len();
+    let word = |at: usize| {
+        raw.get(at..at + 8)
+            .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+    };
+    let half = |at: usize| {
+        raw.get(at..at + 4).map_or(0, |w| {
+            u64::from(u32::from_le_bytes(w.try_into().unwrap_or_default()))
+        })
+    };
+    let byte = |at: usize| raw.get(at).map_or(0, |&b| u64::from(b));
+    let (lo, hi) = if len >= 8 {
+        // Bytes 8..len are the high ones of the last 8.
+        (word(0), word(len - 8) >> 8 >> (8 * (15 - len)))
+    } else if len >= 4 {
+        (half(0) | half(len - 4) << (8 * (len - 4)), 0)
+    } else if len > 0 {
+        (
+            byte(0) | byte(len / 2) << (8 * (len / 2)) | byte(len - 1) << (8 * (len - 1)),
+            0,
+        )
+    } else {
+        (0, 0)
+    };
+    let mut c = [0u8; 16];
+    c[..8].copy_from_slice(&lo.to_le_bytes());
+    c[8..].copy_from_slice(&hi.to_le_bytes());
+    c
+}
+
+/// Bytes kept past the path: room for the 16-byte store of a path shorter than 16
+/// bytes, for the index's word reads ([`PAD`]) and for
+/// [`ScannedPath::put_trailing_slash`]. They hold zeros or stale bytes: every read
+/// of them is masked to the path.
+const SLACK: usize = 16 + PAD;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScannedPath {
-    /// The path, then [`ZEROS`] zero bytes, then possibly stale bytes (every read of
-    /// the index is masked to the path).
+    /// The path, then at least [`SLACK`] bytes of any value.
     buf: Vec<u8>,
     len: usize,
     /// The positions of the path's `/` bytes, in order, then `len` (a sentinel); the
@@ -103,23 +137,19 @@ impl ScannedPath {
     /// Copies `raw` in and lists its slashes. Returns false when `raw` is not in
     /// normal form: it has a `%`, `\\` or `;`, a segment starting with `.`, or, with
     /// `merge_slashes`, a `//`.
-    #[inline]
+    ///
+    /// The path is read 16 bytes at a time and each chunk copied as it is read: the
+    /// last, partial chunk is the 16 bytes ending at the path's end (its bits shifted
+    /// to their place), or, for a path shorter than 16 bytes, assembled from
+    /// overlapping loads — no call to `memcpy`.
+    #[inline(always)]
     fn load(&mut self, raw: &[u8], merge_slashes: bool) -> bool {
         let len = raw.len();
-        let chunked = len.div_ceil(16) * 16;
-        // Whole chunks, then zeros: up to the last chunk's end, so that its bytes past
-        // the path match nothing, and PAD bytes further for the word reads of the
-        // index. A fixed 24 zero bytes from `len` cover both.
-        let size = chunked + ZEROS;
-        if self.buf.len() < size {
-            self.buf.resize(size, 0);
+        let size = len + SLACK;
+        if self.buf.len() < size || self.slashes.len() <= len {
+            self.grow(len);
         }
-        if self.slashes.len() <= len {
-            self.slashes.resize(len + 1, 0);
-        }
-        self.buf[..len].copy_from_slice(raw);
-        self.buf[len..len + ZEROS].copy_from_slice(&[0; ZEROS]);
-        let chunks = self.buf[..chunked].chunks_exact(16);
+        let buf = &mut self.buf[..size];
         let slashes = &mut self.slashes[..=len];
         // Per chunk, bytes that need normalize_path ('%', '\\', ';', or a '.' — with
         // merge_slashes a '/' too — right after a '/'), and the '/' bytes, whose
@@ -128,22 +158,63 @@ impl ScannedPath {
         let mut odd = 0u32;
         let mut carry = 0u32;
         let mut n = 0;
-        for (i, chunk) in chunks.enumerate() {
-            let c = classify(chunk.first_chunk().unwrap_or(&[0; 16]));
+        let mut step = |at: usize, c: Chunk| {
             let after_slash = (c.slash << 1) | carry;
             carry = c.slash >> 15;
             odd |= c.odd | (after_slash & (c.dot | (c.slash & merge)));
             let mut m = c.slash;
             while m != 0 {
-                slashes[n] = (i * 16 + m.trailing_zeros() as usize) as u32;
+                if let Some(s) = slashes.get_mut(n) {
+                    *s = (at + m.trailing_zeros() as usize) as u32;
+                }
                 n += 1;
                 m &= m - 1;
             }
+        };
+        let whole = len / 16 * 16;
+        for at in (0..whole).step_by(16) {
+            let Some(chunk) = raw.get(at..at + 16).and_then(|c| c.first_chunk::<16>()) else {
+                break;
+            };
+            buf[at..at + 16].copy_from_slice(chunk);
+            step(at, classify(chunk));
         }
-        slashes[n] = len as u32;
+        let tail = len - whole;
+        if tail != 0 {
+            // `drop`: the chunk's bytes before `whole`.
+            let (chunk, drop) = if len >= 16 {
+                let chunk = raw.last_chunk::<16>().copied().unwrap_or_default();
+                buf[len - 16..len].copy_from_slice(&chunk);
+                (chunk, (16 - tail) as u32)
+            } else {
+                let chunk = short_chunk(raw);
+                buf[..16].copy_from_slice(&chunk);
+                (chunk, 0)
+            };
+            let c = classify(&chunk);
+            step(
+                whole,
+                Chunk {
+                    slash: c.slash >> drop,
+                    dot: c.dot >> drop,
+                    odd: c.odd >> drop,
+                },
+            );
+        }
+        if let Some(s) = slashes.get_mut(n) {
+            *s = len as u32;
+        }
         self.count = n + 1;
         self.len = len;
         odd == 0
+    }
+
+    /// Makes room for a path of `len` bytes (once per scratch, in practice).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, len: usize) {
+        self.buf.resize(self.buf.len().max(len + SLACK), 0);
+        self.slashes.resize(self.slashes.len().max(len + 1), 0);
     }
 
     /// The path as read.
@@ -213,10 +284,7 @@ mod tests {
                 assert_eq!(s.load(&path, merge), normal(&path, merge), "len {len}");
             }
             assert_eq!(s.path(), &path[..]);
-            assert!(
-                s.buf[len..len + ZEROS].iter().all(|&b| b == 0),
-                "padding at {len}"
-            );
+            assert!(s.buf.len() >= len + SLACK, "slack at {len}");
             let want: Vec<u32> = (0..len)
                 .filter(|&i| path[i] == b'/')
                 .chain([len])

@@ -58,6 +58,31 @@ fn agrees_with_reference_on_random_rule_sets() {
     );
 }
 
+/// Rule sets without prefix rules or context paths, whose index is a lone segment
+/// trie that a lookup walks directly (when every regex is one of whole segments).
+#[test]
+fn agrees_with_reference_on_trie_only_rule_sets() {
+    let mut rng = Rng(0x5151_7f4a_7c15_9e37);
+    let (mut trie_only, mut cases, mut matched) = (0, 0, 0);
+    for round in 0..250 {
+        let n = 1 + rng.below(if round % 5 == 0 { 60 } else { 15 });
+        let mut spec = random_spec(&mut rng, n, 3, 0);
+        for r in &mut spec.rules {
+            r.context_path = None;
+            if let PathSpec::Prefix(p) = &r.path {
+                r.path = PathSpec::Exact(p.clone());
+            }
+        }
+        let router =
+            CompiledRouter::build(&spec).unwrap_or_else(|e| panic!("round {round}: {e}\n{:#?}", spec.rules));
+        trie_only += usize::from(router.stats().trie_only);
+        matched += check(&spec, &router, &mut rng, 40, round % 2 == 1).len();
+        cases += 40;
+    }
+    assert!(trie_only > 60, "{trie_only} of 250 rule sets were trie-only");
+    assert!(matched > cases / 10, "{matched} of {cases} matched");
+}
+
 /// Rebuilds through one [`CompileCache`], each rule set the one before with a few
 /// rules replaced (as a reload changes a config), route as the reference does: what
 /// the cache hands back is what a fresh analysis would have found.

@@ -25,6 +25,9 @@
 //! else lazy (hybrid) DFAs whose caches live in the per-request scratch. A partition's
 //! NFA is bounded by its rules', each of which fits [`crate::BuildLimits::max_regex_bytes`].
 //!
+//! When the index is a lone segment trie (no prefix rules, no context paths, every
+//! regex of whole segments: most REST route sets), a lookup is one walk of it.
+//!
 //! The tiers report candidate rule ids in no particular order; the router sorts them
 //! and checks them in rule order.
 
@@ -150,6 +153,9 @@ pub(crate) struct PathIndex {
     trie: SegmentTrie,
     partitions: Box<[Partition]>,
     lazy_partitions: usize,
+    /// The root of the segment trie when it is the whole index (no prefix rules,
+    /// no context paths, no regex partitions), else NONE.
+    only_trie: u32,
 }
 
 impl PathIndex {
@@ -287,7 +293,19 @@ impl PathIndex {
             }
         }
         let prefix_lens = LengthSet::new(prefixes.iter().map(|(k, _)| k.len()));
+        let only_trie = match contexts.get(root.ctx as usize) {
+            Some(c)
+                if prefixes.is_empty()
+                    && root.prefix.0 == root.prefix.1
+                    && c.wild == NONE
+                    && c.by_segment.is_empty() =>
+            {
+                c.trie
+            }
+            _ => NONE,
+        };
         Ok(PathIndex {
+            only_trie,
             root,
             prefix_end: prefix_lens.end(),
             prefix: BytesTable::from_entries(prefixes),
@@ -305,6 +323,10 @@ impl PathIndex {
     /// with repeats.
     #[inline]
     pub(crate) fn candidates(&self, hay: Hay<'_>, scratch: &mut PathScratch, out: &mut Vec<u32>) {
+        if self.only_trie != NONE {
+            self.trie.walk(self.only_trie, &hay, out, &mut scratch.stack);
+            return;
+        }
         self.visit(&self.root, hay, 0, 0, out, scratch);
         if self.prefix_end == 0 {
             return;
@@ -371,14 +393,18 @@ impl PathIndex {
         let ctx = &self.contexts[e.ctx as usize];
         // The path with the context stripped; the request being the context path
         // itself is "/".
-        let hay = if at < hay.len {
-            Hay {
+        let stripped_hay;
+        let hay = if at == 0 {
+            &hay
+        } else if at < hay.len {
+            stripped_hay = Hay {
                 start: at,
                 first: k,
                 ..hay
-            }
+            };
+            &stripped_hay
         } else {
-            ROOT_HAY
+            &ROOT_HAY
         };
         if ctx.trie != NONE {
             self.trie.walk(ctx.trie, hay, out, &mut scratch.stack);
@@ -411,6 +437,11 @@ impl PathIndex {
                 .iter()
                 .map(|c| c.by_segment.heap_bytes())
                 .sum::<usize>()
+    }
+
+    /// Whether a lookup is one walk of the segment trie.
+    pub(crate) fn is_trie_only(&self) -> bool {
+        self.only_trie != NONE
     }
 
     /// (partitions, of which lazy).

@@ -459,7 +459,7 @@ impl SegmentTrie {
     ///
     /// The common step (a literal child, a `[^/]+` child, or both) stays in this
     /// loop; a node with a `[^/]*` child or pieces takes [`Self::rare_step`].
-    pub(super) fn walk(&self, root: u32, hay: Hay<'_>, out: &mut Vec<u32>, stack: &mut Vec<(u32, u32)>) {
+    pub(super) fn walk(&self, root: u32, hay: &Hay<'_>, out: &mut Vec<u32>, stack: &mut Vec<(u32, u32)>) {
         stack.clear();
         let sl = hay.slashes;
         // The '/' that starts the last segment.
@@ -510,7 +510,7 @@ impl SegmentTrie {
     fn rare_step(
         &self,
         n: &Node,
-        hay: Hay<'_>,
+        hay: &Hay<'_>,
         k: usize,
         last: usize,
         lit: u32,
@@ -535,7 +535,7 @@ impl SegmentTrie {
             }
         }
         if n.pieces.0 != n.pieces.1 {
-            self.pieces(n, &hay, k, k == last, &mut next, out, stack);
+            self.pieces(n, hay, k, k == last, &mut next, out, stack);
         }
         next
     }
