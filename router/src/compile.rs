@@ -151,7 +151,12 @@ fn build_with(spec: &RouterSpec, cache: &mut CompileCache) -> Result<CompiledRou
                                         *slot = seg;
                                     }
                                 }
-                                let reach = segs.caps.iter().map(|&(seg, _)| seg + 1).max().unwrap_or(0);
+                                let reach = segs
+                                    .caps
+                                    .iter()
+                                    .map(|&(seg, _)| seg.saturating_add(1))
+                                    .max()
+                                    .unwrap_or(0);
                                 CaptureKind::BySegment {
                                     segs: by_group.into(),
                                     rest,

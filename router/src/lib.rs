@@ -147,8 +147,9 @@ pub const NO_HEADERS: std::iter::Empty<(&[u8], &[u8])> = std::iter::empty();
 /// captures. One per shard (or per thread); reusing it keeps matching allocation-free.
 #[derive(Clone, Debug, Default)]
 pub struct MatchScratch {
-    /// The normalized path, then, only while a rule whose context path is the whole
-    /// request is captured, the `/` that rule sees (not part of [`Self::path`]).
+    /// The normalized path, then slack bytes: after a capture read for a rule whose
+    /// context path is the whole request, the `/` that rule sees (not part of
+    /// [`Self::path`]; the next path overwrites or ignores it).
     scan: scan::ScannedPath,
     host: Vec<u8>,
     host_done: bool,
@@ -198,8 +199,9 @@ pub struct RouterStats {
     pub automaton_partitions: usize,
     pub lazy_partitions: usize,
     pub heap_bytes: usize,
-    /// The path index is one segment trie (no prefix rules, context paths or
-    /// regex partitions), which a lookup walks directly.
+    /// The path index is one segment trie, which a lookup walks directly: no prefix
+    /// rules, no regex under a context path, and every regex one the trie takes
+    /// (whole segments, classes with small DFAs).
     pub trie_only: bool,
 }
 

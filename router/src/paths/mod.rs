@@ -25,8 +25,9 @@
 //! else lazy (hybrid) DFAs whose caches live in the per-request scratch. A partition's
 //! NFA is bounded by its rules', each of which fits [`crate::BuildLimits::max_regex_bytes`].
 //!
-//! When the index is a lone segment trie (no prefix rules, no context paths, every
-//! regex of whole segments: most REST route sets), a lookup is one walk of it.
+//! When the index is a lone segment trie (no prefix rules, no regex under a context
+//! path, every regex one the trie takes: most REST route sets), a lookup is one walk
+//! of it.
 //!
 //! The tiers report candidate rule ids in no particular order; the router sorts them
 //! and checks them in rule order.
@@ -153,8 +154,8 @@ pub(crate) struct PathIndex {
     trie: SegmentTrie,
     partitions: Box<[Partition]>,
     lazy_partitions: usize,
-    /// The root of the segment trie when it is the whole index (no prefix rules,
-    /// no context paths, no regex partitions), else NONE.
+    /// The root of the segment trie when it is the whole index (no prefix or
+    /// context keys, no regex partitions), else NONE.
     only_trie: u32,
 }
 
