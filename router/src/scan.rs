@@ -9,7 +9,7 @@
 //! when it is not does [`crate::normalize::normalize_path`] run, and its output is
 //! scanned instead.
 
-use crate::hash::{bytes_equal, word_at, PAD};
+use crate::hash::{bytes_equal, load_word, word_at, PAD};
 use crate::normalize::{normalize_path, PathError};
 use crate::paths::Hay;
 use crate::spec::NormalizeOptions;
@@ -63,36 +63,12 @@ fn movemask(m: u64) -> u64 {
     (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// The bytes of `raw` (shorter than 16) then zeros, from overlapping loads.
+/// The bytes of `raw` (shorter than 16) then zeros, as two words.
 #[inline(always)]
 fn short_chunk(raw: &[u8]) -> [u8; 16] {
-    let len = raw.len();
-    let word = |at: usize| {
-        raw.get(at..at + 8)
-            .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
-    };
-    let half = |at: usize| {
-        raw.get(at..at + 4).map_or(0, |w| {
-            u64::from(u32::from_le_bytes(w.try_into().unwrap_or_default()))
-        })
-    };
-    let byte = |at: usize| raw.get(at).map_or(0, |&b| u64::from(b));
-    let (lo, hi) = if len >= 8 {
-        // Bytes 8..len are the high ones of the last 8.
-        (word(0), word(len - 8) >> 8 >> (8 * (15 - len)))
-    } else if len >= 4 {
-        (half(0) | half(len - 4) << (8 * (len - 4)), 0)
-    } else if len > 0 {
-        (
-            byte(0) | byte(len / 2) << (8 * (len / 2)) | byte(len - 1) << (8 * (len - 1)),
-            0,
-        )
-    } else {
-        (0, 0)
-    };
     let mut c = [0u8; 16];
-    c[..8].copy_from_slice(&lo.to_le_bytes());
-    c[8..].copy_from_slice(&hi.to_le_bytes());
+    c[..8].copy_from_slice(&load_word(raw, 0).0.to_le_bytes());
+    c[8..].copy_from_slice(&load_word(raw, 8).0.to_le_bytes());
     c
 }
 
@@ -140,8 +116,8 @@ impl ScannedPath {
     ///
     /// The path is read 16 bytes at a time and each chunk copied as it is read: the
     /// last, partial chunk is the 16 bytes ending at the path's end (its bits shifted
-    /// to their place), or, for a path shorter than 16 bytes, assembled from
-    /// overlapping loads — no call to `memcpy`.
+    /// to their place), or, for a path shorter than 16 bytes, assembled from two
+    /// [`load_word`]s — no call to `memcpy`.
     #[inline(always)]
     fn load(&mut self, raw: &[u8], merge_slashes: bool) -> bool {
         let len = raw.len();
